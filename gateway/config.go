@@ -1,0 +1,228 @@
+// Package gateway is the EGW node agent shared by edgegateway and cloudgateway: it owns the
+// node's typed configuration, its WireGuard key file, the on-disk snapshot cache, the sync
+// client that long-polls the cloud through the tunnel, and Node, which applies each snapshot
+// atomically to the NAT engine, the overlay device and the DNS server and reports status.
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is a gateway node's configuration (edgegateway.yaml; the cloud's file adds its own
+// keys on top). See docs/ARCHITECTURE.md for the file format. viper fills it in cmd/.
+type Config struct {
+	Name           string `mapstructure:"name"`
+	Site           string `mapstructure:"site"`
+	StateDir       string `mapstructure:"stateDir"`
+	PrivateKeyFile string `mapstructure:"privateKeyFile"`
+	ListenPort     int    `mapstructure:"listenPort"`
+	OverlayCIDR    string `mapstructure:"overlayCIDR"`
+	OverlayPrefix  string `mapstructure:"overlayPrefix"`
+	OverlayIP      string `mapstructure:"overlayIP"`
+	VPCIDR         string `mapstructure:"vpCIDR"`
+
+	Cloud   CloudConfig   `mapstructure:"cloud"`
+	TUN     TUNConfig     `mapstructure:"tun"`
+	DNS     DNSConfig     `mapstructure:"dns"`
+	Metrics MetricsConfig `mapstructure:"metrics"`
+	NAT     NATConfig     `mapstructure:"nat"`
+}
+
+// CloudConfig says how an edge reaches the cloud hub.
+type CloudConfig struct {
+	Endpoint  string        `mapstructure:"endpoint"`
+	PublicKey string        `mapstructure:"publicKey"`
+	OverlayIP string        `mapstructure:"overlayIP"`
+	SyncPort  int           `mapstructure:"syncPort"`
+	Keepalive time.Duration `mapstructure:"keepalive"`
+}
+
+// TUNConfig selects the vp0 device.
+type TUNConfig struct {
+	Name   string `mapstructure:"name"`
+	MTU    int    `mapstructure:"mtu"`
+	Driver string `mapstructure:"driver"` // "wgtun" (default) or "water"
+}
+
+// DNSConfig configures the local DNS server.
+type DNSConfig struct {
+	Enabled      bool          `mapstructure:"enabled"`
+	Listen       []string      `mapstructure:"listen"`
+	Upstreams    []string      `mapstructure:"upstreams"`
+	SiteNetworks []string      `mapstructure:"siteNetworks"`
+	PolicyAware  bool          `mapstructure:"policyAware"`
+	TTL          time.Duration `mapstructure:"ttl"`
+	Zone         string        `mapstructure:"zone"`
+}
+
+// MetricsConfig is where Prometheus metrics are served ("" disables them).
+type MetricsConfig struct {
+	Listen string `mapstructure:"listen"`
+}
+
+// NATConfig tunes the translation engine.
+type NATConfig struct {
+	RejectDenied bool          `mapstructure:"rejectDenied"`
+	LeaseIdle    time.Duration `mapstructure:"leaseIdle"`
+	LeaseQuiet   time.Duration `mapstructure:"leaseQuiet"`
+}
+
+// Defaults are the values a key takes when neither file, env nor flag sets it. cmd/ registers
+// them with viper so that `EGW_*` overrides work for every key.
+func Defaults() map[string]any {
+	return map[string]any{
+		"stateDir":         "/var/lib/egw",
+		"listenPort":       0,
+		"overlayCIDR":      "100.64.0.0/10",
+		"cloud.overlayIP":  "100.64.0.1",
+		"cloud.syncPort":   7443,
+		"cloud.keepalive":  "25s",
+		"tun.name":         "vp0",
+		"tun.mtu":          1420,
+		"tun.driver":       "wgtun",
+		"dns.enabled":      true,
+		"dns.policyAware":  true,
+		"dns.ttl":          "5s",
+		"dns.zone":         "egw.local.",
+		"metrics.listen":   "127.0.0.1:9469",
+		"nat.rejectDenied": true,
+		"nat.leaseIdle":    "5m",
+		"nat.leaseQuiet":   "2m",
+	}
+}
+
+// Parsed is Config with its addresses parsed and checked.
+type Parsed struct {
+	Config
+	OverlayCIDRP   netip.Prefix
+	OverlayPrefixP netip.Prefix
+	OverlayIPA     netip.Addr
+	VPCIDRP        netip.Prefix
+	VPAddr         netip.Addr
+	CloudOverlay   netip.Addr
+	SiteNetworks   []netip.Prefix
+}
+
+// Parse checks c and returns it with addresses parsed. Every error names the key at fault.
+// edge says whether the cloud section is required.
+func Parse(c Config, edge bool) (*Parsed, error) {
+	p := &Parsed{Config: c}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	prefix := func(key, v string, required bool) netip.Prefix {
+		if v == "" {
+			if required {
+				bad(key, "is required")
+			}
+			return netip.Prefix{}
+		}
+		pf, err := netip.ParsePrefix(v)
+		if err != nil || !pf.Addr().Is4() {
+			bad(key, "%q is not an IPv4 CIDR", v)
+			return netip.Prefix{}
+		}
+		if pf.Masked() != pf {
+			bad(key, "%q is not canonical (did you mean %s?)", v, pf.Masked())
+		}
+		return pf
+	}
+	addr := func(key, v string, required bool) netip.Addr {
+		if v == "" {
+			if required {
+				bad(key, "is required")
+			}
+			return netip.Addr{}
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			bad(key, "%q is not an IPv4 address", v)
+			return netip.Addr{}
+		}
+		return a
+	}
+	if c.Name == "" {
+		bad("name", "is required")
+	}
+	if c.Site == "" {
+		bad("site", "is required")
+	}
+	if c.StateDir == "" {
+		bad("stateDir", "is required")
+	}
+	if c.PrivateKeyFile == "" {
+		p.PrivateKeyFile = filepath.Join(c.StateDir, "private.key")
+	}
+	if c.ListenPort < 0 || c.ListenPort > 65535 {
+		bad("listenPort", "must be 0-65535, got %d", c.ListenPort)
+	}
+	p.OverlayCIDRP = prefix("overlayCIDR", c.OverlayCIDR, true)
+	p.OverlayPrefixP = prefix("overlayPrefix", c.OverlayPrefix, edge)
+	p.OverlayIPA = addr("overlayIP", c.OverlayIP, false)
+	p.VPCIDRP = prefix("vpCIDR", c.VPCIDR, true)
+	if p.VPCIDRP.IsValid() {
+		p.VPAddr = p.VPCIDRP.Addr().Next()
+	}
+	if p.OverlayPrefixP.IsValid() {
+		if !p.OverlayIPA.IsValid() {
+			p.OverlayIPA = p.OverlayPrefixP.Addr().Next()
+		} else if !p.OverlayPrefixP.Contains(p.OverlayIPA) {
+			bad("overlayIP", "%s is not inside overlayPrefix %s", p.OverlayIPA, p.OverlayPrefixP)
+		}
+		if p.OverlayCIDRP.IsValid() && !(p.OverlayCIDRP.Contains(p.OverlayPrefixP.Addr()) && p.OverlayPrefixP.Bits() >= p.OverlayCIDRP.Bits()) {
+			bad("overlayPrefix", "%s is not inside overlayCIDR %s", p.OverlayPrefixP, p.OverlayCIDRP)
+		}
+	}
+	if p.VPCIDRP.IsValid() && p.OverlayCIDRP.IsValid() && p.VPCIDRP.Overlaps(p.OverlayCIDRP) {
+		bad("vpCIDR", "%s overlaps overlayCIDR %s", p.VPCIDRP, p.OverlayCIDRP)
+	}
+	p.CloudOverlay = addr("cloud.overlayIP", c.Cloud.OverlayIP, edge)
+	if edge {
+		if c.Cloud.Endpoint == "" {
+			bad("cloud.endpoint", "is required (host:port of the cloud gateway)")
+		} else if _, port, ok := strings.Cut(c.Cloud.Endpoint, ":"); !ok || port == "" {
+			bad("cloud.endpoint", "%q must be host:port", c.Cloud.Endpoint)
+		}
+		if c.Cloud.PublicKey == "" {
+			bad("cloud.publicKey", "is required")
+		}
+	}
+	if c.Cloud.SyncPort <= 0 || c.Cloud.SyncPort > 65535 {
+		bad("cloud.syncPort", "must be 1-65535, got %d", c.Cloud.SyncPort)
+	}
+	if c.TUN.Name == "" {
+		bad("tun.name", "is required")
+	}
+	if c.TUN.MTU < 576 || c.TUN.MTU > 9000 {
+		bad("tun.mtu", "must be 576-9000, got %d", c.TUN.MTU)
+	}
+	switch c.TUN.Driver {
+	case "wgtun", "water":
+	default:
+		bad("tun.driver", "must be wgtun or water, got %q", c.TUN.Driver)
+	}
+	for i, s := range c.DNS.SiteNetworks {
+		if pf := prefix(fmt.Sprintf("dns.siteNetworks[%d]", i), s, true); pf.IsValid() {
+			p.SiteNetworks = append(p.SiteNetworks, pf)
+		}
+	}
+	if c.DNS.TTL < 0 {
+		bad("dns.ttl", "must not be negative")
+	}
+	if c.NAT.LeaseIdle <= 0 {
+		bad("nat.leaseIdle", "must be positive")
+	}
+	if c.NAT.LeaseQuiet < 0 {
+		bad("nat.leaseQuiet", "must not be negative")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return p, nil
+}

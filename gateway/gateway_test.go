@@ -1,0 +1,179 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/egw-project/egw/api"
+)
+
+func validEdgeConfig(dir string) Config {
+	return Config{
+		Name: "edge-a", Site: "site-a", StateDir: dir,
+		OverlayCIDR: "100.64.0.0/10", OverlayPrefix: "100.64.4.0/22", VPCIDR: "192.168.0.0/24",
+		Cloud: CloudConfig{Endpoint: "10.99.0.1:51820", PublicKey: "x", OverlayIP: "100.64.0.1", SyncPort: 7443},
+		TUN:   TUNConfig{Name: "vp0", MTU: 1420, Driver: "wgtun"},
+		NAT:   NATConfig{LeaseIdle: time.Minute},
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	p, err := Parse(validEdgeConfig(t.TempDir()), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.OverlayIPA != netip.MustParseAddr("100.64.4.1") || p.VPAddr != netip.MustParseAddr("192.168.0.1") {
+		t.Fatalf("derived addresses: overlay %v vp %v", p.OverlayIPA, p.VPAddr)
+	}
+	if !strings.HasSuffix(p.PrivateKeyFile, "private.key") {
+		t.Fatalf("default key file %q", p.PrivateKeyFile)
+	}
+	cases := []struct {
+		mut  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Name = "" }, "name: is required"},
+		{func(c *Config) { c.VPCIDR = "192.168.0.1/24" }, "vpCIDR: \"192.168.0.1/24\" is not canonical (did you mean 192.168.0.0/24?)"},
+		{func(c *Config) { c.VPCIDR = "100.64.8.0/24" }, "vpCIDR: 100.64.8.0/24 overlaps overlayCIDR 100.64.0.0/10"},
+		{func(c *Config) { c.OverlayIP = "100.64.9.1" }, "overlayIP: 100.64.9.1 is not inside overlayPrefix 100.64.4.0/22"},
+		{func(c *Config) { c.OverlayPrefix = "10.0.0.0/22" }, "overlayPrefix: 10.0.0.0/22 is not inside overlayCIDR 100.64.0.0/10"},
+		{func(c *Config) { c.Cloud.Endpoint = "cloud" }, "cloud.endpoint: \"cloud\" must be host:port"},
+		{func(c *Config) { c.TUN.Driver = "tap" }, "tun.driver: must be wgtun or water, got \"tap\""},
+		{func(c *Config) { c.TUN.MTU = 100 }, "tun.mtu: must be 576-9000, got 100"},
+		{func(c *Config) { c.DNS.SiteNetworks = []string{"10.0.0.0/33"} }, "dns.siteNetworks[0]: \"10.0.0.0/33\" is not an IPv4 CIDR"},
+		{func(c *Config) { c.ListenPort = 70000 }, "listenPort: must be 0-65535, got 70000"},
+	}
+	for _, tc := range cases {
+		c := validEdgeConfig(t.TempDir())
+		tc.mut(&c)
+		_, err := Parse(c, true)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want error %q, got %v", tc.want, err)
+		}
+	}
+}
+
+func TestKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "private.key")
+	k1, created, err := LoadOrCreateKey(path)
+	if err != nil || !created {
+		t.Fatalf("create: %v %v", created, err)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v err %v", st.Mode().Perm(), err)
+	}
+	k2, created, err := LoadOrCreateKey(path)
+	if err != nil || created || k1 != k2 {
+		t.Fatalf("reload: created %v err %v same %v", created, err, k1 == k2)
+	}
+	os.Chmod(path, 0o644)
+	if _, _, err := LoadOrCreateKey(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("world-readable key accepted: %v", err)
+	}
+	os.WriteFile(path, []byte("nonsense"), 0o600)
+	os.Chmod(path, 0o600)
+	if _, _, err := LoadOrCreateKey(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("bad key: %v", err)
+	}
+}
+
+func TestSnapshotCache(t *testing.T) {
+	c := NewSnapshotCache(t.TempDir())
+	if s, err := c.Load(); s != nil || err != nil {
+		t.Fatalf("empty cache: %v %v", s, err)
+	}
+	in := &api.Snapshot{Revision: 7, Gateway: "edge-a", VPCIDR: netip.MustParsePrefix("192.168.0.0/24"),
+		VIPs: []api.VIP{{VIP: netip.MustParseAddr("192.168.0.10"), Service: "nginx", Port: 8080, Protocol: "TCP"}}}
+	if err := c.Save(in); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(c.Path)
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("cache mode %v", st.Mode().Perm())
+	}
+	out, err := c.Load()
+	if err != nil || out.Revision != 7 || out.VIPs[0].VIP != in.VIPs[0].VIP || out.VPCIDR != in.VPCIDR {
+		t.Fatalf("round trip: %+v %v", out, err)
+	}
+	os.WriteFile(c.Path, []byte("{"), 0o600)
+	if _, err := c.Load(); err == nil || !strings.Contains(err.Error(), c.Path) {
+		t.Fatalf("corrupt cache: %v", err)
+	}
+}
+
+func TestSyncClient(t *testing.T) {
+	var mu sync.Mutex
+	var sinces []string
+	reports := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.URL.Path {
+		case "/v1/sync":
+			since := r.URL.Query().Get("since")
+			sinces = append(sinces, since)
+			switch since {
+			case "3":
+				w.Write([]byte(`{"revision":5,"gateway":"edge-a"}`))
+			case "5":
+				http.Error(w, "boom", http.StatusInternalServerError) // retried after backoff
+			default:
+				w.WriteHeader(http.StatusNoContent)
+			}
+		case "/v1/report":
+			io.Copy(io.Discard, r.Body)
+			reports++
+		}
+	}))
+	defer srv.Close()
+	c := NewSyncClient(netip.AddrPort{}, netip.Addr{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c.BaseURL = srv.URL
+	c.MinBackoff, c.MaxBackoff = time.Millisecond, 2*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	applied := make(chan int64, 4)
+	c.Apply = func(s *api.Snapshot) error { applied <- s.Revision; return nil }
+	c.Report = func() any { return map[string]int64{"appliedRevision": 5} }
+	done := make(chan struct{})
+	go func() { c.Run(ctx, 3); close(done) }()
+	select {
+	case rev := <-applied:
+		if rev != 5 {
+			t.Fatalf("applied %d", rev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no snapshot applied")
+	}
+	// Wait until the client has retried after the server error at least twice.
+	for i := 0; i < 500; i++ {
+		mu.Lock()
+		n := 0
+		for _, s := range sinces {
+			if s == "5" {
+				n++
+			}
+		}
+		mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if sinces[0] != "3" || reports == 0 {
+		t.Fatalf("polls %v reports %d", sinces, reports)
+	}
+}
