@@ -1,0 +1,251 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/dnsd"
+	"github.com/egw-project/egw/nat"
+	"github.com/egw-project/egw/overlay"
+)
+
+// NodeOptions are what differs between an edge, the hub and a test.
+type NodeOptions struct {
+	Hub bool        // the cloud gateway: peers come from snapshots, relays between edges
+	Key wgtypes.Key // WireGuard private key
+	// TUN and Bind replace the real vp0 and UDP socket (tests: tuntest.ChannelTUN,
+	// conn/bindtest). With TUN set, no interface is configured and no UAPI socket served.
+	TUN  tun.Device
+	Bind conn.Bind
+	// DNSListen replaces the DNS listen addresses (tests: 127.0.0.1:0). Empty: the VP
+	// address on port 53 plus dns.listen.
+	DNSListen []string
+	// NoCache disables the on-disk snapshot cache (the hub's snapshots come from its store).
+	NoCache bool
+}
+
+// Node is one running gateway: the NAT engine, the overlay device and the DNS server, fed
+// by snapshots. Apply may be called from any goroutine; applies are serialised.
+type Node struct {
+	cfg    *Parsed
+	opts   NodeOptions
+	log    *slog.Logger
+	engine *nat.Engine
+	ov     *overlay.Overlay
+	dns    *dnsd.Server
+	cache  *SnapshotCache
+
+	applyMu sync.Mutex // serialises Apply; never taken on the packet path
+	applied atomic.Pointer[api.Snapshot]
+	cloud   atomic.Pointer[CloudConfig] // an edge's hub peer (reloadable)
+
+	syncLatency atomic.Int64 // last sync latency, ns
+	stop        chan struct{}
+	stopOnce    sync.Once
+}
+
+// NewNode builds the data plane of a gateway: engine, overlay device (vp0 + WireGuard) and
+// DNS server. Nothing passes until the first Apply; Start begins serving DNS.
+func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
+	reject := cfg.NAT.RejectDenied
+	n := &Node{cfg: cfg, opts: opts, log: log, stop: make(chan struct{})}
+	cc := cfg.Cloud
+	n.cloud.Store(&cc)
+	n.engine = nat.NewEngine(nat.Config{
+		MTU:               cfg.TUN.MTU,
+		RejectDenied:      &reject,
+		ClientLeaseIdle:   cfg.NAT.LeaseIdle,
+		PresenceLeaseIdle: cfg.NAT.LeaseIdle,
+		LeaseQuiet:        cfg.NAT.LeaseQuiet,
+	})
+	if !opts.NoCache {
+		n.cache = NewSnapshotCache(cfg.StateDir)
+	}
+	ocfg := overlay.Config{
+		TUN:        overlay.TUNConfig{Name: cfg.TUN.Name, MTU: cfg.TUN.MTU, Driver: cfg.TUN.Driver},
+		PrivateKey: opts.Key,
+		ListenPort: cfg.ListenPort,
+		Address: overlay.Addressing{
+			VPCIDR: cfg.VPCIDRP, VPAddr: cfg.VPAddr,
+			OverlayCIDR: cfg.OverlayCIDRP, OverlayIP: cfg.OverlayIPA,
+		},
+	}
+	var err error
+	if opts.TUN != nil {
+		ocfg.NoUAPI = true
+		n.ov, err = overlay.NewWithDevice(ocfg, n.engine, opts.TUN, opts.Bind, log)
+	} else {
+		n.ov, err = overlay.New(ocfg, n.engine, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DNS.Enabled {
+		listen := opts.DNSListen
+		if len(listen) == 0 {
+			listen = append([]string{netip.AddrPortFrom(cfg.VPAddr, 53).String()}, cfg.DNS.Listen...)
+		}
+		n.dns, err = dnsd.New(dnsd.Config{
+			Listen:       listen,
+			Upstreams:    cfg.DNS.Upstreams,
+			SiteNetworks: cfg.SiteNetworks,
+			PolicyAware:  cfg.DNS.PolicyAware,
+			TTL:          cfg.DNS.TTL,
+			Zone:         cfg.DNS.Zone,
+		}, log)
+		if err != nil {
+			n.ov.Close()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// Start serves DNS and runs the lease sweeper. Call it after the first Apply so that the
+// first answers already come from a zone.
+func (n *Node) Start() error {
+	if n.dns != nil {
+		if err := n.dns.Start(); err != nil {
+			return err
+		}
+	}
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.stop:
+				return
+			case <-t.C:
+				n.engine.Sweep()
+			}
+		}
+	}()
+	return nil
+}
+
+// Bootstrap is the snapshot an edge applies before it has ever heard from the cloud: its own
+// addresses and nothing else, so the only traffic that passes is its control traffic.
+func (n *Node) Bootstrap() *api.Snapshot {
+	c := n.cfg
+	return &api.Snapshot{
+		Gateway: c.Name, Site: c.Site, Hub: n.opts.Hub,
+		OverlayCIDR: c.OverlayCIDRP, OverlayPrefix: c.OverlayPrefixP, OverlayIP: c.OverlayIPA,
+		CloudOverlayIP: c.CloudOverlay, VPCIDR: c.VPCIDRP, VPAddr: c.VPAddr,
+		DNSZone: c.DNS.Zone,
+	}
+}
+
+// Apply makes s the gateway's configuration: the engine's tables (one atomic swap), the
+// WireGuard peers, the DNS zone, and the on-disk cache. A snapshot for another gateway, or
+// one older than the applied one, is refused and nothing changes.
+func (n *Node) Apply(s *api.Snapshot) error {
+	n.applyMu.Lock()
+	defer n.applyMu.Unlock()
+	if s.Gateway != n.cfg.Name {
+		return fmt.Errorf("snapshot is for gateway %q, this is %q", s.Gateway, n.cfg.Name)
+	}
+	if cur := n.applied.Load(); cur != nil && s.Revision < cur.Revision {
+		return fmt.Errorf("snapshot revision %d is older than the applied %d", s.Revision, cur.Revision)
+	}
+	// Addresses the device was built with cannot change under it.
+	if s.OverlayIP.IsValid() && s.OverlayIP != n.cfg.OverlayIPA {
+		return fmt.Errorf("snapshot gives overlay IP %s but this gateway runs with %s: update overlayIP in the config and restart", s.OverlayIP, n.cfg.OverlayIPA)
+	}
+	if s.VPCIDR.IsValid() && s.VPCIDR != n.cfg.VPCIDRP {
+		return fmt.Errorf("snapshot gives VP CIDR %s but this gateway runs with %s: update vpCIDR in the config and restart", s.VPCIDR, n.cfg.VPCIDRP)
+	}
+	if err := n.engine.Apply(s); err != nil {
+		return fmt.Errorf("nat: %w", err)
+	}
+	if err := n.ov.SetPeers(n.peersFor(s), n.keepalive()); err != nil {
+		return fmt.Errorf("overlay peers: %w", err)
+	}
+	if n.dns != nil {
+		n.dns.Update(s)
+	}
+	if n.cache != nil && s.Revision > 0 {
+		if err := n.cache.Save(s); err != nil {
+			n.log.Warn("snapshot cache not written", "err", err)
+		}
+	}
+	n.applied.Store(s)
+	n.log.Info("snapshot applied", "revision", s.Revision, "vips", len(s.VIPs), "hosted", len(s.Hosted), "peers", len(s.Peers))
+	return nil
+}
+
+func (n *Node) keepalive() time.Duration {
+	if n.opts.Hub {
+		return 0
+	}
+	if k := n.cloud.Load().Keepalive; k > 0 {
+		return k
+	}
+	return overlay.DefaultKeepalive
+}
+
+// peersFor returns the WireGuard peers for s. The hub takes them from the snapshot (edges
+// not yet registered with a key are skipped). An edge has exactly one peer, the hub, taken
+// from its own config so that it can always reach the cloud, whatever a snapshot says.
+func (n *Node) peersFor(s *api.Snapshot) []api.Peer {
+	if n.opts.Hub {
+		out := make([]api.Peer, 0, len(s.Peers))
+		for _, p := range s.Peers {
+			if p.PublicKey != "" {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	cc := n.cloud.Load()
+	return []api.Peer{{
+		Name: "cloud", PublicKey: cc.PublicKey, Endpoint: cc.Endpoint,
+		AllowedIPs: []netip.Prefix{n.cfg.OverlayCIDRP},
+	}}
+}
+
+// SetCloud replaces the edge's hub peer settings (SIGHUP) and re-applies the peers.
+func (n *Node) SetCloud(c CloudConfig) error {
+	n.cloud.Store(&c)
+	n.applyMu.Lock()
+	defer n.applyMu.Unlock()
+	s := n.applied.Load()
+	if s == nil {
+		s = n.Bootstrap()
+	}
+	return n.ov.SetPeers(n.peersFor(s), n.keepalive())
+}
+
+// Applied returns the applied snapshot (nil before the first Apply).
+func (n *Node) Applied() *api.Snapshot { return n.applied.Load() }
+
+// Engine, Overlay and DNS expose the parts for status and metrics.
+func (n *Node) Engine() *nat.Engine         { return n.engine }
+func (n *Node) Overlay() *overlay.Overlay   { return n.ov }
+func (n *Node) DNS() *dnsd.Server           { return n.dns }
+func (n *Node) PublicKey() wgtypes.Key      { return n.opts.Key.PublicKey() }
+func (n *Node) observeSync(d time.Duration) { n.syncLatency.Store(int64(d)) }
+
+// Close stops DNS and the sweeper and removes the device (TUN, addresses, routes).
+func (n *Node) Close() error {
+	n.stopOnce.Do(func() { close(n.stop) })
+	var errs []error
+	if n.dns != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		errs = append(errs, n.dns.Shutdown(ctx))
+		cancel()
+	}
+	errs = append(errs, n.ov.Close())
+	return errors.Join(errs...)
+}
