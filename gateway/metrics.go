@@ -125,4 +125,3 @@ func (n *Node) ServeMetrics(ctx context.Context, addr string, extra ...prometheu
 	n.log.Info("serving metrics", "addr", ln.Addr().String(), "path", "/metrics")
 	return nil
 }
-
