@@ -1,0 +1,240 @@
+package controlplane
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/egw-project/egw/api"
+)
+
+// Compile turns the objects and the IPAM state into one snapshot per gateway that has an
+// overlay prefix. It is a pure function: the same input gives the same output, and it
+// neither reads the store nor the clock. Revisions are left 0; the Server sets them.
+//
+// Default deny: a VIP's ACL lists only EServers of the consuming site that a policy of the
+// exposure names, or the whole site if a policy names it; a reference to an object that
+// does not exist grants nothing.
+func Compile(objs []api.Object, ipam IPAM, cfg Config) map[string]*api.Snapshot {
+	cfg = cfg.WithDefaults()
+	ix := newIndex(objs)
+	c := &compiler{ix: ix, ipam: ipam, cfg: cfg}
+	c.exposures()
+	out := map[string]*api.Snapshot{}
+	for _, n := range sortedKeys(ix.gateways) {
+		if s := c.gateway(ix.gateways[n]); s != nil {
+			out[n] = s
+		}
+	}
+	return out
+}
+
+type compiler struct {
+	ix   *index
+	ipam IPAM
+	cfg  Config
+	// vips are the usable VIPs by consuming site; hosted the exposed services by home
+	// site.
+	vips   map[string][]api.VIP
+	hosted map[string][]api.Hosted
+}
+
+// gatewayPrefix is the overlay prefix of a gateway that serves an existing site.
+func (c *compiler) sitePrefix(site string) (*api.EGateway, netip.Prefix, bool) {
+	g, ok := c.ix.siteGateway(site)
+	if !ok {
+		return nil, netip.Prefix{}, false
+	}
+	p, ok := c.ipam.Gateways[g.Metadata.Name]
+	return g, p, ok
+}
+
+// exposures computes every usable VIP and hosted service.
+func (c *compiler) exposures() {
+	ix := c.ix
+	c.vips = map[string][]api.VIP{}
+	c.hosted = map[string][]api.Hosted{}
+
+	// The VIP of (service, consuming site): a pin, else the managed VirtualPresence of
+	// the exposure at that site.
+	type pair struct{ service, site string }
+	pinned := map[pair]netip.Addr{}
+	for _, p := range ix.pins() {
+		if p.site != "" && inLowerHalf(vpCIDR(p.gateway), p.ip) {
+			pinned[pair{p.vp.EServiceName, p.site}] = p.ip
+		}
+	}
+	managed := map[[2]string]netip.Addr{} // expose, site
+	for _, vp := range ix.vps {
+		if !isManaged(vp) {
+			continue
+		}
+		if ip, err := netip.ParseAddr(vp.VirtualIP); err == nil {
+			managed[[2]string{vp.Metadata.Labels[LabelExpose], vp.ESiteName}] = ip
+		}
+	}
+
+	hostedBy := map[string]*api.Hosted{} // service -> entry
+	for _, en := range sortedKeys(ix.exposes) {
+		e := ix.exposes[en]
+		svc, ok := ix.services[e.EServiceName]
+		if !ok {
+			continue
+		}
+		homeGw, _, ok := c.sitePrefix(svc.ESiteName)
+		if !ok {
+			continue
+		}
+		ov, ok := c.ipam.Services[svc.Metadata.Name]
+		if !ok || ov.Gateway != homeGw.Metadata.Name {
+			continue
+		}
+		svcIP, err := netip.ParseAddr(svc.IP)
+		if err != nil || svc.Port < 1 || svc.Port > 65535 {
+			continue
+		}
+		policies := make([]*api.EPolicy, 0, len(e.EPolicys))
+		for _, pn := range e.EPolicys {
+			if p, ok := ix.policies[pn]; ok && !slices.Contains(policies, p) {
+				policies = append(policies, p)
+			}
+		}
+		h := hostedBy[svc.Metadata.Name]
+		if h == nil {
+			h = &api.Hosted{Service: svc.Metadata.Name, Expose: en, ServiceOverlay: ov.Addr, ServiceIP: svcIP,
+				Protocol: strings.ToUpper(svc.Protocol), Port: uint16(svc.Port)}
+			hostedBy[svc.Metadata.Name] = h
+		}
+		seen := map[string]bool{}
+		for _, site := range e.ESites {
+			if seen[site] {
+				continue
+			}
+			seen[site] = true
+			_, prefix, ok := c.sitePrefix(site)
+			if !ok {
+				continue
+			}
+			vip, ok := pinned[pair{svc.Metadata.Name, site}]
+			if !ok {
+				if vip, ok = managed[[2]string{en, site}]; !ok {
+					continue
+				}
+			}
+			v := api.VIP{
+				VIP: vip, Service: svc.Metadata.Name, Expose: en,
+				Protocol: strings.ToUpper(svc.Protocol), Port: uint16(svc.Port),
+				DNSName: fqdn(e.DNSName), DomainName: svc.DomainName,
+				HomeSite: svc.ESiteName, HomeGateway: homeGw.Metadata.Name, ServiceOverlay: ov.Addr,
+			}
+			if svc.ESiteName == site {
+				v.Local, v.ServiceIP = true, svcIP
+			}
+			for _, p := range policies {
+				for _, sn := range p.AllowedServers {
+					s, ok := ix.servers[sn]
+					if !ok || s.ESiteName != site {
+						continue
+					}
+					ip, err := netip.ParseAddr(s.IP)
+					if err != nil {
+						continue
+					}
+					if !slices.Contains(v.AllowedClients, ip) {
+						v.AllowedClients = append(v.AllowedClients, ip)
+					}
+					v.Decisions = append(v.Decisions, api.Decision{Policy: p.Metadata.Name, Server: sn, IP: ip})
+				}
+				if slices.Contains(p.AllowedSites, site) {
+					v.AllowSite = true
+					v.Decisions = append(v.Decisions, api.Decision{Policy: p.Metadata.Name, Site: site})
+				}
+			}
+			slices.SortFunc(v.AllowedClients, netip.Addr.Compare)
+			c.vips[site] = append(c.vips[site], v)
+			if (v.AllowSite || len(v.AllowedClients) > 0) && !slices.Contains(h.AllowedSites, site) {
+				h.AllowedSites = append(h.AllowedSites, site)
+				h.AllowedPrefixes = append(h.AllowedPrefixes, prefix)
+			}
+		}
+	}
+	for _, n := range sortedKeys(hostedBy) {
+		h := hostedBy[n]
+		site := ix.services[n].ESiteName
+		c.hosted[site] = append(c.hosted[site], *h)
+	}
+	for _, list := range c.vips {
+		slices.SortFunc(list, func(a, b api.VIP) int { return a.VIP.Compare(b.VIP) })
+	}
+}
+
+func fqdn(s string) string {
+	if s == "" || strings.HasSuffix(s, ".") {
+		return s
+	}
+	return s + "."
+}
+
+// gateway compiles the snapshot of g, or nil if g has no overlay prefix yet.
+func (c *compiler) gateway(g *api.EGateway) *api.Snapshot {
+	ix, cfg := c.ix, c.cfg
+	name := g.Metadata.Name
+	prefix, ok := c.ipam.Gateways[name]
+	if !ok {
+		return nil
+	}
+	vp := vpCIDR(g)
+	s := &api.Snapshot{
+		Gateway: name, Site: g.ESiteName, Hub: name == cfg.HubGateway,
+		OverlayCIDR: cfg.OverlayCIDR, OverlayPrefix: prefix, OverlayIP: firstAddr(prefix),
+		CloudOverlayIP: cfg.HubOverlayIP(), VPCIDR: vp, DNSZone: cfg.DNSZone,
+	}
+	if vp.IsValid() {
+		s.VPAddr = firstAddr(vp)
+	}
+	for _, n := range sortedKeys(ix.gateways) {
+		o := ix.gateways[n]
+		p, ok := c.ipam.Gateways[n]
+		if !ok {
+			continue
+		}
+		s.Gateways = append(s.Gateways, api.GatewayRef{Name: n, Site: o.ESiteName, OverlayPrefix: p})
+		switch {
+		case s.Hub && n != name:
+			s.Peers = append(s.Peers, api.Peer{Name: n, Site: o.ESiteName, PublicKey: o.PublicKey,
+				Endpoint: o.Endpoint, AllowedIPs: []netip.Prefix{p}})
+		}
+	}
+	if !s.Hub {
+		hub := api.Peer{Name: cfg.HubGateway, Site: cfg.HubSite, PublicKey: cfg.PublicKey, Endpoint: cfg.Endpoint,
+			AllowedIPs: []netip.Prefix{cfg.OverlayCIDR}}
+		if h, ok := ix.gateways[cfg.HubGateway]; ok {
+			hub.Site = h.ESiteName
+			if h.PublicKey != "" {
+				hub.PublicKey = h.PublicKey
+			}
+			if h.Endpoint != "" {
+				hub.Endpoint = h.Endpoint
+			}
+		}
+		s.Peers = []api.Peer{hub}
+	}
+	// A gateway of a site that does not exist, or not the one serving its site, serves
+	// nothing.
+	if sg, ok := ix.siteGateway(g.ESiteName); ok && sg == g {
+		s.VIPs = c.vips[g.ESiteName]
+		s.Hosted = c.hosted[g.ESiteName]
+	}
+	if s.Hub {
+		for _, site := range sortedKeys(c.hosted) {
+			for _, h := range c.hosted[site] {
+				if len(h.AllowedPrefixes) == 0 {
+					continue
+				}
+				s.Relay = append(s.Relay, api.RelayRule{ServiceOverlay: h.ServiceOverlay, Protocol: h.Protocol,
+					Port: h.Port, AllowedPrefixes: h.AllowedPrefixes})
+			}
+		}
+	}
+	return s
+}

@@ -1,0 +1,238 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"github.com/egw-project/egw/api"
+)
+
+// world: hub "cloud-gw" at "cloud"; edges gw-a (site-a) and gw-b (site-b). web lives at
+// site-b and is exposed to site-a, site-b and cloud.
+const world = `
+{"kind":"ESite","metadata":{"name":"cloud"}}
+{"kind":"ESite","metadata":{"name":"site-a"}}
+{"kind":"ESite","metadata":{"name":"site-b"}}
+{"kind":"EGateway","metadata":{"name":"cloud-gw"},"virtualPresenceIPcidr":"192.168.9.0/24","eSiteName":"cloud","publicKey":"HUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBA=","endpoint":"198.51.100.1:51820"}
+{"kind":"EGateway","metadata":{"name":"gw-a"},"virtualPresenceIPcidr":"192.168.0.0/24","eSiteName":"site-a","publicKey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+{"kind":"EGateway","metadata":{"name":"gw-b"},"virtualPresenceIPcidr":"172.16.5.0/24","eSiteName":"site-b","publicKey":"BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA="}
+{"kind":"EService","metadata":{"name":"web"},"protocol":"TCP","port":8080,"ip":"10.0.0.10","domainName":"web","eSiteName":"site-b"}
+{"kind":"EServer","metadata":{"name":"c1"},"ip":"10.0.0.20","eSiteName":"site-a"}
+{"kind":"EServer","metadata":{"name":"c2"},"ip":"10.0.0.21","eSiteName":"site-a"}
+{"kind":"EServer","metadata":{"name":"b1"},"ip":"10.0.0.30","eSiteName":"site-b"}
+{"kind":"VirtualPresence","metadata":{"name":"web-site-a","labels":{"egw.io/managed":"true","egw.io/expose":"web"}},"virtualIp":"192.168.0.2","eServiceName":"web","eSiteName":"site-a"}
+{"kind":"VirtualPresence","metadata":{"name":"web-site-b","labels":{"egw.io/managed":"true","egw.io/expose":"web"}},"virtualIp":"172.16.5.2","eServiceName":"web","eSiteName":"site-b"}
+{"kind":"VirtualPresence","metadata":{"name":"web-cloud","labels":{"egw.io/managed":"true","egw.io/expose":"web"}},"virtualIp":"192.168.9.2","eServiceName":"web","eSiteName":"cloud"}
+`
+
+var worldIPAM = IPAM{
+	Gateways: map[string]netip.Prefix{"cloud-gw": prefix("100.64.0.0/22"), "gw-a": prefix("100.64.4.0/22"), "gw-b": prefix("100.64.8.0/22")},
+	Services: map[string]ServiceAddr{"web": {Gateway: "gw-b", Addr: addr("100.64.8.2")}},
+}
+
+func expose(policies string) string {
+	return `{"kind":"ServiceExpose","metadata":{"name":"web"},"eServiceName":"web","dnsName":"web.example.com","eSites":["site-a","site-b","cloud"],"ePolicys":` + policies + `}`
+}
+
+func vipAt(s *api.Snapshot, service string) *api.VIP {
+	for i := range s.VIPs {
+		if s.VIPs[i].Service == service {
+			return &s.VIPs[i]
+		}
+	}
+	return nil
+}
+
+func TestCompileACL(t *testing.T) {
+	cases := []struct {
+		name     string
+		policies string // the exposure's ePolicys and the policies that exist
+		objs     string
+		// at site-a
+		clients   []netip.Addr
+		allowSite bool
+		decisions []api.Decision
+		// hosted at site-b: sites allowed
+		hostedSites []string
+	}{
+		{name: "no policy: default deny", policies: `[]`, hostedSites: nil},
+		{name: "dangling policy grants nothing", policies: `["ghost"]`, hostedSites: nil},
+		{name: "policy naming a server", policies: `["p1"]`,
+			objs:        `{"kind":"EPolicy","metadata":{"name":"p1"},"allowedServers":["c1","b1","ghost"]}`,
+			clients:     []netip.Addr{addr("10.0.0.20")},
+			decisions:   []api.Decision{{Policy: "p1", Server: "c1", IP: addr("10.0.0.20")}},
+			hostedSites: []string{"site-a", "site-b"}},
+		{name: "policy naming the site", policies: `["p1","p2"]`,
+			objs: `{"kind":"EPolicy","metadata":{"name":"p1"},"allowedSites":["site-a","nowhere"]}
+				{"kind":"EPolicy","metadata":{"name":"p2"},"allowedServers":["c2"]}`,
+			clients:     []netip.Addr{addr("10.0.0.21")},
+			allowSite:   true,
+			decisions:   []api.Decision{{Policy: "p1", Site: "site-a"}, {Policy: "p2", Server: "c2", IP: addr("10.0.0.21")}},
+			hostedSites: []string{"site-a"}},
+		{name: "policy not attached to the exposure grants nothing", policies: `[]`,
+			objs: `{"kind":"EPolicy","metadata":{"name":"p1"},"allowedSites":["site-a"]}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			objs := decode(t, world+c.objs+expose(c.policies))
+			snaps := Compile(objs, worldIPAM, testConfig())
+			a := snaps["gw-a"]
+			v := vipAt(a, "web")
+			if v == nil {
+				t.Fatal("no VIP for web at site-a")
+			}
+			if v.VIP != addr("192.168.0.2") || v.Local || v.ServiceOverlay != addr("100.64.8.2") || v.HomeGateway != "gw-b" ||
+				v.Protocol != "TCP" || v.Port != 8080 || v.DNSName != "web.example.com." || v.DomainName != "web" {
+				t.Fatalf("VIP %+v", v)
+			}
+			if !reflect.DeepEqual(v.AllowedClients, c.clients) || v.AllowSite != c.allowSite || !reflect.DeepEqual(v.Decisions, c.decisions) {
+				t.Fatalf("ACL: clients %v site %v decisions %+v\nwant clients %v site %v decisions %+v",
+					v.AllowedClients, v.AllowSite, v.Decisions, c.clients, c.allowSite, c.decisions)
+			}
+			b := snaps["gw-b"]
+			if len(b.Hosted) != 1 {
+				t.Fatalf("hosted at gw-b: %+v", b.Hosted)
+			}
+			h := b.Hosted[0]
+			if !reflect.DeepEqual(h.AllowedSites, c.hostedSites) || h.ServiceIP != addr("10.0.0.10") || h.ServiceOverlay != addr("100.64.8.2") {
+				t.Fatalf("hosted %+v, want sites %v", h, c.hostedSites)
+			}
+			var wantPrefixes []netip.Prefix
+			for _, s := range c.hostedSites {
+				wantPrefixes = append(wantPrefixes, map[string]netip.Prefix{"site-a": prefix("100.64.4.0/22"), "site-b": prefix("100.64.8.0/22")}[s])
+			}
+			if !reflect.DeepEqual(h.AllowedPrefixes, wantPrefixes) {
+				t.Fatalf("hosted prefixes %v, want %v", h.AllowedPrefixes, wantPrefixes)
+			}
+			hub := snaps["cloud-gw"]
+			var relay []api.RelayRule
+			if len(wantPrefixes) > 0 {
+				relay = []api.RelayRule{{ServiceOverlay: addr("100.64.8.2"), Protocol: "TCP", Port: 8080, AllowedPrefixes: wantPrefixes}}
+			}
+			if !reflect.DeepEqual(hub.Relay, relay) {
+				t.Fatalf("hub relay %+v, want %+v", hub.Relay, relay)
+			}
+			if len(a.Relay) != 0 || len(b.Relay) != 0 {
+				t.Fatal("an edge got relay rules")
+			}
+		})
+	}
+}
+
+func TestCompileSnapshotShape(t *testing.T) {
+	objs := decode(t, world+`{"kind":"EPolicy","metadata":{"name":"p1"},"allowedServers":["b1"]}`+expose(`["p1"]`))
+	snaps := Compile(objs, worldIPAM, testConfig())
+	if len(snaps) != 3 {
+		t.Fatalf("%d snapshots", len(snaps))
+	}
+	a := snaps["gw-a"]
+	wantA := api.Snapshot{Gateway: "gw-a", Site: "site-a", OverlayCIDR: prefix("100.64.0.0/10"), OverlayPrefix: prefix("100.64.4.0/22"),
+		OverlayIP: addr("100.64.4.1"), CloudOverlayIP: addr("100.64.0.1"), VPCIDR: prefix("192.168.0.0/24"), VPAddr: addr("192.168.0.1"),
+		DNSZone: "egw.local."}
+	got := *a
+	got.Peers, got.Gateways, got.VIPs, got.Hosted = nil, nil, nil, nil
+	if !reflect.DeepEqual(got, wantA) {
+		t.Fatalf("gw-a:\n got %+v\nwant %+v", got, wantA)
+	}
+	wantPeers := []api.Peer{{Name: "cloud-gw", Site: "cloud", PublicKey: "HUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBA=", Endpoint: "198.51.100.1:51820",
+		AllowedIPs: []netip.Prefix{prefix("100.64.0.0/10")}}}
+	if !reflect.DeepEqual(a.Peers, wantPeers) {
+		t.Fatalf("edge peers %+v", a.Peers)
+	}
+	hub := snaps["cloud-gw"]
+	if !hub.Hub || a.Hub {
+		t.Fatal("Hub flag")
+	}
+	wantHubPeers := []api.Peer{
+		{Name: "gw-a", Site: "site-a", PublicKey: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", AllowedIPs: []netip.Prefix{prefix("100.64.4.0/22")}},
+		{Name: "gw-b", Site: "site-b", PublicKey: "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA=", AllowedIPs: []netip.Prefix{prefix("100.64.8.0/22")}},
+	}
+	if !reflect.DeepEqual(hub.Peers, wantHubPeers) {
+		t.Fatalf("hub peers %+v", hub.Peers)
+	}
+	wantGateways := []api.GatewayRef{{Name: "cloud-gw", Site: "cloud", OverlayPrefix: prefix("100.64.0.0/22")}, {Name: "gw-a", Site: "site-a", OverlayPrefix: prefix("100.64.4.0/22")}, {Name: "gw-b", Site: "site-b", OverlayPrefix: prefix("100.64.8.0/22")}}
+	if !reflect.DeepEqual(a.Gateways, wantGateways) {
+		t.Fatalf("gateways %+v", a.Gateways)
+	}
+	// Same-site exposure: local, with the service's own address.
+	v := vipAt(snaps["gw-b"], "web")
+	if v == nil || !v.Local || v.ServiceIP != addr("10.0.0.10") || v.VIP != addr("172.16.5.2") ||
+		!reflect.DeepEqual(v.AllowedClients, []netip.Addr{addr("10.0.0.30")}) {
+		t.Fatalf("local VIP %+v", v)
+	}
+	// The hub consumes web too, with nobody allowed there.
+	if v := vipAt(hub, "web"); v == nil || v.VIP != addr("192.168.9.2") || len(v.AllowedClients) != 0 || v.AllowSite {
+		t.Fatalf("hub VIP %+v", v)
+	}
+	// Pure: the same input compiles to the same output.
+	again := Compile(decode(t, world+`{"kind":"EPolicy","metadata":{"name":"p1"},"allowedServers":["b1"]}`+expose(`["p1"]`)), worldIPAM, testConfig())
+	j1, _ := json.Marshal(snaps)
+	j2, _ := json.Marshal(again)
+	if string(j1) != string(j2) {
+		t.Fatal("Compile is not deterministic")
+	}
+}
+
+func TestCompileFailsClosed(t *testing.T) {
+	cases := []struct {
+		name  string
+		drop  string // object key removed from world
+		check func(t *testing.T, snaps map[string]*api.Snapshot)
+	}{
+		{"service missing", "EService/web", func(t *testing.T, snaps map[string]*api.Snapshot) {
+			if len(snaps["gw-a"].VIPs) != 0 || len(snaps["gw-b"].Hosted) != 0 {
+				t.Fatal("a missing service is served")
+			}
+		}},
+		{"consuming site missing", "ESite/site-a", func(t *testing.T, snaps map[string]*api.Snapshot) {
+			if len(snaps["gw-a"].VIPs) != 0 {
+				t.Fatal("a gateway of a missing site got VIPs")
+			}
+			if h := snaps["gw-b"].Hosted; len(h) != 1 || len(h[0].AllowedSites) != 1 || h[0].AllowedSites[0] != "site-b" {
+				t.Fatalf("hosted %+v", h)
+			}
+		}},
+		{"home site missing", "ESite/site-b", func(t *testing.T, snaps map[string]*api.Snapshot) {
+			if len(snaps["gw-a"].VIPs) != 0 || len(snaps["cloud-gw"].Relay) != 0 {
+				t.Fatal("a service of a missing site is reachable")
+			}
+		}},
+		{"managed VIP missing", "VirtualPresence/web-site-a", func(t *testing.T, snaps map[string]*api.Snapshot) {
+			if len(snaps["gw-a"].VIPs) != 0 {
+				t.Fatal("VIP without a VirtualPresence")
+			}
+		}},
+		{"gateway without prefix", "", func(t *testing.T, snaps map[string]*api.Snapshot) {}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var objs []api.Object
+			for _, o := range decode(t, world+`{"kind":"EPolicy","metadata":{"name":"p1"},"allowedServers":["c1","b1"]}`+expose(`["p1"]`)) {
+				if api.Key(o) != c.drop {
+					objs = append(objs, o)
+				}
+			}
+			ipam := worldIPAM
+			if c.drop == "" {
+				ipam = IPAM{Gateways: map[string]netip.Prefix{"cloud-gw": prefix("100.64.0.0/22")}}
+				if snaps := Compile(objs, ipam, testConfig()); len(snaps) != 1 || snaps["cloud-gw"] == nil || len(snaps["cloud-gw"].Peers) != 0 {
+					t.Fatalf("gateways without prefix compiled: %v", snaps)
+				}
+				return
+			}
+			c.check(t, Compile(objs, ipam, testConfig()))
+		})
+	}
+}
+
+func TestCompilePinnedVIP(t *testing.T) {
+	objs := decode(t, world+expose(`[]`)+
+		`{"kind":"VirtualPresence","metadata":{"name":"pin"},"virtualIp":"192.168.0.50","eServiceName":"web"}`)
+	// The store removes the managed one of a pinned pair; Compile prefers the pin anyway.
+	snaps := Compile(objs, worldIPAM, testConfig())
+	if v := vipAt(snaps["gw-a"], "web"); v == nil || v.VIP != addr("192.168.0.50") {
+		t.Fatalf("pinned VIP %+v", v)
+	}
+}

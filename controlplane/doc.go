@@ -1,0 +1,16 @@
+// Package controlplane is EGW's cloud-side controller: the object store (an embedded bbolt
+// file behind the small Backend interface), cross-object validation, IPAM (overlay prefixes
+// of gateways, overlay addresses of exposed services, VIPs of virtual presences), the
+// compiler that turns the objects into one api.Snapshot per gateway, the admin REST API
+// (docs/ARCHITECTURE.md) and the edge sync server.
+//
+// Every write is one transaction of the Backend: the requested objects are validated one
+// by one (api.Validate) and against each other (validateState), IPAM is reconciled
+// (reconcile), and only then are the changed objects, the IPAM state and the new global
+// revision written together. A rejected write stores nothing.
+//
+// Compile is a pure function of the objects, the IPAM state and the Config. The Server
+// recompiles after every write and keeps, per gateway, the revision at which that
+// gateway's snapshot last changed, so a write that does not concern a gateway does not
+// wake it.
+package controlplane

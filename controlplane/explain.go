@@ -1,0 +1,101 @@
+package controlplane
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/egw-project/egw/api"
+)
+
+// Explanation answers /v1/explain: may a client with address Src at Site reach a service,
+// and what decided it.
+type Explanation struct {
+	Allowed   bool           `json:"allowed"`
+	Verdict   string         `json:"verdict"` // "allowed" or "denied"
+	Reason    string         `json:"reason"`
+	Site      string         `json:"site"`
+	Src       string         `json:"src"`
+	Service   string         `json:"service,omitempty"`
+	Expose    string         `json:"expose,omitempty"`
+	VIP       string         `json:"vip,omitempty"`
+	Protocol  string         `json:"protocol,omitempty"`
+	Port      int            `json:"port,omitempty"`
+	Decisions []api.Decision `json:"decisions,omitempty"`
+}
+
+// Explain decides, from the compiled snapshot of site's gateway, whether a client with
+// address src at site may reach to: a VIP, a dnsName, an EService domainName, a
+// ServiceExpose name or an EService name.
+func (s *Server) Explain(site, src, to string) (*Explanation, error) {
+	ip, err := netip.ParseAddr(src)
+	if err != nil || !ip.Is4() {
+		return nil, &Error{Code: CodeBadRequest, Field: "src", Message: fmt.Sprintf("%q is not an IPv4 address", src)}
+	}
+	if site == "" || to == "" {
+		return nil, &Error{Code: CodeBadRequest, Message: "explain needs site, src and to"}
+	}
+	ex := &Explanation{Site: site, Src: ip.String(), Verdict: "denied"}
+	st, err := s.store.loadShared()
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := st.Objects[api.KindESite+"/"+site]; !ok {
+		return nil, &Error{Code: CodeNotFound, Object: api.KindESite + "/" + site, Message: "not found"}
+	}
+	var snap *api.Snapshot
+	if g, ok := indexState(st).siteGateway(site); ok {
+		snap, _ = s.Snapshot(g.Metadata.Name)
+	}
+	if snap == nil {
+		ex.Reason = fmt.Sprintf("site %q has no EGateway with an overlay prefix: nothing is reachable from it", site)
+		return ex, nil
+	}
+	var v *api.VIP
+	for i := range snap.VIPs {
+		if matchVIP(&snap.VIPs[i], to) {
+			v = &snap.VIPs[i]
+			break
+		}
+	}
+	if v == nil {
+		ex.Reason = fmt.Sprintf("%q names no service exposed to site %q (by VIP, dnsName, domainName, ServiceExpose or EService name)", to, site)
+		return ex, nil
+	}
+	ex.Service, ex.Expose, ex.VIP, ex.Protocol, ex.Port = v.Service, v.Expose, v.VIP.String(), v.Protocol, int(v.Port)
+	for _, d := range v.Decisions {
+		if d.Server != "" && d.IP == ip {
+			ex.Allowed, ex.Verdict = true, "allowed"
+			ex.Decisions = append(ex.Decisions, d)
+			if ex.Reason == "" {
+				ex.Reason = fmt.Sprintf("EPolicy %q allows EServer %q (%s)", d.Policy, d.Server, ip)
+			}
+		}
+	}
+	if !ex.Allowed {
+		for _, d := range v.Decisions {
+			if d.Server == "" && d.Site == site {
+				ex.Allowed, ex.Verdict = true, "allowed"
+				ex.Decisions = append(ex.Decisions, d)
+				if ex.Reason == "" {
+					ex.Reason = fmt.Sprintf("EPolicy %q allows site %q", d.Policy, site)
+				}
+			}
+		}
+	}
+	if !ex.Allowed {
+		ex.Decisions = v.Decisions
+		ex.Reason = fmt.Sprintf("no policy of ServiceExpose %q allows %s at site %q (default deny)", v.Expose, ip, site)
+	}
+	return ex, nil
+}
+
+func matchVIP(v *api.VIP, to string) bool {
+	if a, err := netip.ParseAddr(to); err == nil {
+		return v.VIP == a
+	}
+	t := strings.TrimSuffix(to, ".")
+	return strings.EqualFold(strings.TrimSuffix(v.DNSName, "."), t) && v.DNSName != "" ||
+		strings.EqualFold(v.DomainName, t) && v.DomainName != "" ||
+		v.Expose == to || v.Service == to
+}

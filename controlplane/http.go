@@ -1,0 +1,422 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/egw-project/egw/api"
+)
+
+// MaxBodySize is the largest request body the API accepts (413 beyond).
+const MaxBodySize = 1 << 20
+
+// Handler returns the admin REST API (docs/ARCHITECTURE.md, "REST API"). It does no
+// authentication: serve it on the unix socket (ListenUnix), or wrap it in BearerAuth for
+// TCP.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/revision", s.handleRevision)
+	mux.HandleFunc("GET /v1/status", s.handleStatus)
+	mux.HandleFunc("GET /v1/explain", s.handleExplain)
+	mux.HandleFunc("POST /v1/apply", s.handleApply)
+	mux.HandleFunc("POST /v1/delete", s.handleDeleteMany)
+	mux.HandleFunc("GET /v1/snapshots/{gateway}", s.handleSnapshot)
+	mux.HandleFunc("GET /v1/egateways/{name}/edgeconfig", s.handleEdgeConfig)
+	mux.HandleFunc("GET /v1/{plural}", s.handleList)
+	mux.HandleFunc("POST /v1/{plural}", s.handleCreate)
+	mux.HandleFunc("GET /v1/{plural}/{name}", s.handleGet)
+	mux.HandleFunc("PUT /v1/{plural}/{name}", s.handleUpdate)
+	mux.HandleFunc("DELETE /v1/{plural}/{name}", s.handleDelete)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, s.log, &Error{Code: CodeNotFound, Message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
+	})
+	return mux
+}
+
+// errorBody is the JSON of every error answer.
+type errorBody struct {
+	Error  string `json:"error"`
+	Object string `json:"object"`
+	Field  string `json:"field"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
+	var de *api.DecodeError
+	var e *Error
+	switch {
+	case errors.As(err, &de):
+		e = &Error{Code: CodeBadRequest, Message: de.Error(), Object: de.Object, Field: de.Field}
+	case codeOf(err) != 0:
+		e = toError(err)
+	default:
+		log.Error("API request failed", "err", err)
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
+		return
+	}
+	writeJSON(w, e.HTTPStatus(), errorBody{Error: e.Message, Object: e.Object, Field: e.Field})
+}
+
+// readBody reads a request body of at most MaxBodySize bytes.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodySize))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", MaxBodySize)}
+	}
+	if err != nil {
+		return nil, &Error{Code: CodeBadRequest, Message: "reading request body: " + err.Error()}
+	}
+	return data, nil
+}
+
+// kindOf maps the {plural} of a path to a kind.
+func kindOf(r *http.Request) (string, error) {
+	p := r.PathValue("plural")
+	k, err := api.ParseKind(p)
+	if err != nil {
+		return "", &Error{Code: CodeNotFound, Message: fmt.Sprintf("no such resource %q (want one of esites egateways eservices eservers epolicies serviceexposes virtualpresences)", p)}
+	}
+	return k, nil
+}
+
+func (s *Server) handleRevision(w http.ResponseWriter, r *http.Request) {
+	rev, err := s.store.Revision()
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"revision": rev})
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.Status()
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ex, err := s.Explain(q.Get("site"), q.Get("src"), q.Get("to"))
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ex)
+}
+
+// batchAnswer is the answer of /v1/apply and /v1/delete.
+type batchAnswer struct {
+	Revision int64    `json:"revision"`
+	Results  []Result `json:"results"`
+}
+
+func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
+	data, err := readBody(w, r)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	objs, err := api.Decode("request body", data)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	rev, res, err := s.Apply(objs)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	if rev == 0 {
+		rev, _ = s.store.Revision()
+	}
+	if res == nil {
+		res = []Result{}
+	}
+	writeJSON(w, http.StatusOK, batchAnswer{Revision: rev, Results: res})
+}
+
+func (s *Server) handleDeleteMany(w http.ResponseWriter, r *http.Request) {
+	data, err := readBody(w, r)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(data, &raws); err != nil {
+		writeError(w, s.log, &Error{Code: CodeBadRequest, Message: "request body: want a JSON array of objects (kind and name): " + err.Error()})
+		return
+	}
+	refs := make([]Ref, 0, len(raws))
+	for i, raw := range raws {
+		ref, err := refOf(raw)
+		if err != nil {
+			writeError(w, s.log, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("request body: item %d: %v", i, err)})
+			return
+		}
+		refs = append(refs, ref)
+	}
+	rev, res, err := s.DeleteAll(refs)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	if res == nil {
+		res = []Result{}
+	}
+	writeJSON(w, http.StatusOK, batchAnswer{Revision: rev, Results: res})
+}
+
+// refOf reads kind and name of one object, named as Normalize names it (eServerName, a
+// ServiceExpose's eServiceName).
+func refOf(raw json.RawMessage) (Ref, error) {
+	var head struct {
+		Kind string `json:"kind"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return Ref{}, err
+	}
+	o, err := api.New(head.Kind)
+	if err != nil {
+		return Ref{}, err
+	}
+	if err := json.Unmarshal(raw, o); err != nil {
+		return Ref{}, err
+	}
+	api.Normalize(o)
+	if o.GetMeta().Name == "" {
+		return Ref{}, fmt.Errorf("%s without a name", o.GetKind())
+	}
+	return Ref{Kind: o.GetKind(), Name: o.GetMeta().Name}, nil
+}
+
+func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
+	gw := r.PathValue("gateway")
+	snap, ok := s.Snapshot(gw)
+	if !ok {
+		writeError(w, s.log, &Error{Code: CodeNotFound, Object: api.KindEGateway + "/" + gw, Message: "no snapshot: no such gateway, or it has no overlay prefix"})
+		return
+	}
+	writeJSON(w, http.StatusOK, snap)
+}
+
+func (s *Server) handleEdgeConfig(w http.ResponseWriter, r *http.Request) {
+	c, err := s.EdgeConfig(r.PathValue("name"))
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	data, err := c.YAML()
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(data)
+}
+
+// listAnswer is the answer of GET /v1/{plural}.
+type listAnswer struct {
+	Kind     string       `json:"kind"`
+	Revision int64        `json:"revision"`
+	Items    []api.Object `json:"items"`
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	k, err := kindOf(r)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	items, rev, err := s.store.List(k)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	if items == nil {
+		items = []api.Object{}
+	}
+	writeJSON(w, http.StatusOK, listAnswer{Kind: k + "List", Revision: rev, Items: items})
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	k, err := kindOf(r)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	o, err := s.store.Get(k, r.PathValue("name"))
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+// decodeOne decodes a body holding exactly one object of kind k.
+func decodeOne(w http.ResponseWriter, r *http.Request, k string) (api.Object, error) {
+	data, err := readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := api.Decode("request body", data)
+	if err != nil {
+		return nil, err
+	}
+	if len(objs) != 1 {
+		return nil, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("request body: want one %s, got %d objects", k, len(objs))}
+	}
+	if objs[0].GetKind() != k {
+		return nil, &Error{Code: CodeBadRequest, Object: api.Key(objs[0]), Field: "kind",
+			Message: fmt.Sprintf("is %s but the path is for %s", objs[0].GetKind(), api.Plural(k))}
+	}
+	return objs[0], nil
+}
+
+func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
+	k, err := kindOf(r)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	o, err := decodeOne(w, r, k)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	created, err := s.Create(o)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, created)
+}
+
+func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
+	k, err := kindOf(r)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	o, err := decodeOne(w, r, k)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	if name := r.PathValue("name"); o.GetMeta().Name != name {
+		writeError(w, s.log, &Error{Code: CodeBadRequest, Object: api.Key(o), Field: "metadata.name",
+			Message: fmt.Sprintf("is %q but the path names %q", o.GetMeta().Name, name)})
+		return
+	}
+	updated, err := s.Update(o, o.GetMeta().ResourceVersion)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, updated)
+}
+
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	k, err := kindOf(r)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	name := r.PathValue("name")
+	rev, err := s.Delete(k, name)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, batchAnswer{Revision: rev, Results: []Result{{Kind: k, Name: name, Action: "deleted"}}})
+}
+
+// SyncHandler returns the edge sync API, to be served on the hub's overlay IP (port
+// Config.SyncPort) only, inside WireGuard:
+//
+//	GET  /v1/sync?since=REV  the caller's snapshot once its Revision > REV (long poll up to
+//	                         Options.SyncTimeout; 204 when nothing newer came)
+//	POST /v1/report          the caller's Report (JSON), answered 204
+//
+// The caller is the gateway whose overlay prefix holds the request's source address
+// (WireGuard authenticated it); any other source gets 403.
+func (s *Server) SyncHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/sync", s.handleSync)
+	mux.HandleFunc("POST /v1/report", s.handleReport)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, s.log, &Error{Code: CodeNotFound, Message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
+	})
+	return mux
+}
+
+// caller identifies the gateway of a sync request by its source address.
+func (s *Server) caller(w http.ResponseWriter, r *http.Request) (string, bool) {
+	ap, err := parseRemote(r.RemoteAddr)
+	if err == nil {
+		if gw, ok := s.GatewayByAddr(ap); ok {
+			return gw, true
+		}
+	}
+	s.log.Warn("sync request from an address of no gateway", "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusForbidden, errorBody{Error: fmt.Sprintf("%s is not inside the overlay prefix of any gateway", r.RemoteAddr)})
+	return "", false
+}
+
+func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
+	gw, ok := s.caller(w, r)
+	if !ok {
+		return
+	}
+	var since int64
+	if v := r.URL.Query().Get("since"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, s.log, &Error{Code: CodeBadRequest, Field: "since", Message: fmt.Sprintf("%q is not a revision", v)})
+			return
+		}
+		since = n
+	}
+	ctx, cancel := contextWithTimeout(r.Context(), s.opts.SyncTimeout)
+	defer cancel()
+	snap, err := s.Watch(ctx, gw, since)
+	if err != nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, http.StatusOK, snap)
+}
+
+func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
+	gw, ok := s.caller(w, r)
+	if !ok {
+		return
+	}
+	data, err := readBody(w, r)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	var rep Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		writeError(w, s.log, &Error{Code: CodeBadRequest, Message: "report: " + err.Error()})
+		return
+	}
+	s.Report(gw, rep)
+	w.WriteHeader(http.StatusNoContent)
+}

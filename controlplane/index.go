@@ -1,0 +1,164 @@
+package controlplane
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/egw-project/egw/api"
+)
+
+// index is a typed view of a set of objects, with the lookups validation, IPAM, status
+// and the compiler share.
+type index struct {
+	sites    map[string]*api.ESite
+	gateways map[string]*api.EGateway
+	services map[string]*api.EService
+	servers  map[string]*api.EServer
+	policies map[string]*api.EPolicy
+	exposes  map[string]*api.ServiceExpose
+	vps      map[string]*api.VirtualPresence
+
+	// gwBySite maps a site to its gateway (the first by name if, in an unvalidated set,
+	// there are several).
+	gwBySite map[string]*api.EGateway
+}
+
+func newIndex(objs []api.Object) *index {
+	ix := &index{
+		sites: map[string]*api.ESite{}, gateways: map[string]*api.EGateway{},
+		services: map[string]*api.EService{}, servers: map[string]*api.EServer{},
+		policies: map[string]*api.EPolicy{}, exposes: map[string]*api.ServiceExpose{},
+		vps: map[string]*api.VirtualPresence{}, gwBySite: map[string]*api.EGateway{},
+	}
+	for _, o := range objs {
+		n := o.GetMeta().Name
+		switch v := o.(type) {
+		case *api.ESite:
+			ix.sites[n] = v
+		case *api.EGateway:
+			ix.gateways[n] = v
+		case *api.EService:
+			ix.services[n] = v
+		case *api.EServer:
+			ix.servers[n] = v
+		case *api.EPolicy:
+			ix.policies[n] = v
+		case *api.ServiceExpose:
+			ix.exposes[n] = v
+		case *api.VirtualPresence:
+			ix.vps[n] = v
+		}
+	}
+	for _, n := range sortedKeys(ix.gateways) {
+		g := ix.gateways[n]
+		if _, ok := ix.gwBySite[g.ESiteName]; !ok {
+			ix.gwBySite[g.ESiteName] = g
+		}
+	}
+	return ix
+}
+
+func indexState(st *State) *index {
+	objs := make([]api.Object, 0, len(st.Objects))
+	for _, o := range st.Objects {
+		objs = append(objs, o)
+	}
+	return newIndex(objs)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// vpCIDR is a gateway's VP CIDR (invalid if it does not parse; Validate refuses that).
+func vpCIDR(g *api.EGateway) netip.Prefix {
+	p, err := netip.ParsePrefix(g.VirtualPresenceIPcidr)
+	if err != nil || !p.Addr().Is4() {
+		return netip.Prefix{}
+	}
+	return p.Masked()
+}
+
+// siteGateway is the gateway serving site, if the site exists and has one. A gateway of
+// a site that does not exist serves nothing (a dangling reference grants nothing).
+func (ix *index) siteGateway(site string) (*api.EGateway, bool) {
+	if _, ok := ix.sites[site]; !ok {
+		return nil, false
+	}
+	g, ok := ix.gwBySite[site]
+	return g, ok
+}
+
+// isManaged reports whether vp is one the control plane manages.
+func isManaged(vp *api.VirtualPresence) bool { return vp.Metadata.Labels[LabelManaged] == "true" }
+
+// pin is a hand-applied VirtualPresence with a virtualIp, resolved to its consuming site.
+type pin struct {
+	vp      *api.VirtualPresence
+	ip      netip.Addr
+	site    string // "" if not resolved
+	gateway *api.EGateway
+	// problem says why the pin is not resolved (a condition on the object).
+	problem string
+}
+
+// pins resolves every hand-applied VirtualPresence with a virtualIp: its site is its
+// eSiteName, else the one exposed site of its service whose gateway's VP CIDR holds the IP.
+func (ix *index) pins() []*pin {
+	var out []*pin
+	for _, n := range sortedKeys(ix.vps) {
+		vp := ix.vps[n]
+		if isManaged(vp) || vp.VirtualIP == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(vp.VirtualIP)
+		if err != nil {
+			continue // api.Validate refuses it
+		}
+		p := &pin{vp: vp, ip: ip}
+		out = append(out, p)
+		if vp.ESiteName != "" {
+			if _, ok := ix.sites[vp.ESiteName]; !ok {
+				p.problem = "ESite " + quote(vp.ESiteName) + " not found"
+				continue
+			}
+			g, ok := ix.siteGateway(vp.ESiteName)
+			if !ok {
+				p.problem = "ESite " + quote(vp.ESiteName) + " has no EGateway"
+				continue
+			}
+			p.site, p.gateway = vp.ESiteName, g
+			continue
+		}
+		var cands []string
+		seen := map[string]bool{}
+		for _, en := range sortedKeys(ix.exposes) {
+			e := ix.exposes[en]
+			if e.EServiceName != vp.EServiceName {
+				continue
+			}
+			for _, s := range e.ESites {
+				g, ok := ix.siteGateway(s)
+				if ok && !seen[s] && vpCIDR(g).Contains(ip) {
+					seen[s] = true
+					cands = append(cands, s)
+				}
+			}
+		}
+		switch len(cands) {
+		case 0:
+			p.problem = "no site the EService " + quote(vp.EServiceName) + " is exposed to has a gateway whose VP CIDR holds " + ip.String() + "; set eSiteName"
+		case 1:
+			p.site = cands[0]
+			p.gateway, _ = ix.siteGateway(cands[0])
+		default:
+			p.problem = ip.String() + " lies in the VP CIDRs of several exposed sites (" + joinQuoted(cands) + "); set eSiteName"
+		}
+	}
+	return out
+}

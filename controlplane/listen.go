@@ -1,0 +1,126 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
+
+func parseRemote(remote string) (netip.Addr, error) {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return ap.Addr().Unmap(), nil
+}
+
+// DefaultAPISocket is where the admin API listens by default.
+const DefaultAPISocket = "/run/egw/api.sock"
+
+// ListenUnix listens on the unix socket path with mode 0600 from the first moment: the
+// socket is bound inside a private (0700) temporary directory beside path, chmodded, and
+// renamed into place. The parent directory is created (0755) if missing. A stale socket
+// at path is replaced; any other file there is an error. Closing the listener removes the
+// socket.
+func ListenUnix(path string) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("API socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("API socket %s: exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("API socket %s: another server is listening there", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("API socket %s: removing stale socket: %w", path, err)
+		}
+	}
+	tmp, err := os.MkdirTemp(dir, ".egw-sock-")
+	if err != nil {
+		return nil, fmt.Errorf("API socket: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	tmpPath := filepath.Join(tmp, "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmpPath, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("API socket %s: %w", path, err)
+	}
+	l.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmpPath, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("API socket %s: %w", path, err)
+	}
+	if err := os.Rename(tmpPath, path); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("API socket %s: %w", path, err)
+	}
+	return &unixListener{Listener: l, path: path}, nil
+}
+
+type unixListener struct {
+	net.Listener
+	path string
+}
+
+func (l *unixListener) Close() error {
+	err := l.Listener.Close()
+	os.Remove(l.path)
+	return err
+}
+
+// ReadTokenFile reads a bearer token from path, refusing a file that group or others may
+// read or write (it must be 0600 or stricter) and an empty token.
+func ReadTokenFile(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("API token file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("API token file %s has mode %04o: it must not be accessible to group or others (chmod 600)", path, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("API token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(data))
+	if tok == "" {
+		return "", errors.New("API token file " + path + " is empty")
+	}
+	if len(tok) < 16 {
+		return "", fmt.Errorf("API token file %s: token is shorter than 16 characters", path)
+	}
+	return tok, nil
+}
+
+// BearerAuth wraps h so that every request needs "Authorization: Bearer <token>" with the
+// token that token() returns at the time (so it can be reloaded); others get 401. An
+// empty token refuses everything. The comparison takes constant time.
+func BearerAuth(h http.Handler, token func() string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := token()
+		want := []byte("Bearer " + tok)
+		got := []byte(r.Header.Get("Authorization"))
+		if tok == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="egw"`)
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "missing or wrong bearer token"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,98 @@
+package controlplane
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/egw-project/egw/api"
+)
+
+// validateState checks the rules that span objects, on the state a write would produce.
+// Rules whose objects are not all present are not checked (references may dangle); what
+// is missing shows as a condition instead (fillStatus).
+func validateState(st *State, cfg Config) error {
+	ix := indexState(st)
+	var errs fieldErrors
+
+	for _, n := range sortedKeys(ix.gateways) {
+		g := ix.gateways[n]
+		vp := vpCIDR(g)
+		if vp.IsValid() {
+			if err := api.CheckVPCIDR(vp, cfg.OverlayCIDR); err != nil {
+				errs.add(g, "virtualPresenceIPcidr", err.Error())
+			}
+		}
+		if first := ix.gwBySite[g.ESiteName]; first != g {
+			errs.add(g, "eSiteName", fmt.Sprintf("site %q already has EGateway %q; a site has one gateway", g.ESiteName, first.Metadata.Name))
+		}
+	}
+
+	for _, n := range sortedKeys(ix.services) {
+		s := ix.services[n]
+		g, ok := ix.gwBySite[s.ESiteName]
+		if !ok {
+			continue
+		}
+		ip, err := netip.ParseAddr(s.IP)
+		if err == nil && vpCIDR(g).Contains(ip) {
+			errs.add(s, "ip", fmt.Sprintf("%s is inside the VP CIDR %s of its own site's gateway EGateway/%s; a service must have an address of the site's own network",
+				ip, vpCIDR(g), g.Metadata.Name))
+		}
+	}
+
+	type pair struct{ service, site string }
+	exposedBy := map[pair]string{}
+	for _, n := range sortedKeys(ix.exposes) {
+		e := ix.exposes[n]
+		for _, site := range e.ESites {
+			p := pair{e.EServiceName, site}
+			if other, ok := exposedBy[p]; ok && other != n {
+				errs.add(e, "eSites", fmt.Sprintf("EService %q is already exposed to site %q by ServiceExpose %q; one exposure per service and site", e.EServiceName, site, other))
+				continue
+			}
+			exposedBy[p] = n
+		}
+	}
+
+	pinnedIP := map[string]map[netip.Addr]string{} // gateway -> VIP -> VirtualPresence
+	pinnedPair := map[pair]string{}
+	for _, p := range ix.pins() {
+		if p.site == "" {
+			continue
+		}
+		g := p.gateway
+		cidr := vpCIDR(g)
+		lo, hi, _ := lowerHalf(cidr)
+		where := fmt.Sprintf("the VP CIDR %s of EGateway/%s (site %q)", cidr, g.Metadata.Name, p.site)
+		switch {
+		case !cidr.Contains(p.ip):
+			errs.add(p.vp, "virtualIp", fmt.Sprintf("%s is not inside %s", p.ip, where))
+			continue
+		case p.ip == cidr.Addr():
+			errs.add(p.vp, "virtualIp", fmt.Sprintf("%s is the network address of %s", p.ip, where))
+			continue
+		case p.ip == firstAddr(cidr):
+			errs.add(p.vp, "virtualIp", fmt.Sprintf("%s is the gateway's own address in %s", p.ip, where))
+			continue
+		case !inLowerHalf(cidr, p.ip):
+			errs.add(p.vp, "virtualIp", fmt.Sprintf("%s is in the upper half of %s, where the gateway leases presence IPs; VIPs come from the lower half %s-%s",
+				p.ip, where, addrOf(lo), addrOf(hi)))
+			continue
+		}
+		if pinnedIP[g.Metadata.Name] == nil {
+			pinnedIP[g.Metadata.Name] = map[netip.Addr]string{}
+		}
+		if other, ok := pinnedIP[g.Metadata.Name][p.ip]; ok {
+			errs.add(p.vp, "virtualIp", fmt.Sprintf("%s is already taken by VirtualPresence %q at site %q", p.ip, other, p.site))
+			continue
+		}
+		pr := pair{p.vp.EServiceName, p.site}
+		if other, ok := pinnedPair[pr]; ok {
+			errs.add(p.vp, "eServiceName", fmt.Sprintf("the VIP of EService %q at site %q is already pinned by VirtualPresence %q", pr.service, pr.site, other))
+			continue
+		}
+		pinnedIP[g.Metadata.Name][p.ip] = p.vp.Metadata.Name
+		pinnedPair[pr] = p.vp.Metadata.Name
+	}
+	return errs.err()
+}
