@@ -2,24 +2,133 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
 
 	"github.com/egw-project/egw/controlplane"
+	"github.com/egw-project/egw/gateway"
 )
 
-// dataplane runs the cloud gateway's node (TUN, WireGuard, hub relay, DNS) until ctx ends.
-// It is called when the configuration says dataplane: true, after the control plane is
-// serving its API.
-//
-// DATA PLANE HOOK (for the gateway/overlay packages): replace this function. It should
-//   - load or create the WireGuard key (cfg.PrivateKeyFile, 0600) and register the public
-//     key with cp.EnsureHub(cfg.VPCIDR, publicKey, cfg.Endpoint);
-//   - follow its own snapshot in-process: for rev := int64(0); ; { snap, err :=
-//     cp.Watch(ctx, cfg.Name, rev); ...; rev = snap.Revision } and hand cp.Report the
-//     applied revision;
-//   - once its overlay IP (cp.Config().HubOverlayIP()) is up, serve the edge sync API with
-//     serveSync(ctx, cp, addr) on HubOverlayIP:cfg.SyncPort;
-//   - install cp.SetPeerStats to feed /v1/status.
-var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server) error {
-	return errors.New("data plane not built in: run with --dataplane=false (control plane only)")
+// dataplane runs the cloud gateway's node (TUN, WireGuard, hub relay, DNS) until ctx ends:
+// it registers the hub's public key, follows the hub's own snapshot in-process (no sync
+// round trip), serves the edges' sync API on the hub's overlay IP once vp0 carries it,
+// reports its status and feeds WireGuard peer statistics into /v1/status.
+var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, log *slog.Logger) error {
+	cpc := cp.Config()
+	gc := gateway.Config{
+		Name: cfg.Name, Site: cfg.Site, StateDir: cfg.StateDir, PrivateKeyFile: cfg.PrivateKeyFile,
+		ListenPort: cfg.ListenPort, VPCIDR: cfg.VPCIDR,
+		OverlayCIDR:   cpc.OverlayCIDR.String(),
+		OverlayPrefix: cpc.HubPrefix().String(),
+		OverlayIP:     cpc.HubOverlayIP().String(),
+		Cloud:         gateway.CloudConfig{OverlayIP: cpc.HubOverlayIP().String(), SyncPort: cfg.SyncPort},
+		TUN:           gateway.TUNConfig{Name: cfg.Tun.Name, MTU: cfg.Tun.MTU, Driver: cfg.Tun.Driver},
+		DNS: gateway.DNSConfig{Enabled: cfg.DNS.Enabled, Listen: cfg.DNS.Listen, Upstreams: cfg.DNS.Upstreams,
+			SiteNetworks: cfg.DNS.SiteNetworks, PolicyAware: cfg.DNS.PolicyAware, TTL: cfg.DNS.TTL, Zone: cfg.DNS.Zone},
+		Metrics: gateway.MetricsConfig{Listen: cfg.Metrics.Listen},
+		NAT:     gateway.NATConfig{RejectDenied: cfg.NAT.RejectDenied, LeaseIdle: cfg.NAT.LeaseIdle, LeaseQuiet: cfg.NAT.LeaseQuiet},
+	}
+	pc, err := gateway.Parse(gc, false)
+	if err != nil {
+		return fmt.Errorf("config:\n%w", err)
+	}
+	key, created, err := gateway.LoadOrCreateKey(pc.PrivateKeyFile)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("generated WireGuard key", "file", pc.PrivateKeyFile)
+	}
+	if err := cp.EnsureHub(cfg.VPCIDR, key.PublicKey().String(), cfg.Endpoint); err != nil {
+		return fmt.Errorf("registering the hub's public key: %w", err)
+	}
+	log.Info("hub node starting", "publicKey", key.PublicKey().String(), "overlayIP", pc.OverlayIPA, "listenPort", cfg.ListenPort, "tunDriver", pc.TUN.Driver)
+	node, err := gateway.NewNode(pc, gateway.NodeOptions{Hub: true, Key: key, NoCache: true}, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := node.Close(); err != nil {
+			log.Warn("hub node shutdown", "err", err)
+		}
+		log.Info("hub node stopped")
+	}()
+	report := func() {
+		r := node.Report()
+		leases := make([]controlplane.PoolUse, 0, len(r.Leases))
+		for _, l := range r.Leases {
+			leases = append(leases, controlplane.PoolUse{Pool: l.Pool, Used: l.Used, Size: l.Size})
+		}
+		cp.Report(cfg.Name, controlplane.Report{AppliedRevision: r.AppliedRevision, Leases: leases, Drops: r.Drops})
+	}
+	var rev int64
+	if snap, ok := cp.Snapshot(cfg.Name); ok {
+		if err := node.Apply(snap); err != nil {
+			return err
+		}
+		rev = snap.Revision
+	} else if err := node.Apply(node.Bootstrap()); err != nil {
+		return err
+	}
+	if err := node.Start(); err != nil {
+		return err
+	}
+	report()
+	if err := node.ServeMetrics(ctx, cfg.Metrics.Listen); err != nil {
+		log.Warn("metrics not served", "err", err)
+	}
+	cp.SetPeerStats(func() map[string]controlplane.PeerStats {
+		out := map[string]controlplane.PeerStats{}
+		stats, err := node.Overlay().PeerStats()
+		snap := node.Applied()
+		if err != nil || snap == nil {
+			return out
+		}
+		names := map[string]string{}
+		for _, p := range snap.Peers {
+			names[p.PublicKey] = p.Name
+		}
+		for _, s := range stats {
+			name, ok := names[s.PublicKey.String()]
+			if !ok {
+				continue
+			}
+			// WireGuard re-handshakes every 2 minutes while traffic flows and edges send a
+			// keepalive every 25 s, so a handshake older than 3 minutes means the edge is gone.
+			out[name] = controlplane.PeerStats{
+				Connected:     !s.LastHandshake.IsZero() && time.Since(s.LastHandshake) < 3*time.Minute,
+				LastHandshake: s.LastHandshake, RxBytes: s.RxBytes, TxBytes: s.TxBytes,
+			}
+		}
+		return out
+	})
+	syncAddr := netip.AddrPortFrom(pc.OverlayIPA, uint16(cfg.SyncPort)).String()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		if err := serveSync(ctx, cp, syncAddr); err != nil {
+			cancel(err)
+		}
+	}()
+	log.Info("edge sync API listening", "addr", syncAddr)
+
+	for {
+		snap, err := cp.Watch(ctx, cfg.Name, rev)
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
+				return cause
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if err := node.Apply(snap); err != nil {
+			log.Error("hub snapshot not applied; keeping the previous one", "revision", snap.Revision, "err", err)
+		}
+		rev = snap.Revision
+		report()
+	}
 }

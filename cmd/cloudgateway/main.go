@@ -120,13 +120,16 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 		log.Info("admin API listening", "tcp", tl.Addr().String())
 	}
 
+	dpDone := make(chan struct{})
 	if cfg.Dataplane {
 		go func() {
-			if err := dataplane(ctx, cfg, cp); err != nil && ctx.Err() == nil {
+			defer close(dpDone)
+			if err := dataplane(ctx, cfg, cp, log); err != nil && ctx.Err() == nil {
 				errc <- fmt.Errorf("data plane: %w", err)
 			}
 		}()
 	} else {
+		close(dpDone)
 		log.Info("control plane only (dataplane: false): no TUN, no WireGuard, no edge sync")
 	}
 
@@ -152,6 +155,12 @@ loop:
 	defer scancel()
 	for _, s := range servers {
 		s.Shutdown(sctx)
+	}
+	// The data plane removes its device (TUN, addresses, routes) before we exit.
+	select {
+	case <-dpDone:
+	case <-sctx.Done():
+		log.Warn("data plane did not stop in time")
 	}
 	return runErr
 }

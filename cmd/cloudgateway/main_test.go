@@ -170,22 +170,6 @@ dataplane: true
 	}
 }
 
-func TestDataplaneNotBuiltIn(t *testing.T) {
-	dir := t.TempDir()
-	stop, logs := start(t, "--config", filepath.Join(dir, "none.yaml"))
-	if err := stop(); err == nil || !strings.Contains(err.Error(), "none.yaml") {
-		t.Fatalf("missing explicit config file: %v\n%s", err, logs)
-	}
-	sock := filepath.Join(dir, "api.sock")
-	stop, logs = start(t, "--state-dir", dir, "--api-socket", sock)
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), "data plane not built in") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := stop(); err == nil || !strings.Contains(err.Error(), "data plane not built in") {
-		t.Fatalf("dataplane=true without a data plane: %v\n%s", err, logs)
-	}
-}
 
 func TestConfigPrecedence(t *testing.T) {
 	dir := t.TempDir()
@@ -212,5 +196,13 @@ func TestConfigPrecedence(t *testing.T) {
 	c, _, _ = loadConfig(cmd.Flags())
 	if _, err := c.controlplaneConfig(); err == nil || !strings.Contains(err.Error(), "canonical") {
 		t.Fatalf("bad overlayCIDR: %v", err)
+	}
+}
+
+func TestMissingExplicitConfig(t *testing.T) {
+	dir := t.TempDir()
+	stop, logs := start(t, "--config", filepath.Join(dir, "none.yaml"), "--dataplane=false")
+	if err := stop(); err == nil || !strings.Contains(err.Error(), "none.yaml") {
+		t.Fatalf("missing explicit config file: %v\n%s", err, logs)
 	}
 }
