@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,6 +83,12 @@ func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
 		},
 	}
 	var err error
+	if opts.TUN == nil {
+		// The gateway routes between its LAN and vp0: the kernel must forward IPv4.
+		if err := enableForwarding(); err != nil {
+			return nil, err
+		}
+	}
 	if opts.TUN != nil {
 		ocfg.NoUAPI = true
 		n.ov, err = overlay.NewWithDevice(ocfg, n.engine, opts.TUN, opts.Bind, log)
@@ -248,4 +255,18 @@ func (n *Node) Close() error {
 	}
 	errs = append(errs, n.ov.Close())
 	return errors.Join(errs...)
+}
+
+const ipForward = "/proc/sys/net/ipv4/ip_forward"
+
+// enableForwarding turns on IPv4 forwarding in the gateway's network namespace if it is off.
+func enableForwarding() error {
+	b, err := os.ReadFile(ipForward)
+	if err == nil && len(b) > 0 && b[0] == '1' {
+		return nil
+	}
+	if err := os.WriteFile(ipForward, []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("enabling IPv4 forwarding (%s): %w", ipForward, err)
+	}
+	return nil
 }
