@@ -2,4 +2,28 @@
 // DESIGN.md §4 walks them: outbound at the client's gateway, inbound at the service's
 // gateway, both reply directions, the check at the hub relay, and the same-site case.
 // It is pure: no sockets, no devices, no goroutines.
+//
+// The contract:
+//
+//   - NewEngine(Config) makes an Engine; Apply(*api.Snapshot) compiles the snapshot into a
+//     vpresence.Table and a policy.Compiled off the packet path and swaps them in with one
+//     atomic store (leases carry over). Until the first Apply every packet is dropped.
+//   - FromSite(pkt, reply) / FromOverlay(pkt, reply) translate one packet in place and say
+//     where it goes (Result.Action) or why it was dropped (Result.Reason, counted). They
+//     may write an ICMP message (admin-prohibited for a denied packet, host-unreachable
+//     for an exhausted pool, time-exceeded) into reply; Result.ReplyLen/ReplyAction say so.
+//     A packet is never lengthened, a dropped packet is never modified, nothing panics,
+//     and the accept path allocates nothing. Both are safe for concurrent use.
+//   - Every packet is decided against the policy current when it is parsed: a revocation
+//     stops an open connection at its next packet, both directions.
+//   - Leases are 1:1 address mappings (ports are never rewritten): ov(c) for local clients
+//     from the upper half of the overlay prefix, presence IPs for remote (and same-site)
+//     clients from the upper half of the VP CIDR.
+//   - ICMP errors are decided as part of the flow of the packet they quote (lookups only;
+//     an error never creates a lease) and have their quoted header translated too.
+//   - Later fragments follow their first fragment's mapping (keyed by addresses, IP ID and
+//     protocol, for FragmentTimeout); fragments that arrive before their first are dropped
+//     rather than reassembled (fragment-no-mapping), as are tiny first fragments and later
+//     fragments overlapping the L4 header (RFC 1858).
+//   - Stats() and Explain() are for status and egwctl; they are not on the packet path.
 package nat

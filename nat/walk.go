@@ -1,0 +1,324 @@
+package nat
+
+// A packet's walk through the engine (DESIGN.md §4):
+//
+//  FromSite (read from vp0):
+//   1. parse (malformed → counted drop); later fragments follow their first (frag table)
+//   2. ICMP errors are decided as the flow they belong to: the reverse of the quoted packet
+//   3. decide, against the current policy (one atomic load per packet):
+//      (a) dst is a VIP here:   ACL(client, proto/port | echo) → remote: lease ov(c),
+//          c→VIP ⇒ ov(c)→ov(S), ToOverlay; local: lease presence p, c→VIP ⇒ p→S, ToSite
+//      (b) dst is a presence IP: its peer ov(c): S→p ⇒ ov(S)→ov(c), ToOverlay;
+//          its peer a local client c: S→p ⇒ VIP→c, ToSite
+//      (c) src is our own overlay IP: untranslated, ToOverlay
+//      (d) else drop
+//   4. TTL: decrement when forwarding; expiring → drop + time-exceeded into reply
+//   5. rewrite addresses in place, checksums incrementally (RFC 1624), MSS clamp on SYN
+//
+//  FromOverlay (decrypted by WireGuard): the same steps, deciding
+//      (a) dst is a hosted ov(S): ACL(source site, proto/port | echo), lease presence p
+//          for ov(c): ov(c)→ov(S) ⇒ p→S, ToSite
+//      (b) dst is a leased ov(c): reply from ov(S) consumed here: ov(S)→ov(c) ⇒ VIP→c
+//      (c) dst is our own overlay IP: untranslated, ToSite
+//      (d) hub: dst in another gateway's prefix: relay rule → unchanged (TTL-1), ToOverlay
+//      (e) else drop
+//
+// Ports are never rewritten: leases are 1:1 address mappings.
+
+import (
+	"time"
+
+	"github.com/egw-project/egw/policy"
+	"github.com/egw-project/egw/vpresence"
+)
+
+// flow is what a decision looks at.
+type flow struct {
+	src, dst     uint32
+	proto        uint8
+	sport, dport uint16
+	echoReq      bool // ICMP echo request
+	echoReply    bool // ICMP echo reply
+}
+
+// xlat is a decision: the new addresses and where the packet goes.
+type xlat struct {
+	src, dst uint32
+	action   Action
+	clamp    bool   // clamp the MSS of a SYN (crosses the tunnel)
+	decTTL   bool   // forwarded (not the gateway's own traffic)
+	icmpSrc  uint32 // source of ICMP messages the gateway sends about this packet
+}
+
+// FromSite translates a packet read from the vp0 TUN in place. reply may receive an ICMP
+// message for the sender (see Result).
+func (e *Engine) FromSite(pkt, reply []byte) Result {
+	return e.walk(dirSite, pkt, reply)
+}
+
+// FromOverlay translates a packet decrypted by WireGuard in place.
+func (e *Engine) FromOverlay(pkt, reply []byte) Result {
+	return e.walk(dirOverlay, pkt, reply)
+}
+
+func (e *Engine) drop(dir int, r Reason) Result {
+	e.drops[r].Add(1)
+	e.dirs[dir].dropped.Add(1)
+	return Result{Action: Drop, Reason: r}
+}
+
+func (e *Engine) walk(dir int, b, reply []byte) Result {
+	dc := &e.dirs[dir]
+	dc.packets.Add(1)
+	dc.bytes.Add(uint64(len(b)))
+	st := e.st.Load()
+	if st == nil {
+		return e.drop(dir, ReasonNoSnapshot)
+	}
+	var p packet
+	if r := parse(b, &p); r != ReasonOK {
+		return e.drop(dir, r)
+	}
+	now := e.cfg.Now()
+	nowNS := now.UnixNano()
+	if p.later() {
+		return e.followFragment(dir, st, &p, nowNS)
+	}
+	if p.isErr {
+		return e.icmpError(dir, st, &p, now)
+	}
+	if p.proto == protoICMP && p.icmpType != icmpEchoRequest && p.icmpType != icmpEchoReply {
+		return e.drop(dir, ReasonICMPUnsupported)
+	}
+	f := flow{src: p.src, dst: p.dst, proto: p.proto, sport: p.sport, dport: p.dport,
+		echoReq:   p.proto == protoICMP && p.icmpType == icmpEchoRequest,
+		echoReply: p.proto == protoICMP && p.icmpType == icmpEchoReply}
+	var x xlat
+	var r Reason
+	if dir == dirSite {
+		x, r = e.decideSite(st, &f, true, now)
+	} else {
+		x, r = e.decideOverlay(st, &f, true, now)
+	}
+	if r != ReasonOK {
+		res := e.drop(dir, r)
+		if e.reject && (r.denied() || r == ReasonPoolExhausted) {
+			code := uint8(13) // communication administratively prohibited
+			if r == ReasonPoolExhausted {
+				code = 1 // host unreachable
+			}
+			res.ReplyLen, res.ReplyAction = e.sendICMP(dir, reply, &p, icmpUnreachable, code, x.icmpSrc, nowNS)
+		}
+		return res
+	}
+	if x.decTTL && p.ttl <= 1 {
+		res := e.drop(dir, ReasonTTLExpired)
+		res.ReplyLen, res.ReplyAction = e.sendICMP(dir, reply, &p, icmpTimeExceeded, 0, x.icmpSrc, nowNS)
+		return res
+	}
+	if p.first() {
+		e.frags.put(fragKey{p.src, p.dst, p.id, p.proto, uint8(dir)},
+			fragVal{src: x.src, dst: x.dst, action: x.action, decTTL: x.decTTL, st: st}, nowNS)
+	}
+	rewrite(&p, x.src, x.dst, x.decTTL)
+	if x.clamp && p.proto == protoTCP && p.tcpFlags&tcpSYN != 0 {
+		clampMSS(&p, e.mss)
+	}
+	return Result{Action: x.action}
+}
+
+// verdictReason maps a policy verdict to a drop reason.
+func verdictReason(v policy.Verdict) Reason {
+	switch v {
+	case policy.DenyClient:
+		return ReasonDeniedClient
+	case policy.DenyPort:
+		return ReasonDeniedPort
+	case policy.DenyUnknownSrc:
+		return ReasonDeniedSource
+	case policy.DenyNoRule:
+		return ReasonNotServiceReply
+	}
+	return ReasonOK
+}
+
+// lease finds (create: or makes) the lease of key in pool.
+func lease(pool *vpresence.Pool, key uint64, create bool, now time.Time) (uint32, Reason) {
+	if create {
+		a, err := pool.Lease(key, now)
+		if err != nil {
+			return 0, ReasonPoolExhausted
+		}
+		return a, ReasonOK
+	}
+	a, ok := pool.Get(key, now)
+	if !ok {
+		return 0, ReasonNoMapping
+	}
+	return a, ReasonOK
+}
+
+// decideSite decides a flow that arrived from the site. create is false for flows seen
+// only through an ICMP error (an error never makes a lease).
+func (e *Engine) decideSite(st *state, f *flow, create bool, now time.Time) (xlat, Reason) {
+	t, pol := st.table, st.pol
+	// (a) to a VIP of this site.
+	if v, ok := t.VIP(f.dst); ok {
+		x := xlat{icmpSrc: f.dst}
+		if vr := pol.CheckVIP(f.dst, f.src, f.proto, f.dport, f.echoReq); vr != policy.Allow {
+			return x, verdictReason(vr)
+		}
+		if v.Local {
+			p, r := lease(st.presence, peerLocal|uint64(f.src), create, now)
+			if r != ReasonOK {
+				return x, r
+			}
+			return xlat{src: p, dst: v.ServiceIP, action: ToSite, decTTL: true, icmpSrc: f.dst}, ReasonOK
+		}
+		oc, r := lease(st.client, uint64(f.src), create, now)
+		if r != ReasonOK {
+			return x, r
+		}
+		return xlat{src: oc, dst: v.Overlay, action: ToOverlay, clamp: true, decTTL: true, icmpSrc: f.dst}, ReasonOK
+	}
+	// (b) to a presence IP: a reply from a service hosted here.
+	if st.presence.Contains(f.dst) {
+		x := xlat{icmpSrc: t.VPAddr}
+		key, ok := st.presence.Peer(f.dst, now)
+		if !ok {
+			return x, ReasonNoMapping
+		}
+		peer := uint32(key)
+		if key&^0xffffffff == peerOverlay {
+			h, ok := t.HostedByService(f.src, f.proto, f.sport)
+			if !ok {
+				return x, ReasonNotServiceReply
+			}
+			if vr := pol.CheckHosted(h.Overlay, peer, f.proto, f.sport, f.echoReply); vr != policy.Allow {
+				return x, verdictReason(vr)
+			}
+			return xlat{src: h.Overlay, dst: peer, action: ToOverlay, clamp: true, decTTL: true, icmpSrc: t.VPAddr}, ReasonOK
+		}
+		v, ok := t.LocalByService(f.src, f.proto, f.sport)
+		if !ok {
+			return x, ReasonNotServiceReply
+		}
+		if vr := pol.CheckVIP(v.VIP, peer, f.proto, f.sport, f.echoReply); vr != policy.Allow {
+			return x, verdictReason(vr)
+		}
+		return xlat{src: v.VIP, dst: peer, action: ToSite, decTTL: true, icmpSrc: t.VPAddr}, ReasonOK
+	}
+	// (c) the gateway's own control traffic.
+	if f.src == t.OverlayIP {
+		return xlat{src: f.src, dst: f.dst, action: ToOverlay}, ReasonOK
+	}
+	// (d) nothing else leaves the site.
+	if t.InOverlay(f.dst) {
+		return xlat{icmpSrc: t.VPAddr}, ReasonDeniedOverlay
+	}
+	return xlat{icmpSrc: t.VPAddr}, ReasonDeniedNoRoute
+}
+
+// decideOverlay decides a flow that arrived from WireGuard.
+func (e *Engine) decideOverlay(st *state, f *flow, create bool, now time.Time) (xlat, Reason) {
+	t, pol := st.table, st.pol
+	// (a) to a service hosted here.
+	if h, ok := t.Hosted(f.dst); ok {
+		x := xlat{icmpSrc: f.dst}
+		if vr := pol.CheckHosted(f.dst, f.src, f.proto, f.dport, f.echoReq); vr != policy.Allow {
+			return x, verdictReason(vr)
+		}
+		p, r := lease(st.presence, peerOverlay|uint64(f.src), create, now)
+		if r != ReasonOK {
+			return x, r
+		}
+		return xlat{src: p, dst: h.ServiceIP, action: ToSite, clamp: true, decTTL: true, icmpSrc: f.dst}, ReasonOK
+	}
+	// (b) to a client overlay address leased here: a reply from a remote service.
+	if st.client.Contains(f.dst) {
+		x := xlat{icmpSrc: t.OverlayIP}
+		key, ok := st.client.Peer(f.dst, now)
+		if !ok {
+			return x, ReasonNoMapping
+		}
+		c := uint32(key)
+		v, ok := t.RemoteByOverlay(f.src)
+		if !ok {
+			return x, ReasonNotServiceReply
+		}
+		if vr := pol.CheckVIP(v.VIP, c, f.proto, f.sport, f.echoReply); vr != policy.Allow {
+			return x, verdictReason(vr)
+		}
+		if !f.echoReply && f.proto != v.Proto && v.Proto != vpresence.ProtoAny {
+			return x, ReasonNotServiceReply
+		}
+		return xlat{src: v.VIP, dst: c, action: ToSite, clamp: true, decTTL: true, icmpSrc: t.OverlayIP}, ReasonOK
+	}
+	// (c) control traffic to this gateway.
+	if f.dst == t.OverlayIP {
+		return xlat{src: f.src, dst: f.dst, action: ToSite}, ReasonOK
+	}
+	// (d) the hub relays between other gateways.
+	if t.Hub && t.InOverlay(f.dst) && !t.InOwnPrefix(f.dst) {
+		x := xlat{icmpSrc: t.OverlayIP}
+		if pol.CheckRelay(f.src, f.dst, f.proto, f.sport, f.dport, f.echoReq, f.echoReply) != policy.Allow {
+			return x, ReasonDeniedRelay
+		}
+		return xlat{src: f.src, dst: f.dst, action: ToOverlay, decTTL: true, icmpSrc: t.OverlayIP}, ReasonOK
+	}
+	return xlat{icmpSrc: t.OverlayIP}, ReasonNotForUs
+}
+
+// icmpError translates an ICMP error. It belongs to the flow of the packet it quotes:
+// that packet went the other way, so the error is decided as the reverse of the quoted
+// packet (lookups only: an error never makes a lease), the outer header is rewritten
+// like that flow, and the quoted header like the quoted packet's own reverse.
+func (e *Engine) icmpError(dir int, st *state, p *packet, now time.Time) Result {
+	if p.dst != p.inSrc {
+		return e.drop(dir, ReasonICMPMismatch)
+	}
+	f := flow{src: p.inDst, dst: p.inSrc, proto: p.inProto, sport: p.inDport, dport: p.inSport,
+		echoReq:   p.inProto == protoICMP && p.inType == icmpEchoReply,
+		echoReply: p.inProto == protoICMP && p.inType == icmpEchoRequest}
+	var x xlat
+	var r Reason
+	if dir == dirSite {
+		x, r = e.decideSite(st, &f, false, now)
+	} else {
+		x, r = e.decideOverlay(st, &f, false, now)
+	}
+	if r != ReasonOK {
+		if !r.denied() {
+			r = ReasonICMPNoMapping
+		}
+		return e.drop(dir, r)
+	}
+	if x.decTTL && p.ttl <= 1 {
+		return e.drop(dir, ReasonTTLExpired) // never an error about an error
+	}
+	if p.first() {
+		e.frags.put(fragKey{p.src, p.dst, p.id, p.proto, uint8(dir)},
+			fragVal{src: x.src, dst: x.dst, action: x.action, decTTL: x.decTTL, st: st}, now.UnixNano())
+	}
+	// The outer source is whoever reported (the service, a router, a gateway): it is
+	// shown as the address the flow's reply comes from.
+	rewriteInner(p, x.dst, x.src)
+	rewrite(p, x.src, x.dst, x.decTTL)
+	return Result{Action: x.action}
+}
+
+// followFragment translates a later fragment the way its first fragment was.
+func (e *Engine) followFragment(dir int, st *state, p *packet, now int64) Result {
+	v, ok := e.frags.get(fragKey{p.src, p.dst, p.id, p.proto, uint8(dir)}, now)
+	if !ok {
+		return e.drop(dir, ReasonFragmentNoMapping)
+	}
+	if v.st != st {
+		return e.drop(dir, ReasonFragmentStale)
+	}
+	if v.decTTL && p.ttl <= 1 {
+		return e.drop(dir, ReasonTTLExpired)
+	}
+	rewrite(p, v.src, v.dst, v.decTTL)
+	return Result{Action: v.action}
+}

@@ -1,0 +1,378 @@
+// Package policy compiles the EPolicy part of one gateway's api.Snapshot into an immutable
+// ACL and answers the hot-path questions about it without allocating:
+//
+//   - CheckVIP: may this site client reach this VIP with this protocol and port?
+//     (per VIP: the allowed client IPs, or the whole site)
+//   - CheckHosted: may a packet from this overlay address reach this hosted service?
+//     (per hosted ov(S): the allowed sites and their gateways' overlay prefixes)
+//   - CheckRelay: may the hub forward this packet between two other gateways?
+//
+// A Compiled value is never changed after Compile returns; a new snapshot compiles a new
+// one, which the caller swaps in atomically, so a revocation takes effect at the next
+// packet. Explain answers the same questions for people, naming what decided.
+//
+// Addresses on the hot path are IPv4 addresses as big-endian uint32 (see U32), which is
+// what the packet parser in package nat reads straight from the header.
+package policy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/egw-project/egw/api"
+)
+
+// Protocol numbers as they appear in the IPv4 header. ProtoAny marks a service that
+// accepts any protocol and port.
+const (
+	ProtoAny  uint8 = 0
+	ProtoICMP uint8 = 1
+	ProtoTCP  uint8 = 6
+	ProtoUDP  uint8 = 17
+)
+
+// Verdict is the answer of a Check: Allow, or why not. Verdicts are constants so a drop
+// can be counted without allocating.
+type Verdict uint8
+
+const (
+	Allow          Verdict = iota
+	DenyNoRule             // the destination is not a service this table knows
+	DenyClient             // the client (or its site) is not allowed
+	DenyPort               // protocol or port is not the service's
+	DenyUnknownSrc         // the overlay source belongs to no known gateway
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Allow:
+		return "allow"
+	case DenyNoRule:
+		return "deny: no such service"
+	case DenyClient:
+		return "deny: client not allowed"
+	case DenyPort:
+		return "deny: protocol/port not the service's"
+	case DenyUnknownSrc:
+		return "deny: source is no known gateway's"
+	}
+	return "unknown"
+}
+
+// U32 returns an IPv4 address as a big-endian uint32 (0 for anything that is not IPv4).
+func U32(a netip.Addr) uint32 {
+	if !a.Is4() && !a.Is4In6() {
+		return 0
+	}
+	b := a.Unmap().As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
+// Addr is the inverse of U32.
+func Addr(u uint32) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], u)
+	return netip.AddrFrom4(b)
+}
+
+// ParseProto maps an api protocol name to its IP protocol number. ok is false for a name
+// this data plane does not know (such a service then allows nothing).
+func ParseProto(s string) (p uint8, ok bool) {
+	switch strings.ToUpper(s) {
+	case "TCP":
+		return ProtoTCP, true
+	case "UDP":
+		return ProtoUDP, true
+	case "ICMP":
+		return ProtoICMP, true
+	case "ANY", "":
+		return ProtoAny, true
+	}
+	return 0, false
+}
+
+// vipRule is one consumable service at this site.
+type vipRule struct {
+	v         *api.VIP
+	proto     uint8
+	port      uint16
+	allowSite bool
+	valid     bool     // protocol known
+	clients   []uint32 // allowed client addresses, sorted (a window of Compiled.clientsAll)
+}
+
+// hostedRule is one service hosted at this site.
+type hostedRule struct {
+	h        *api.Hosted
+	proto    uint8
+	port     uint16
+	sites    []int32 // site indices, sorted
+	prefixes PrefixSet
+	valid    bool
+}
+
+// relayRule lets the hub forward to one ov(S).
+type relayRule struct {
+	proto    uint8
+	port     uint16
+	prefixes PrefixSet
+}
+
+// Compiled is the immutable ACL of one gateway at one snapshot revision.
+type Compiled struct {
+	Revision int64
+	site     string
+
+	vips map[uint32]int32 // VIP -> index in vipList
+	// vipIdx indexes vipList directly by VIP - vipBase (-1: none) when the VP CIDR is
+	// small enough (≤ /14): one array load instead of a map probe.
+	vipBase    uint32
+	vipIdx     []int32
+	vipList    []vipRule
+	clientsAll []uint32 // every VIP's sorted allowed clients, back to back
+
+	hosted     map[uint32]int32 // ov(S) -> index in hostedList
+	hostedList []hostedRule
+
+	relay map[uint32][]relayRule // ov(S) -> rules
+
+	gateways PrefixSet // overlay prefix -> site index
+	sites    []string  // site index -> name
+}
+
+// Compile builds the ACL from a snapshot. It returns an error naming the object for
+// input the data plane cannot use (a non-IPv4 address); a service with an unknown
+// protocol compiles to "allows nothing" rather than failing the whole snapshot.
+func Compile(s *api.Snapshot) (*Compiled, error) {
+	if s == nil {
+		return nil, fmt.Errorf("policy: nil snapshot")
+	}
+	c := &Compiled{
+		Revision: s.Revision,
+		site:     s.Site,
+		vips:     make(map[uint32]int32, len(s.VIPs)),
+		hosted:   make(map[uint32]int32, len(s.Hosted)),
+		relay:    make(map[uint32][]relayRule, len(s.Relay)),
+	}
+	siteIdx := map[string]int32{}
+	site := func(name string) int32 {
+		if i, ok := siteIdx[name]; ok {
+			return i
+		}
+		i := int32(len(c.sites))
+		c.sites = append(c.sites, name)
+		siteIdx[name] = i
+		return i
+	}
+	nclients := 0
+	for i := range s.VIPs {
+		nclients += len(s.VIPs[i].AllowedClients)
+	}
+	c.clientsAll = make([]uint32, 0, nclients)
+	c.vipList = make([]vipRule, 0, len(s.VIPs))
+	for i := range s.VIPs {
+		v := &s.VIPs[i]
+		if !v.VIP.Is4() {
+			return nil, fmt.Errorf("policy: VIP %q of service %q: not an IPv4 address", v.VIP, v.Service)
+		}
+		k := U32(v.VIP)
+		if _, dup := c.vips[k]; dup {
+			return nil, fmt.Errorf("policy: VIP %s given to two services (second: %q)", v.VIP, v.Service)
+		}
+		proto, ok := ParseProto(v.Protocol)
+		start := len(c.clientsAll)
+		for _, a := range v.AllowedClients {
+			if !a.Is4() {
+				return nil, fmt.Errorf("policy: VIP %s (service %q): allowed client %q is not IPv4", v.VIP, v.Service, a)
+			}
+			c.clientsAll = append(c.clientsAll, U32(a))
+		}
+		cl := c.clientsAll[start:len(c.clientsAll):len(c.clientsAll)]
+		slices.Sort(cl)
+		c.vips[k] = int32(len(c.vipList))
+		c.vipList = append(c.vipList, vipRule{v: v, proto: proto, port: v.Port, allowSite: v.AllowSite, valid: ok, clients: cl})
+	}
+	if p := s.VPCIDR; p.IsValid() && p.Addr().Is4() && p.Bits() >= 14 && len(c.vips) > 0 {
+		c.vipBase = U32(p.Masked().Addr())
+		c.vipIdx = make([]int32, 1<<(32-p.Bits()))
+		for i := range c.vipIdx {
+			c.vipIdx[i] = -1
+		}
+		for k, i := range c.vips {
+			if k-c.vipBase >= uint32(len(c.vipIdx)) {
+				c.vipIdx = nil // a VIP outside the VP CIDR: keep to the map
+				break
+			}
+			c.vipIdx[k-c.vipBase] = i
+		}
+	}
+	for _, g := range s.Gateways {
+		if !g.OverlayPrefix.Addr().Is4() {
+			return nil, fmt.Errorf("policy: gateway %q: overlay prefix %s is not IPv4", g.Name, g.OverlayPrefix)
+		}
+		c.gateways.Add(g.OverlayPrefix, site(g.Site))
+	}
+	c.hostedList = make([]hostedRule, 0, len(s.Hosted))
+	for i := range s.Hosted {
+		h := &s.Hosted[i]
+		if !h.ServiceOverlay.Is4() || !h.ServiceIP.Is4() {
+			return nil, fmt.Errorf("policy: hosted service %q: overlay %q / service IP %q must be IPv4", h.Service, h.ServiceOverlay, h.ServiceIP)
+		}
+		k := U32(h.ServiceOverlay)
+		if _, dup := c.hosted[k]; dup {
+			return nil, fmt.Errorf("policy: overlay address %s given to two hosted services (second: %q)", h.ServiceOverlay, h.Service)
+		}
+		proto, ok := ParseProto(h.Protocol)
+		r := hostedRule{h: h, proto: proto, port: h.Port, valid: ok}
+		for _, sn := range h.AllowedSites {
+			r.sites = append(r.sites, site(sn))
+		}
+		slices.Sort(r.sites)
+		for _, p := range h.AllowedPrefixes {
+			r.prefixes.Add(p, 0)
+		}
+		c.hosted[k] = int32(len(c.hostedList))
+		c.hostedList = append(c.hostedList, r)
+	}
+	for _, rr := range s.Relay {
+		if !rr.ServiceOverlay.Is4() {
+			return nil, fmt.Errorf("policy: relay rule: service overlay %q is not IPv4", rr.ServiceOverlay)
+		}
+		proto, ok := ParseProto(rr.Protocol)
+		if !ok {
+			continue // unknown protocol: relays nothing
+		}
+		r := relayRule{proto: proto, port: rr.Port}
+		for _, p := range rr.AllowedPrefixes {
+			r.prefixes.Add(p, 0)
+		}
+		k := U32(rr.ServiceOverlay)
+		c.relay[k] = append(c.relay[k], r)
+	}
+	return c, nil
+}
+
+// matchService reports whether proto/port (or an ICMP echo) fits a service.
+func matchService(svcProto uint8, svcPort uint16, proto uint8, port uint16, echo bool) bool {
+	if svcProto == ProtoAny {
+		return true
+	}
+	if proto == ProtoICMP && echo {
+		return true
+	}
+	return proto == svcProto && (proto == ProtoICMP || port == svcPort)
+}
+
+// CheckVIP decides a packet between site client and vip. port is the service-side port
+// (the destination port of a request, the source port of a reply); echo says the packet
+// is an ICMP echo going the right way (request to the VIP, reply from it), which passes
+// for an allowed client whatever the service's protocol.
+func (c *Compiled) CheckVIP(vip, client uint32, proto uint8, port uint16, echo bool) Verdict {
+	r := c.vipRule(vip)
+	if r == nil {
+		return DenyNoRule
+	}
+	if !r.valid {
+		return DenyPort
+	}
+	if !r.allowSite && !r.hasClient(client) {
+		return DenyClient
+	}
+	if !matchService(r.proto, r.port, proto, port, echo) {
+		return DenyPort
+	}
+	return Allow
+}
+
+// CheckHosted decides a packet between the overlay address src (a client of another
+// site, or of this one through the hub) and the hosted service ov. port and echo are as
+// for CheckVIP. The source site is the site whose gateway's overlay prefix holds src.
+func (c *Compiled) CheckHosted(ov, src uint32, proto uint8, port uint16, echo bool) Verdict {
+	i, ok := c.hosted[ov]
+	if !ok {
+		return DenyNoRule
+	}
+	r := &c.hostedList[i]
+	if !r.valid {
+		return DenyPort
+	}
+	allowed := false
+	if _, ok := r.prefixes.Lookup(src); ok {
+		allowed = true
+	} else if si, ok := c.gateways.Lookup(src); ok {
+		_, allowed = slices.BinarySearch(r.sites, si)
+	} else {
+		return DenyUnknownSrc
+	}
+	if !allowed {
+		return DenyClient
+	}
+	if !matchService(r.proto, r.port, proto, port, echo) {
+		return DenyPort
+	}
+	return Allow
+}
+
+// CheckRelay decides whether the hub may forward a packet src→dst between two other
+// gateways: either a request from an allowed prefix to a service (dport, echo request),
+// or the service's reply to an allowed prefix (sport, echo reply). echoReq/echoReply
+// say the packet is an ICMP echo request/reply.
+func (c *Compiled) CheckRelay(src, dst uint32, proto uint8, sport, dport uint16, echoReq, echoReply bool) Verdict {
+	v := DenyNoRule
+	for _, r := range c.relay[dst] {
+		if _, ok := r.prefixes.Lookup(src); !ok {
+			v = DenyClient
+			continue
+		}
+		if matchService(r.proto, r.port, proto, dport, echoReq) {
+			return Allow
+		}
+		v = DenyPort
+	}
+	for _, r := range c.relay[src] {
+		if _, ok := r.prefixes.Lookup(dst); !ok {
+			if v == DenyNoRule {
+				v = DenyClient
+			}
+			continue
+		}
+		if matchService(r.proto, r.port, proto, sport, echoReply) {
+			return Allow
+		}
+		v = DenyPort
+	}
+	return v
+}
+
+// SiteOf returns the site whose gateway's overlay prefix holds the overlay address a.
+func (c *Compiled) SiteOf(a uint32) (string, bool) {
+	i, ok := c.gateways.Lookup(a)
+	if !ok {
+		return "", false
+	}
+	return c.sites[i], true
+}
+
+func (r *vipRule) hasClient(a uint32) bool {
+	_, ok := slices.BinarySearch(r.clients, a)
+	return ok
+}
+
+// vipRule finds the rule of a VIP (nil if none).
+func (c *Compiled) vipRule(vip uint32) *vipRule {
+	if c.vipIdx != nil {
+		if o := vip - c.vipBase; o < uint32(len(c.vipIdx)) {
+			if i := c.vipIdx[o]; i >= 0 {
+				return &c.vipList[i]
+			}
+		}
+		return nil
+	}
+	if i, ok := c.vips[vip]; ok {
+		return &c.vipList[i]
+	}
+	return nil
+}

@@ -1,0 +1,382 @@
+// Package vpresence holds one gateway's virtual-presence state:
+//
+//   - Table: the immutable translation table built from one api.Snapshot — VIP → service
+//     (remote: its ov(S); local: its real IP), hosted ov(S) → real service, reverse lookups
+//     by (service IP, protocol, port) and by ov(S), and the overlay prefix → site map of
+//     every gateway. A new snapshot builds a new Table; the caller swaps it in with one
+//     atomic store.
+//   - Pool: a lease pool of 1:1 address mappings (client overlay addresses ov(c) from the
+//     upper half of the overlay prefix; presence IPs from the upper half of the VP CIDR).
+//     Pools outlive Tables: leases carry over across snapshot swaps. Leases are refreshed
+//     by traffic either way and expire after an idle timeout decided with the caller's
+//     clock; a freed address sits out a quiet period, reuse takes the longest-free address,
+//     and exhaustion is reported, never a panic or a wrong mapping.
+//
+// Hot-path addresses are IPv4 as big-endian uint32, as read from the packet header.
+package vpresence
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/egw-project/egw/api"
+)
+
+// IP protocol numbers used in the service keys.
+const (
+	ProtoAny  uint8 = 0
+	ProtoICMP uint8 = 1
+	ProtoTCP  uint8 = 6
+	ProtoUDP  uint8 = 17
+)
+
+// U32 returns an IPv4 address as a big-endian uint32 (0 if not IPv4).
+func U32(a netip.Addr) uint32 {
+	a = a.Unmap()
+	if !a.Is4() {
+		return 0
+	}
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
+// Addr is the inverse of U32.
+func Addr(u uint32) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], u)
+	return netip.AddrFrom4(b)
+}
+
+func parseProto(s string) uint8 {
+	switch strings.ToUpper(s) {
+	case "TCP":
+		return ProtoTCP
+	case "UDP":
+		return ProtoUDP
+	case "ICMP":
+		return ProtoICMP
+	}
+	return ProtoAny
+}
+
+// Service is one entry of the table: a service consumed here at a VIP, or hosted here at
+// an overlay address.
+type Service struct {
+	Name      string
+	VIP       uint32 // local VIP (consumed services)
+	Overlay   uint32 // ov(S)
+	ServiceIP uint32 // real address (hosted and local services)
+	Proto     uint8  // ProtoAny for ANY
+	Port      uint16
+	Local     bool // consumed service that lives at this very site
+}
+
+// Range is an address range [First, Last] as uint32.
+type Range struct{ First, Last uint32 }
+
+// Contains reports whether a lies in r.
+func (r Range) Contains(a uint32) bool { return a >= r.First && a <= r.Last }
+
+// Size is the number of addresses in r.
+func (r Range) Size() int {
+	if r.Last < r.First {
+		return 0
+	}
+	return int(r.Last-r.First) + 1
+}
+
+// UpperHalf is the lease range of a prefix: its upper half without the very last
+// address (which looks like a broadcast address to hosts).
+func UpperHalf(p netip.Prefix) (Range, error) {
+	if !p.Addr().Is4() || p.Bits() > 30 || p.Bits() < 1 {
+		return Range{}, fmt.Errorf("prefix %s: need an IPv4 prefix between /1 and /30", p)
+	}
+	base := U32(p.Masked().Addr())
+	size := uint32(1) << (32 - p.Bits())
+	return Range{First: base + size/2, Last: base + size - 2}, nil
+}
+
+// svcKey packs (service IP, protocol, port) into one word, so the reverse lookups are
+// fast64 map probes.
+type svcKey uint64
+
+func mkSvcKey(ip uint32, proto uint8, port uint16) svcKey {
+	return svcKey(uint64(ip)<<32 | uint64(proto)<<16 | uint64(port))
+}
+
+// Table is the immutable per-snapshot translation table.
+type Table struct {
+	Revision      int64
+	Hub           bool
+	OverlayCIDR   netip.Prefix
+	OverlayPrefix netip.Prefix
+	OverlayIP     uint32
+	VPCIDR        netip.Prefix
+	VPAddr        uint32
+	ClientRange   Range // ov(c) pool: upper half of the overlay prefix
+	PresenceRange Range // presence pool: upper half of the VP CIDR
+
+	overlayCIDR Range
+	ownPrefix   Range
+
+	vips        map[uint32]*Service // VIP -> consumed service
+	vipBase     uint32              // vipIdx[a-vipBase] is the VIP a (VP CIDR ≤ /14)
+	vipIdx      []*Service
+	byOverlay   map[uint32]*Service // ov(S) -> consumed remote service (its VIP here)
+	hosted      map[uint32]*Service // ov(S) -> hosted service
+	hostedBySvc map[svcKey]*Service // (service IP, proto, port) -> hosted
+	localBySvc  map[svcKey]*Service // (service IP, proto, port) -> local consumed service
+
+	gateways prefixSet
+	sites    []string
+}
+
+func prefixRange(p netip.Prefix) Range {
+	base := U32(p.Masked().Addr())
+	return Range{First: base, Last: base + (uint32(1)<<(32-p.Bits()) - 1)}
+}
+
+// NewTable builds the table of one snapshot. It fails, naming the field, on what the data
+// plane cannot use (non-IPv4 prefixes, a VP CIDR inside the overlay, duplicate VIPs).
+func NewTable(s *api.Snapshot) (*Table, error) {
+	if s == nil {
+		return nil, fmt.Errorf("vpresence: nil snapshot")
+	}
+	t := &Table{
+		Revision:      s.Revision,
+		Hub:           s.Hub,
+		OverlayCIDR:   s.OverlayCIDR,
+		OverlayPrefix: s.OverlayPrefix,
+		OverlayIP:     U32(s.OverlayIP),
+		VPCIDR:        s.VPCIDR,
+		VPAddr:        U32(s.VPAddr),
+		vips:          make(map[uint32]*Service, len(s.VIPs)),
+		byOverlay:     make(map[uint32]*Service, len(s.VIPs)),
+		hosted:        make(map[uint32]*Service, len(s.Hosted)),
+		hostedBySvc:   make(map[svcKey]*Service, 2*len(s.Hosted)),
+		localBySvc:    make(map[svcKey]*Service),
+	}
+	var err error
+	if !s.OverlayCIDR.Addr().Is4() || !s.OverlayCIDR.IsValid() {
+		return nil, fmt.Errorf("vpresence: overlayCIDR %s: not an IPv4 prefix", s.OverlayCIDR)
+	}
+	t.overlayCIDR = prefixRange(s.OverlayCIDR)
+	if t.ClientRange, err = UpperHalf(s.OverlayPrefix); err != nil {
+		return nil, fmt.Errorf("vpresence: overlayPrefix: %w", err)
+	}
+	t.ownPrefix = prefixRange(s.OverlayPrefix)
+	if t.PresenceRange, err = UpperHalf(s.VPCIDR); err != nil {
+		return nil, fmt.Errorf("vpresence: vpCIDR: %w", err)
+	}
+	if s.VPCIDR.Overlaps(s.OverlayCIDR) {
+		return nil, fmt.Errorf("vpresence: vpCIDR %s overlaps overlayCIDR %s", s.VPCIDR, s.OverlayCIDR)
+	}
+	if !s.OverlayIP.Is4() {
+		return nil, fmt.Errorf("vpresence: overlayIP %q: not IPv4", s.OverlayIP)
+	}
+	for i := range s.VIPs {
+		v := &s.VIPs[i]
+		if !v.VIP.Is4() || !s.VPCIDR.Contains(v.VIP) {
+			return nil, fmt.Errorf("vpresence: VIP %s of service %q: not an IPv4 address in vpCIDR %s", v.VIP, v.Service, s.VPCIDR)
+		}
+		if t.PresenceRange.Contains(U32(v.VIP)) {
+			return nil, fmt.Errorf("vpresence: VIP %s of service %q lies in the presence pool (upper half of %s)", v.VIP, v.Service, s.VPCIDR)
+		}
+		e := &Service{Name: v.Service, VIP: U32(v.VIP), Overlay: U32(v.ServiceOverlay), Proto: parseProto(v.Protocol), Port: v.Port, Local: v.Local}
+		if _, dup := t.vips[e.VIP]; dup {
+			return nil, fmt.Errorf("vpresence: VIP %s used twice (second: service %q)", v.VIP, v.Service)
+		}
+		t.vips[e.VIP] = e
+		if v.Local {
+			if !v.ServiceIP.Is4() {
+				return nil, fmt.Errorf("vpresence: local service %q: serviceIP %q is not IPv4", v.Service, v.ServiceIP)
+			}
+			e.ServiceIP = U32(v.ServiceIP)
+			addSvc(t.localBySvc, e)
+		} else {
+			if !v.ServiceOverlay.Is4() {
+				return nil, fmt.Errorf("vpresence: service %q: serviceOverlay %q is not IPv4", v.Service, v.ServiceOverlay)
+			}
+			if _, dup := t.byOverlay[e.Overlay]; !dup {
+				t.byOverlay[e.Overlay] = e
+			}
+		}
+	}
+	if s.VPCIDR.Bits() >= 14 && len(t.vips) > 0 {
+		t.vipBase = U32(s.VPCIDR.Masked().Addr())
+		t.vipIdx = make([]*Service, 1<<(32-s.VPCIDR.Bits()))
+		for a, e := range t.vips {
+			t.vipIdx[a-t.vipBase] = e // every VIP lies in the VP CIDR (checked above)
+		}
+	}
+	for i := range s.Hosted {
+		h := &s.Hosted[i]
+		if !h.ServiceOverlay.Is4() || !h.ServiceIP.Is4() {
+			return nil, fmt.Errorf("vpresence: hosted service %q: serviceOverlay %q / serviceIP %q must be IPv4", h.Service, h.ServiceOverlay, h.ServiceIP)
+		}
+		e := &Service{Name: h.Service, Overlay: U32(h.ServiceOverlay), ServiceIP: U32(h.ServiceIP), Proto: parseProto(h.Protocol), Port: h.Port}
+		if _, dup := t.hosted[e.Overlay]; dup {
+			return nil, fmt.Errorf("vpresence: hosted overlay address %s used twice (second: service %q)", h.ServiceOverlay, h.Service)
+		}
+		t.hosted[e.Overlay] = e
+		addSvc(t.hostedBySvc, e)
+	}
+	siteIdx := map[string]int32{}
+	for _, g := range s.Gateways {
+		if !g.OverlayPrefix.Addr().Is4() {
+			return nil, fmt.Errorf("vpresence: gateway %q: overlay prefix %s is not IPv4", g.Name, g.OverlayPrefix)
+		}
+		i, ok := siteIdx[g.Site]
+		if !ok {
+			i = int32(len(t.sites))
+			t.sites = append(t.sites, g.Site)
+			siteIdx[g.Site] = i
+		}
+		t.gateways.add(g.OverlayPrefix, i)
+	}
+	return t, nil
+}
+
+// addSvc registers e under (ip, proto, port) and, for ICMP echo replies, under
+// (ip, ICMP, 0); when several services share an IP the one with the lowest overlay
+// address / VIP answers echo (deterministic across restarts).
+func addSvc(m map[svcKey]*Service, e *Service) {
+	port := e.Port
+	if e.Proto == ProtoAny || e.Proto == ProtoICMP {
+		port = 0
+	}
+	k := mkSvcKey(e.ServiceIP, e.Proto, port)
+	if old, ok := m[k]; !ok || less(e, old) {
+		m[k] = e
+	}
+	ek := mkSvcKey(e.ServiceIP, ProtoICMP, 0)
+	if old, ok := m[ek]; !ok || (old.Proto != ProtoICMP && less(e, old)) {
+		m[ek] = e
+	}
+	if e.Proto == ProtoAny {
+		ak := mkSvcKey(e.ServiceIP, ProtoAny, 0)
+		if old, ok := m[ak]; !ok || less(e, old) {
+			m[ak] = e
+		}
+	}
+}
+
+func less(a, b *Service) bool {
+	if a.Overlay != b.Overlay {
+		return a.Overlay < b.Overlay
+	}
+	return a.VIP < b.VIP
+}
+
+func lookupSvc(m map[svcKey]*Service, ip uint32, proto uint8, port uint16) (*Service, bool) {
+	if proto == ProtoICMP {
+		port = 0
+	}
+	if e, ok := m[mkSvcKey(ip, proto, port)]; ok {
+		return e, true
+	}
+	e, ok := m[mkSvcKey(ip, ProtoAny, 0)]
+	return e, ok
+}
+
+// VIP returns the service consumed at vip.
+func (t *Table) VIP(vip uint32) (*Service, bool) {
+	if t.vipIdx != nil {
+		if o := vip - t.vipBase; o < uint32(len(t.vipIdx)) {
+			e := t.vipIdx[o]
+			return e, e != nil
+		}
+		return nil, false
+	}
+	e, ok := t.vips[vip]
+	return e, ok
+}
+
+// Hosted returns the hosted service at overlay address ov.
+func (t *Table) Hosted(ov uint32) (*Service, bool) { e, ok := t.hosted[ov]; return e, ok }
+
+// RemoteByOverlay returns the remote service consumed here whose overlay address is ov.
+func (t *Table) RemoteByOverlay(ov uint32) (*Service, bool) { e, ok := t.byOverlay[ov]; return e, ok }
+
+// HostedByService returns the hosted service at (ip, proto, port); for ICMP the port is
+// ignored.
+func (t *Table) HostedByService(ip uint32, proto uint8, port uint16) (*Service, bool) {
+	return lookupSvc(t.hostedBySvc, ip, proto, port)
+}
+
+// LocalByService returns the same-site consumed service at (ip, proto, port).
+func (t *Table) LocalByService(ip uint32, proto uint8, port uint16) (*Service, bool) {
+	return lookupSvc(t.localBySvc, ip, proto, port)
+}
+
+// SiteOf returns the site whose gateway's overlay prefix holds a.
+func (t *Table) SiteOf(a uint32) (string, bool) {
+	i, ok := t.gateways.lookup(a)
+	if !ok {
+		return "", false
+	}
+	return t.sites[i], true
+}
+
+// InOverlay reports whether a lies in the whole overlay CIDR.
+func (t *Table) InOverlay(a uint32) bool { return t.overlayCIDR.Contains(a) }
+
+// InOwnPrefix reports whether a lies in this gateway's overlay prefix.
+func (t *Table) InOwnPrefix(a uint32) bool { return t.ownPrefix.Contains(a) }
+
+// Services lists the table's entries (VIPs, then hosted), for status output.
+func (t *Table) Services() []Service {
+	out := make([]Service, 0, len(t.vips)+len(t.hosted))
+	for _, e := range t.vips {
+		out = append(out, *e)
+	}
+	for _, e := range t.hosted {
+		out = append(out, *e)
+	}
+	slices.SortFunc(out, func(a, b Service) int {
+		if a.VIP != b.VIP {
+			return int(int64(a.VIP) - int64(b.VIP))
+		}
+		return int(int64(a.Overlay) - int64(b.Overlay))
+	})
+	return out
+}
+
+// prefixSet: longest-prefix match over few distinct prefix lengths (see policy.PrefixSet;
+// duplicated to keep vpresence independent of policy).
+type prefixSet struct {
+	lens []uint8
+	m    map[uint64]int32
+}
+
+func (s *prefixSet) add(p netip.Prefix, v int32) {
+	bits := uint8(p.Bits())
+	if s.m == nil {
+		s.m = make(map[uint64]int32)
+	}
+	k := uint64(bits)<<32 | uint64(U32(p.Masked().Addr()))
+	if _, ok := s.m[k]; ok {
+		return
+	}
+	s.m[k] = v
+	if !slices.Contains(s.lens, bits) {
+		s.lens = append(s.lens, bits)
+		slices.SortFunc(s.lens, func(a, b uint8) int { return int(b) - int(a) })
+	}
+}
+
+func (s *prefixSet) lookup(a uint32) (int32, bool) {
+	for _, bits := range s.lens {
+		var mask uint32
+		if bits > 0 {
+			mask = ^uint32(0) << (32 - bits)
+		}
+		if v, ok := s.m[uint64(bits)<<32|uint64(a&mask)]; ok {
+			return v, true
+		}
+	}
+	return 0, false
+}
