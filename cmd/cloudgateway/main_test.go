@@ -170,7 +170,6 @@ dataplane: true
 	}
 }
 
-
 func TestConfigPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "c.yaml")
