@@ -1,0 +1,278 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/controlplane"
+)
+
+// scaleParams shape the cloud-scale world.
+type scaleParams struct {
+	Gateways int // edge gateways
+	Services int // exposed services per gateway
+	Fanout   int // sites each service is exposed to
+	Batch    int // gateways per Server.Apply
+	Changes  int // policy changes timed
+	// CPUProfile, if set, is where a CPU profile of the policy changes is written.
+	CPUProfile string
+	// MemProfile, if set, is where a heap profile is written after the measurements.
+	MemProfile string
+}
+
+// scaleOutput is what the child process prints on stdout.
+type scaleOutput struct {
+	Records []Record `json:"records"`
+	Notes   []string `json:"notes,omitempty"`
+}
+
+// runScale builds the cloud control plane of p.Gateways edge gateways in dir and measures
+// its cost. It runs in a child process of its own (see main) so that the RSS and CPU
+// figures are the control plane's alone and not the latency benchmark's leftovers.
+func runScale(dir string, p scaleParams, progress func(string, ...any)) (*scaleOutput, error) {
+	out := &scaleOutput{}
+	add := func(name string, v float64, unit, note string) {
+		out.Records = append(out.Records, Record{Name: "scale." + name, Value: v, Unit: unit, Note: note})
+	}
+	runtime.GC()
+	rss0, _ := procStatus("VmRSS")
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+
+	cfg := cpConfig()
+	stateDir := filepath.Join(dir, "scale")
+	store, err := controlplane.Open(stateDir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	srv, err := controlplane.NewServer(store, controlplane.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.EnsureHub(hubVPCIDR, "", ""); err != nil {
+		return nil, err
+	}
+
+	// Apply, in batches, as an operator registering gateways would.
+	nObjs := 0
+	var batchTimes []time.Duration
+	cpu0, wall0 := cpuTime(), time.Now()
+	for from := 0; from < p.Gateways; from += p.Batch {
+		to := min(from+p.Batch, p.Gateways)
+		objs := scaleBatch(from, to, p.Gateways, p.Services, p.Fanout)
+		nObjs += len(objs)
+		t := time.Now()
+		if _, _, err := srv.Apply(objs); err != nil {
+			return nil, fmt.Errorf("applying gateways %d-%d: %w", from, to-1, err)
+		}
+		batchTimes = append(batchTimes, time.Since(t))
+		progress("  scale: gateways %d-%d applied in %v", from, to-1, batchTimes[len(batchTimes)-1].Round(time.Millisecond))
+	}
+	applyWall, applyCPU := time.Since(wall0), cpuTime()-cpu0
+
+	st, err := store.Load()
+	if err != nil {
+		return nil, err
+	}
+	managed := len(st.List(api.KindVirtualPresence))
+	add("objects_applied", float64(nObjs), "objects",
+		fmt.Sprintf("%d gateways × %d services, each exposed to %d sites, %d gateways per apply", p.Gateways, p.Services, p.Fanout, p.Batch))
+	add("virtual_presences", float64(managed), "objects", "managed VirtualPresences (VIPs) the control plane allocated")
+	add("apply_total_wall", applyWall.Seconds(), "s", fmt.Sprintf("%d Server.Apply calls (store txn + IPAM + recompile of every snapshot)", len(batchTimes)))
+	add("apply_total_cpu", applyCPU.Seconds(), "s", "user+system CPU of the process during the applies")
+	add("apply_first_batch", ms(batchTimes[0]), "ms", "")
+	add("apply_last_batch", ms(batchTimes[len(batchTimes)-1]), "ms", "grows with the store: each write validates and recompiles the whole state")
+
+	// Compile alone (a pure function of the objects).
+	objs := st.List("")
+	var compileTimes []time.Duration
+	var snaps map[string]*api.Snapshot
+	cpu0 = cpuTime()
+	for range 3 {
+		t := time.Now()
+		snaps = controlplane.Compile(objs, st.IPAM, cfg)
+		compileTimes = append(compileTimes, time.Since(t))
+	}
+	compileCPU := (cpuTime() - cpu0) / 3
+	slices.Sort(compileTimes)
+	vips := 0
+	for _, s := range snaps {
+		vips += len(s.VIPs)
+	}
+	add("compile_wall", ms(compileTimes[1]), "ms", fmt.Sprintf("median of 3 Compile calls: %d snapshots, %d VIPs", len(snaps), vips))
+	add("compile_cpu", ms(compileCPU), "ms", "CPU per Compile (mean of 3; includes GC)")
+	if s, ok := snaps[gwName(0)]; ok {
+		b, _ := json.Marshal(s)
+		add("edge_snapshot_size", float64(len(b)), "bytes", fmt.Sprintf("%s: %d VIPs, %d hosted, %d gateways listed", gwName(0), len(s.VIPs), len(s.Hosted), len(s.Gateways)))
+	}
+	if s, ok := snaps[hubGateway]; ok {
+		b, _ := json.Marshal(s)
+		add("hub_snapshot_size", float64(len(b)), "bytes", fmt.Sprintf("%d peers, %d relay rules", len(s.Peers), len(s.Relay)))
+	}
+	snaps, objs, st = nil, nil, nil
+
+	// Policy changes: allow one more server (x1 at s1, created beforehand, which moves no
+	// snapshot) in p0, then take it away again.
+	if _, _, err := srv.Apply([]api.Object{server("x1", siteName(1%p.Gateways), newClientIP)}); err != nil {
+		return nil, fmt.Errorf("adding x1: %w", err)
+	}
+	var base []string
+	for k := 1; k <= p.Fanout && k < p.Gateways; k++ {
+		base = append(base, clientName(k%p.Gateways))
+	}
+	var changeTimes, changeCPU []time.Duration
+	woken := 0
+	if p.CPUProfile != "" {
+		f, err := os.Create(p.CPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	for i := range p.Changes {
+		servers := base
+		if i%2 == 0 {
+			servers = append(slices.Clone(base), "x1")
+		}
+		before := map[string]int64{}
+		for g := range p.Gateways {
+			if s, ok := srv.Snapshot(gwName(g)); ok {
+				before[gwName(g)] = s.Revision
+			}
+		}
+		c, t := cpuTime(), time.Now()
+		rev, _, err := srv.Apply([]api.Object{policyOf("p0", servers)})
+		if err != nil {
+			return nil, fmt.Errorf("policy change: %w", err)
+		}
+		changeTimes = append(changeTimes, time.Since(t))
+		changeCPU = append(changeCPU, cpuTime()-c)
+		woken = 0
+		for g, r := range before {
+			if s, _ := srv.Snapshot(g); s.Revision != r {
+				woken++
+				if s.Revision != rev {
+					return nil, fmt.Errorf("%s moved to revision %d, not the change's %d", g, s.Revision, rev)
+				}
+			}
+		}
+	}
+	pprof.StopCPUProfile()
+
+	// One more change, with a goroutine asking the server who a sync caller is (what every
+	// /v1/sync and /v1/report request does first) every 2 ms: how long such calls wait
+	// while the write recompiles.
+	stall, err := readStall(srv, p.Gateways, base)
+	if err != nil {
+		return nil, err
+	}
+	add("sync_lookup_stall_max", ms(stall), "ms",
+		"longest Server.GatewayByAddr call during a policy change (Server.mu is held while every snapshot is compiled and encoded)")
+
+	slices.Sort(changeTimes)
+	slices.Sort(changeCPU)
+	add("policy_change_wall_p50", ms(changeTimes[len(changeTimes)/2]), "ms",
+		fmt.Sprintf("Server.Apply of one EPolicy (fsync'd txn + validation + recompile of %d snapshots), %d changes", p.Gateways+1, p.Changes))
+	add("policy_change_wall_max", ms(changeTimes[len(changeTimes)-1]), "ms", "")
+	add("policy_change_cpu_p50", ms(changeCPU[len(changeCPU)/2]), "ms", "user+system CPU of the process per change")
+	add("policy_change_gateways_woken", float64(woken), "gateways", "snapshots whose revision moved (only the consuming site's should)")
+
+	// Memory after GC: what the control plane keeps (decoded state cache, compiled
+	// snapshots and their JSON).
+	runtime.GC()
+	rssGC, err := procStatus("VmRSS")
+	if err != nil {
+		out.Notes = append(out.Notes, "RSS not read: "+err.Error())
+	}
+	debug.FreeOSMemory() // a GC that also returns the freed pages to the kernel
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	rss1, _ := procStatus("VmRSS")
+	hwm, _ := procStatus("VmHWM")
+	add("heap_inuse", mib(ms1.HeapInuse), "MiB", fmt.Sprintf("after GC; %.1f MiB before the store was opened", mib(ms0.HeapInuse)))
+	add("heap_alloc", mib(ms1.HeapAlloc), "MiB", "live heap objects after GC")
+	add("rss_after_gc", mib(uint64(rssGC)), "MiB", fmt.Sprintf("VmRSS after runtime.GC (freed pages not yet returned); %.1f MiB at the start of the process", mib(uint64(rss0))))
+	anon, _ := procStatus("RssAnon")
+	file, _ := procStatus("RssFile")
+	add("rss", mib(uint64(rss1)), "MiB", fmt.Sprintf("VmRSS after debug.FreeOSMemory: the control plane's footprint (%.1f MiB anonymous: heap, runtime; %.1f MiB file: binary, bbolt mmap)", mib(uint64(anon)), mib(uint64(file))))
+	add("rss_peak", mib(uint64(hwm)), "MiB", "VmHWM: peak RSS during the applies and compiles")
+	if fi, err := os.Stat(filepath.Join(stateDir, controlplane.DBFile)); err == nil {
+		add("store_file", mib(uint64(fi.Size())), "MiB", "bbolt file "+controlplane.DBFile)
+	} else {
+		out.Notes = append(out.Notes, "store file size not read: "+err.Error())
+	}
+	if p.MemProfile != "" {
+		f, err := os.Create(p.MemProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			return nil, err
+		}
+	}
+	runtime.KeepAlive(srv)
+	return out, nil
+}
+
+// cpuTime is the user+system CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func mib(b uint64) float64       { return float64(b) / (1 << 20) }
+
+// readStall applies p0 with x1 and base alternately (whichever differs from the current)
+// while a goroutine times Server.GatewayByAddr for g1's overlay IP every 2 ms, and
+// returns the longest call.
+func readStall(srv *controlplane.Server, gateways int, base []string) (time.Duration, error) {
+	g1, ok := srv.Snapshot(gwName(1 % gateways))
+	if !ok {
+		return 0, fmt.Errorf("no snapshot of %s", gwName(1%gateways))
+	}
+	stop := make(chan struct{})
+	res := make(chan time.Duration)
+	go func() {
+		var worst time.Duration
+		for {
+			select {
+			case <-stop:
+				res <- worst
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			t := time.Now()
+			srv.GatewayByAddr(g1.OverlayIP)
+			worst = max(worst, time.Since(t))
+		}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	p0, _ := srv.Store().Get(api.KindEPolicy, "p0")
+	servers := slices.Clone(base)
+	if pol, ok := p0.(*api.EPolicy); ok && !slices.Contains(pol.AllowedServers, "x1") {
+		servers = append(servers, "x1")
+	}
+	_, _, err := srv.Apply([]api.Object{policyOf("p0", servers)})
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	return <-res, err
+}
