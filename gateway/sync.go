@@ -47,16 +47,21 @@ func NewSyncClient(cloud netip.AddrPort, local netip.Addr, log *slog.Logger) *Sy
 		BaseURL:     "http://" + cloud.String(),
 		HTTP:        &http.Client{Transport: tr, Timeout: 45 * time.Second},
 		Log:         log,
-		ReportEvery: 10 * time.Second,
+		ReportEvery: 5 * time.Second,
 		MinBackoff:  500 * time.Millisecond,
 		MaxBackoff:  10 * time.Second,
 	}
 }
 
 // Run polls until ctx ends. since is the revision already applied (from the cache, or 0).
+// Reports go out after every applied snapshot and every ReportEvery, from their own
+// goroutine so that a long poll never delays them.
 func (c *SyncClient) Run(ctx context.Context, since int64) {
+	applied := make(chan struct{}, 1)
+	if c.Report != nil {
+		go c.reportLoop(ctx, applied)
+	}
 	backoff := c.MinBackoff
-	var lastReport time.Time
 	for ctx.Err() == nil {
 		start := time.Now()
 		snap, err := c.poll(ctx, since)
@@ -65,35 +70,60 @@ func (c *SyncClient) Run(ctx context.Context, since int64) {
 				return
 			}
 			c.Log.Warn("sync: poll failed", "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
+			if !sleep(ctx, backoff) {
 				return
-			case <-time.After(backoff):
 			}
 			backoff = min(backoff*2, c.MaxBackoff)
 			continue
 		}
 		backoff = c.MinBackoff
-		if snap != nil && snap.Revision > since {
-			if c.Latency != nil {
-				c.Latency(time.Since(start))
-			}
-			if err := c.Apply(snap); err != nil {
-				c.Log.Error("sync: applying snapshot failed; keeping the previous one", "revision", snap.Revision, "err", err)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(backoff):
-				}
-				continue
-			}
-			since = snap.Revision
-			c.sendReport(ctx)
-			lastReport = time.Now()
-		} else if c.Report != nil && time.Since(lastReport) >= c.ReportEvery {
-			c.sendReport(ctx)
-			lastReport = time.Now()
+		if snap == nil || snap.Revision <= since {
+			continue
 		}
+		if c.Latency != nil {
+			c.Latency(time.Since(start))
+		}
+		if err := c.Apply(snap); err != nil {
+			c.Log.Error("sync: applying snapshot failed; keeping the previous one", "revision", snap.Revision, "err", err)
+			if !sleep(ctx, c.MaxBackoff) {
+				return
+			}
+			continue
+		}
+		since = snap.Revision
+		select {
+		case applied <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (c *SyncClient) reportLoop(ctx context.Context, applied <-chan struct{}) {
+	every := c.ReportEvery
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-applied:
+		case <-t.C:
+		}
+		c.sendReport(ctx)
 	}
 }
 

@@ -113,6 +113,18 @@ var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, 
 		}
 	}()
 	log.Info("edge sync API listening", "addr", syncAddr)
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				report()
+			}
+		}
+	}()
 
 	for {
 		snap, err := cp.Watch(ctx, cfg.Name, rev)
