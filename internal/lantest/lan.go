@@ -7,6 +7,7 @@ package lantest
 import (
 	"net/netip"
 	"sync"
+	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/netstack"
@@ -51,7 +52,8 @@ func (l *LAN) AddHost(addr netip.Addr) (*Host, error) {
 	return h, nil
 }
 
-// Close stops the switch and every host stack.
+// Close stops the switch and every host stack. The gateway's TUN is not closed here: the
+// WireGuard device that owns it closes it (tuntest's ChannelTUN may be closed only once).
 func (l *LAN) Close() {
 	l.once.Do(func() {
 		close(l.done)
@@ -60,7 +62,6 @@ func (l *LAN) Close() {
 			h.dev.Close()
 		}
 		l.mu.Unlock()
-		l.GW.TUN().Close()
 	})
 }
 
@@ -95,10 +96,13 @@ func (l *LAN) fromHost(h *Host) {
 				to.dev.Write([][]byte{pkt}, 0)
 				continue
 			}
+			// Like a real link, a gateway that is not reading loses the packet; the
+			// host's stack never blocks on it.
 			select {
 			case l.GW.Outbound <- pkt:
 			case <-l.done:
 				return
+			case <-time.After(100 * time.Millisecond):
 			}
 		}
 	}
