@@ -18,10 +18,10 @@ import (
 func Compile(objs []api.Object, ipam IPAM, cfg Config) map[string]*api.Snapshot {
 	cfg = cfg.WithDefaults()
 	ix := newIndex(objs)
-	c := &compiler{ix: ix, ipam: ipam, cfg: cfg}
+	c := &compiler{ix: ix, ipam: ipam, cfg: cfg, names: ix.gatewayNames}
 	c.exposures()
-	out := map[string]*api.Snapshot{}
-	for _, n := range sortedKeys(ix.gateways) {
+	out := make(map[string]*api.Snapshot, len(c.names))
+	for _, n := range c.names {
 		if s := c.gateway(ix.gateways[n]); s != nil {
 			out[n] = s
 		}
@@ -33,10 +33,15 @@ type compiler struct {
 	ix   *index
 	ipam IPAM
 	cfg  Config
+	// names are the gateway names, sorted.
+	names []string
 	// vips are the usable VIPs by consuming site; hosted the exposed services by home
 	// site.
 	vips   map[string][]api.VIP
 	hosted map[string][]api.Hosted
+	// reach maps a home site to the gateways of the sites its hosted services are exposed
+	// to (whether or not a policy allows them now): the sources an edge must tell apart.
+	reach map[string]map[string]bool
 }
 
 // gatewayPrefix is the overlay prefix of a gateway that serves an existing site.
@@ -54,6 +59,7 @@ func (c *compiler) exposures() {
 	ix := c.ix
 	c.vips = map[string][]api.VIP{}
 	c.hosted = map[string][]api.Hosted{}
+	c.reach = map[string]map[string]bool{}
 
 	// The VIP of (service, consuming site): a pin, else the managed VirtualPresence of
 	// the exposure at that site.
@@ -64,18 +70,15 @@ func (c *compiler) exposures() {
 			pinned[pair{p.vp.EServiceName, p.site}] = p.ip
 		}
 	}
-	managed := map[[2]string]netip.Addr{} // expose, site
-	for _, vp := range ix.vps {
-		if !isManaged(vp) {
-			continue
-		}
+	managed := make(map[[2]string]netip.Addr, len(ix.managed)) // expose, site
+	for _, vp := range ix.managed {
 		if ip, err := netip.ParseAddr(vp.VirtualIP); err == nil {
 			managed[[2]string{vp.Metadata.Labels[LabelExpose], vp.ESiteName}] = ip
 		}
 	}
 
 	hostedBy := map[string]*api.Hosted{} // service -> entry
-	for _, en := range sortedKeys(ix.exposes) {
+	for _, en := range ix.sortedExposes() {
 		e := ix.exposes[en]
 		svc, ok := ix.services[e.EServiceName]
 		if !ok {
@@ -111,10 +114,14 @@ func (c *compiler) exposures() {
 				continue
 			}
 			seen[site] = true
-			_, prefix, ok := c.sitePrefix(site)
+			siteGw, prefix, ok := c.sitePrefix(site)
 			if !ok {
 				continue
 			}
+			if c.reach[svc.ESiteName] == nil {
+				c.reach[svc.ESiteName] = map[string]bool{}
+			}
+			c.reach[svc.ESiteName][siteGw.Metadata.Name] = true
 			vip, ok := pinned[pair{svc.Metadata.Name, site}]
 			if !ok {
 				if vip, ok = managed[[2]string{en, site}]; !ok {
@@ -192,17 +199,42 @@ func (c *compiler) gateway(g *api.EGateway) *api.Snapshot {
 	if vp.IsValid() {
 		s.VPAddr = firstAddr(vp)
 	}
-	for _, n := range sortedKeys(ix.gateways) {
-		o := ix.gateways[n]
-		p, ok := c.ipam.Gateways[n]
-		if !ok {
-			continue
+	// A gateway of a site that does not exist, or not the one serving its site, serves
+	// nothing.
+	sg, ok := ix.siteGateway(g.ESiteName)
+	serves := ok && sg == g
+	if s.Hub {
+		// The hub tells every gateway's sources apart (relay, its own hosted services).
+		for _, n := range c.names {
+			o := ix.gateways[n]
+			p, ok := c.ipam.Gateways[n]
+			if !ok {
+				continue
+			}
+			s.Gateways = append(s.Gateways, api.GatewayRef{Name: n, Site: o.ESiteName, OverlayPrefix: p})
+			if n != name {
+				s.Peers = append(s.Peers, api.Peer{Name: n, Site: o.ESiteName, PublicKey: o.PublicKey,
+					Endpoint: o.Endpoint, AllowedIPs: []netip.Prefix{p}})
+			}
 		}
-		s.Gateways = append(s.Gateways, api.GatewayRef{Name: n, Site: o.ESiteName, OverlayPrefix: p})
-		switch {
-		case s.Hub && n != name:
-			s.Peers = append(s.Peers, api.Peer{Name: n, Site: o.ESiteName, PublicKey: o.PublicKey,
-				Endpoint: o.Endpoint, AllowedIPs: []netip.Prefix{p}})
+	} else {
+		// An edge sees overlay sources only of the sites its hosted services are exposed
+		// to (plus itself and the hub): it lists just those gateways, so its snapshot
+		// does not grow, or move, with every gateway added elsewhere.
+		list := map[string]bool{name: true, cfg.HubGateway: true}
+		if serves {
+			for n := range c.reach[g.ESiteName] {
+				list[n] = true
+			}
+		}
+		for _, n := range sortedKeys(list) {
+			o, ok := ix.gateways[n]
+			if !ok {
+				continue
+			}
+			if p, ok := c.ipam.Gateways[n]; ok {
+				s.Gateways = append(s.Gateways, api.GatewayRef{Name: n, Site: o.ESiteName, OverlayPrefix: p})
+			}
 		}
 	}
 	if !s.Hub {
@@ -219,9 +251,7 @@ func (c *compiler) gateway(g *api.EGateway) *api.Snapshot {
 		}
 		s.Peers = []api.Peer{hub}
 	}
-	// A gateway of a site that does not exist, or not the one serving its site, serves
-	// nothing.
-	if sg, ok := ix.siteGateway(g.ESiteName); ok && sg == g {
+	if serves {
 		s.VIPs = c.vips[g.ESiteName]
 		s.Hosted = c.hosted[g.ESiteName]
 	}

@@ -152,7 +152,8 @@ func TestCompileSnapshotShape(t *testing.T) {
 	if !reflect.DeepEqual(hub.Peers, wantHubPeers) {
 		t.Fatalf("hub peers %+v", hub.Peers)
 	}
-	wantGateways := []api.GatewayRef{{Name: "cloud-gw", Site: "cloud", OverlayPrefix: prefix("100.64.0.0/22")}, {Name: "gw-a", Site: "site-a", OverlayPrefix: prefix("100.64.4.0/22")}, {Name: "gw-b", Site: "site-b", OverlayPrefix: prefix("100.64.8.0/22")}}
+	// gw-a hosts nothing: it lists only itself and the hub.
+	wantGateways := []api.GatewayRef{{Name: "cloud-gw", Site: "cloud", OverlayPrefix: prefix("100.64.0.0/22")}, {Name: "gw-a", Site: "site-a", OverlayPrefix: prefix("100.64.4.0/22")}}
 	if !reflect.DeepEqual(a.Gateways, wantGateways) {
 		t.Fatalf("gateways %+v", a.Gateways)
 	}
@@ -234,5 +235,62 @@ func TestCompilePinnedVIP(t *testing.T) {
 	snaps := Compile(objs, worldIPAM, testConfig())
 	if v := vipAt(snaps["gw-a"], "web"); v == nil || v.VIP != addr("192.168.0.50") {
 		t.Fatalf("pinned VIP %+v", v)
+	}
+}
+
+// TestCompileGatewaysList: the hub lists every gateway; an edge lists itself, the hub and
+// the gateways of the sites its hosted services are exposed to, whatever the policies say.
+func TestCompileGatewaysList(t *testing.T) {
+	const siteC = `{"kind":"ESite","metadata":{"name":"site-c"}}
+{"kind":"EGateway","metadata":{"name":"gw-c"},"virtualPresenceIPcidr":"192.168.0.0/24","eSiteName":"site-c"}
+`
+	ipam := IPAM{Gateways: map[string]netip.Prefix{}, Services: worldIPAM.Services}
+	for k, v := range worldIPAM.Gateways {
+		ipam.Gateways[k] = v
+	}
+	ipam.Gateways["gw-c"] = prefix("100.64.12.0/22")
+	all := []string{"cloud-gw", "gw-a", "gw-b", "gw-c"}
+	cases := []struct {
+		name string
+		objs string
+		want map[string][]string // gateway -> names listed
+	}{
+		{name: "web exposed to site-a, site-b, cloud under a policy",
+			objs: world + siteC + `{"kind":"EPolicy","metadata":{"name":"p1"},"allowedServers":["c1"]}` + expose(`["p1"]`),
+			want: map[string][]string{"cloud-gw": all, "gw-a": {"cloud-gw", "gw-a"}, "gw-b": {"cloud-gw", "gw-a", "gw-b"}, "gw-c": {"cloud-gw", "gw-c"}}},
+		{name: "no policy allows anyone: the exposed sites are listed all the same",
+			objs: world + siteC + expose(`[]`),
+			want: map[string][]string{"cloud-gw": all, "gw-a": {"cloud-gw", "gw-a"}, "gw-b": {"cloud-gw", "gw-a", "gw-b"}, "gw-c": {"cloud-gw", "gw-c"}}},
+		{name: "nothing exposed",
+			objs: world + siteC,
+			want: map[string][]string{"cloud-gw": all, "gw-a": {"cloud-gw", "gw-a"}, "gw-b": {"cloud-gw", "gw-b"}, "gw-c": {"cloud-gw", "gw-c"}}},
+		{name: "exposed to a site without a gateway prefix and a missing site",
+			objs: world + `{"kind":"ESite","metadata":{"name":"site-c"}}` +
+				`{"kind":"ServiceExpose","metadata":{"name":"web"},"eServiceName":"web","eSites":["site-c","nowhere","site-a"],"ePolicys":[]}`,
+			want: map[string][]string{"cloud-gw": {"cloud-gw", "gw-a", "gw-b"}, "gw-a": {"cloud-gw", "gw-a"}, "gw-b": {"cloud-gw", "gw-a", "gw-b"}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			snaps := Compile(decode(t, c.objs), ipam, testConfig())
+			if len(snaps) != len(c.want) {
+				t.Fatalf("%d snapshots, want %d", len(snaps), len(c.want))
+			}
+			for gw, want := range c.want {
+				s := snaps[gw]
+				if s == nil {
+					t.Fatalf("no snapshot of %s", gw)
+				}
+				var got []string
+				for _, g := range s.Gateways {
+					if g.OverlayPrefix != ipam.Gateways[g.Name] {
+						t.Errorf("%s lists %s at %s, want %s", gw, g.Name, g.OverlayPrefix, ipam.Gateways[g.Name])
+					}
+					got = append(got, g.Name)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%s lists %v, want %v", gw, got, want)
+				}
+			}
+		})
 	}
 }

@@ -12,5 +12,12 @@
 // Compile is a pure function of the objects, the IPAM state and the Config. The Server
 // recompiles after every write and keeps, per gateway, the revision at which that
 // gateway's snapshot last changed, so a write that does not concern a gateway does not
-// wake it.
+// wake it. Refreshes run one at a time and compile and compare (by a digest per gateway)
+// without holding the lock readers take, then swap the changed snapshots in; each gateway
+// has its own wake-up channel, so a change wakes only the long polls of the gateways it
+// concerns, and the sync answer of a snapshot is encoded once, on first request.
+//
+// An edge's snapshot lists (Snapshot.Gateways) only itself, the hub and the gateways of
+// the sites its hosted services are exposed to, whatever the policies say: the only
+// overlay sources it has to tell apart. The hub's lists every gateway.
 package controlplane

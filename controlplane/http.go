@@ -394,12 +394,21 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := contextWithTimeout(r.Context(), s.opts.SyncTimeout)
 	defer cancel()
-	snap, err := s.Watch(ctx, gw, since)
+	g, err := s.watch(ctx, gw, since)
 	if err != nil {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	writeJSON(w, http.StatusOK, snap)
+	// The encoding is made once per snapshot revision and shared by every request.
+	body, err := g.encoded()
+	if err != nil {
+		writeError(w, s.log, fmt.Errorf("encoding the snapshot of %s: %w", gw, err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
 }
 
 func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {

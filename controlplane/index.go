@@ -3,6 +3,7 @@ package controlplane
 import (
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/egw-project/egw/api"
 )
@@ -16,11 +17,23 @@ type index struct {
 	servers  map[string]*api.EServer
 	policies map[string]*api.EPolicy
 	exposes  map[string]*api.ServiceExpose
-	vps      map[string]*api.VirtualPresence
 
 	// gwBySite maps a site to its gateway (the first by name if, in an unvalidated set,
 	// there are several).
 	gwBySite map[string]*api.EGateway
+	// gatewayNames are the keys of gateways, sorted.
+	gatewayNames []string
+	// The VirtualPresences, in three lists (there are many, and only fillStatus needs
+	// them by name): managed ones in no order, hand-applied ones with a virtualIp (pins)
+	// sorted by name, and the other hand-applied ones in no order.
+	managed  []*api.VirtualPresence
+	pinVPs   []*api.VirtualPresence
+	otherVPs []*api.VirtualPresence
+	// pinList memoizes pins and exposeNames the sorted keys of exposes (the index is
+	// never modified after newIndex, but it is not safe for concurrent use).
+	pinList     []*pin
+	pinDone     bool
+	exposeNames []string
 }
 
 func newIndex(objs []api.Object) *index {
@@ -28,9 +41,20 @@ func newIndex(objs []api.Object) *index {
 		sites: map[string]*api.ESite{}, gateways: map[string]*api.EGateway{},
 		services: map[string]*api.EService{}, servers: map[string]*api.EServer{},
 		policies: map[string]*api.EPolicy{}, exposes: map[string]*api.ServiceExpose{},
-		vps: map[string]*api.VirtualPresence{}, gwBySite: map[string]*api.EGateway{},
+		gwBySite: map[string]*api.EGateway{},
 	}
 	for _, o := range objs {
+		if v, ok := o.(*api.VirtualPresence); ok {
+			switch {
+			case isManaged(v):
+				ix.managed = append(ix.managed, v)
+			case v.VirtualIP != "":
+				ix.pinVPs = append(ix.pinVPs, v)
+			default:
+				ix.otherVPs = append(ix.otherVPs, v)
+			}
+			continue
+		}
 		n := o.GetMeta().Name
 		switch v := o.(type) {
 		case *api.ESite:
@@ -45,17 +69,37 @@ func newIndex(objs []api.Object) *index {
 			ix.policies[n] = v
 		case *api.ServiceExpose:
 			ix.exposes[n] = v
-		case *api.VirtualPresence:
-			ix.vps[n] = v
 		}
 	}
-	for _, n := range sortedKeys(ix.gateways) {
+	slices.SortFunc(ix.pinVPs, byVPName)
+	ix.gatewayNames = sortedKeys(ix.gateways)
+	for _, n := range ix.gatewayNames {
 		g := ix.gateways[n]
 		if _, ok := ix.gwBySite[g.ESiteName]; !ok {
 			ix.gwBySite[g.ESiteName] = g
 		}
 	}
 	return ix
+}
+
+// sortedExposes returns the names of the ServiceExposes, sorted (shared: do not modify).
+func (ix *index) sortedExposes() []string {
+	if ix.exposeNames == nil {
+		ix.exposeNames = sortedKeys(ix.exposes)
+	}
+	return ix.exposeNames
+}
+
+func byVPName(a, b *api.VirtualPresence) int {
+	return strings.Compare(a.Metadata.Name, b.Metadata.Name)
+}
+
+// vpsByName returns every VirtualPresence, sorted by name.
+func (ix *index) vpsByName() []*api.VirtualPresence {
+	all := make([]*api.VirtualPresence, 0, len(ix.managed)+len(ix.pinVPs)+len(ix.otherVPs))
+	all = append(append(append(all, ix.managed...), ix.pinVPs...), ix.otherVPs...)
+	slices.SortFunc(all, byVPName)
+	return all
 }
 
 func indexState(st *State) *index {
@@ -109,13 +153,17 @@ type pin struct {
 
 // pins resolves every hand-applied VirtualPresence with a virtualIp: its site is its
 // eSiteName, else the one exposed site of its service whose gateway's VP CIDR holds the IP.
+// The answer, sorted by name, is shared: do not modify.
 func (ix *index) pins() []*pin {
+	if !ix.pinDone {
+		ix.pinList, ix.pinDone = ix.resolvePins(), true
+	}
+	return ix.pinList
+}
+
+func (ix *index) resolvePins() []*pin {
 	var out []*pin
-	for _, n := range sortedKeys(ix.vps) {
-		vp := ix.vps[n]
-		if isManaged(vp) || vp.VirtualIP == "" {
-			continue
-		}
+	for _, vp := range ix.pinVPs {
 		ip, err := netip.ParseAddr(vp.VirtualIP)
 		if err != nil {
 			continue // api.Validate refuses it
@@ -137,7 +185,7 @@ func (ix *index) pins() []*pin {
 		}
 		var cands []string
 		seen := map[string]bool{}
-		for _, en := range sortedKeys(ix.exposes) {
+		for _, en := range ix.sortedExposes() {
 			e := ix.exposes[en]
 			if e.EServiceName != vp.EServiceName {
 				continue

@@ -22,8 +22,10 @@ import (
 //     allocations.
 //
 // validateState has run before, so pins are consistent.
-func reconcile(st *State, cfg Config) {
-	ix := indexState(st)
+func reconcile(st *State, cfg Config) { reconcileIndex(st, indexState(st), cfg) }
+
+// reconcileIndex is reconcile with ix, an index of st as it is on entry.
+func reconcileIndex(st *State, ix *index, cfg Config) {
 	old := st.IPAM
 	next := IPAM{Gateways: map[string]netip.Prefix{}, Services: map[string]ServiceAddr{}}
 
@@ -34,7 +36,7 @@ func reconcile(st *State, cfg Config) {
 		next.Gateways[cfg.HubGateway] = hubPrefix
 	}
 	var pending []string
-	for _, n := range sortedKeys(ix.gateways) {
+	for _, n := range ix.gatewayNames {
 		if n == cfg.HubGateway {
 			continue
 		}
@@ -122,24 +124,32 @@ func reconcile(st *State, cfg Config) {
 		usedV(p.gateway.Metadata.Name)[p.ip] = true
 	}
 	type exposeSite struct{ expose, site string }
-	existing := map[exposeSite]*api.VirtualPresence{}
-	for _, n := range sortedKeys(ix.vps) {
-		vp := ix.vps[n]
-		if isManaged(vp) {
-			k := exposeSite{vp.Metadata.Labels[LabelExpose], vp.ESiteName}
-			if _, dup := existing[k]; !dup {
-				existing[k] = vp
-			}
+	// The managed VirtualPresence of each (expose, site); of duplicates the first by name.
+	existing := make(map[exposeSite]*api.VirtualPresence, len(ix.managed))
+	for _, vp := range ix.managed {
+		k := exposeSite{vp.Metadata.Labels[LabelExpose], vp.ESiteName}
+		if old, dup := existing[k]; !dup || vp.Metadata.Name < old.Metadata.Name {
+			existing[k] = vp
 		}
 	}
 	type want struct {
 		key     exposeSite
 		service string
 		gw      *api.EGateway
+		cidr    netip.Prefix // the gateway's VP CIDR
 		vip     netip.Addr
 	}
+	cidrs := make(map[*api.EGateway]netip.Prefix, len(ix.gateways))
+	cidrOf := func(g *api.EGateway) netip.Prefix {
+		p, ok := cidrs[g]
+		if !ok {
+			p = vpCIDR(g)
+			cidrs[g] = p
+		}
+		return p
+	}
 	var wants []*want
-	for _, en := range sortedKeys(ix.exposes) {
+	for _, en := range ix.sortedExposes() {
 		e := ix.exposes[en]
 		seen := map[string]bool{}
 		for _, s := range e.ESites {
@@ -148,7 +158,7 @@ func reconcile(st *State, cfg Config) {
 				continue
 			}
 			seen[s] = true
-			wants = append(wants, &want{key: exposeSite{en, s}, service: e.EServiceName, gw: g})
+			wants = append(wants, &want{key: exposeSite{en, s}, service: e.EServiceName, gw: g, cidr: cidrOf(g)})
 		}
 	}
 	for _, w := range wants {
@@ -158,7 +168,7 @@ func reconcile(st *State, cfg Config) {
 		}
 		ip, err := netip.ParseAddr(vp.VirtualIP)
 		gn := w.gw.Metadata.Name
-		if err == nil && inLowerHalf(vpCIDR(w.gw), ip) && !usedV(gn)[ip] {
+		if err == nil && inLowerHalf(w.cidr, ip) && !usedV(gn)[ip] {
 			w.vip = ip
 			usedV(gn)[ip] = true
 		}
@@ -168,17 +178,20 @@ func reconcile(st *State, cfg Config) {
 			continue
 		}
 		gn := w.gw.Metadata.Name
-		if ip, ok := allocLowest(vpCIDR(w.gw), usedV(gn)); ok {
+		if ip, ok := allocLowest(w.cidr, usedV(gn)); ok {
 			w.vip = ip
 			usedV(gn)[ip] = true
 		}
 	}
 
-	keep := map[string]bool{}
+	keep := make(map[string]bool, len(wants))
 	for _, w := range wants {
 		name := ""
-		if vp, ok := existing[w.key]; ok {
-			name = vp.Metadata.Name
+		// st.Objects holds the existing one under its name: reconcile writes only new
+		// names and those of the existing ones, each for its own (expose, site).
+		old, exists := existing[w.key]
+		if exists {
+			name = old.Metadata.Name
 		} else {
 			name = managedName(w.key.expose, w.key.site, func(n string) bool {
 				_, taken := st.Objects[api.KindVirtualPresence+"/"+n]
@@ -190,31 +203,31 @@ func reconcile(st *State, cfg Config) {
 		if w.vip.IsValid() {
 			vip = w.vip.String()
 		}
-		vp := &api.VirtualPresence{
+		if exists && isManagedAs(old, vip, w.service, w.key.site, w.key.expose) {
+			continue // the common case: nothing to build
+		}
+		st.Objects[api.KindVirtualPresence+"/"+name] = &api.VirtualPresence{
 			TypeMeta:  api.TypeMeta{Kind: api.KindVirtualPresence, APIVersion: "v1"},
 			Metadata:  api.ObjectMeta{Name: name, Labels: map[string]string{LabelManaged: "true", LabelExpose: w.key.expose}},
 			VirtualIP: vip, EServiceName: w.service, ESiteName: w.key.site,
 		}
-		k := api.Key(vp)
-		if old, ok := st.Objects[k].(*api.VirtualPresence); ok && sameManaged(old, vp) {
-			continue
-		}
-		st.Objects[k] = vp
 	}
-	for k, o := range st.Objects {
-		if vp, ok := o.(*api.VirtualPresence); ok && isManaged(vp) && !keep[vp.Metadata.Name] {
-			delete(st.Objects, k)
+	// Managed VirtualPresences no exposure wants any more. Those written above are all
+	// kept, so the ones in the index are the only candidates.
+	for _, vp := range ix.managed {
+		if !keep[vp.Metadata.Name] {
+			delete(st.Objects, api.KindVirtualPresence+"/"+vp.Metadata.Name)
 		}
 	}
 }
 
-// sameManaged reports whether a stored managed VirtualPresence already is want (a fast
-// api.Equal for the fields reconcile sets).
-func sameManaged(old, want *api.VirtualPresence) bool {
-	return old.VirtualIP == want.VirtualIP && old.EServiceName == want.EServiceName && old.ESiteName == want.ESiteName &&
-		old.Kind == want.Kind && old.APIVersion == want.APIVersion &&
-		len(old.Metadata.Labels) == len(want.Metadata.Labels) && old.Metadata.Labels[LabelManaged] == "true" &&
-		old.Metadata.Labels[LabelExpose] == want.Metadata.Labels[LabelExpose] && len(old.Metadata.Annotations) == 0
+// isManagedAs reports whether a stored VirtualPresence already is the managed one
+// reconcile would write with these fields (a fast api.Equal for the fields it sets).
+func isManagedAs(old *api.VirtualPresence, vip, service, site, expose string) bool {
+	return old.VirtualIP == vip && old.EServiceName == service && old.ESiteName == site &&
+		old.Kind == api.KindVirtualPresence && old.APIVersion == "v1" &&
+		len(old.Metadata.Labels) == 2 && old.Metadata.Labels[LabelManaged] == "true" &&
+		old.Metadata.Labels[LabelExpose] == expose && len(old.Metadata.Annotations) == 0
 }
 
 // managedName names the managed VirtualPresence of an exposure at a site:

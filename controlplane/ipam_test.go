@@ -226,3 +226,35 @@ func TestManagedName(t *testing.T) {
 		}
 	}
 }
+
+// TestDuplicateManagedKeepsFirstByName: of two VirtualPresences labelled managed for one
+// exposure and site, reconcile keeps the first by name (with its VIP) and deletes the
+// other, whatever order the store holds them in.
+func TestDuplicateManagedKeepsFirstByName(t *testing.T) {
+	cases := []struct {
+		name, dup string
+		keep      string
+		vip       string
+	}{
+		{name: "hand-made one sorts first", dup: "aaa-web", keep: "aaa-web", vip: "192.168.0.9"},
+		{name: "hand-made one sorts last", dup: "zzz-web", keep: "web-site-a", vip: "192.168.0.2"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := openStore(t, t.TempDir(), testConfig())
+			mustApply(t, s, twoSites)
+			mustApply(t, s, `{"kind":"VirtualPresence","metadata":{"name":"`+c.dup+`","labels":{"egw.io/managed":"true","egw.io/expose":"web"}},"virtualIp":"192.168.0.9","eServiceName":"web","eSiteName":"site-a"}`)
+			vps, _, err := s.List("vp")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(vps) != 1 || vps[0].GetMeta().Name != c.keep || vps[0].(*api.VirtualPresence).VirtualIP != c.vip {
+				var got []string
+				for _, o := range vps {
+					got = append(got, o.GetMeta().Name+"="+o.(*api.VirtualPresence).VirtualIP)
+				}
+				t.Fatalf("VirtualPresences %v, want only %s=%s", got, c.keep, c.vip)
+			}
+		})
+	}
+}

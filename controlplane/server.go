@@ -3,6 +3,7 @@ package controlplane
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -56,20 +57,55 @@ const DefaultSyncTimeout = 30 * time.Second
 
 // Server is the control plane: the store, the compiled snapshots of every gateway and the
 // reports gateways sent. Its methods are safe for concurrent use.
+//
+// A refresh compiles and compares every snapshot with only refreshMu held (refreshes run
+// one at a time) and then swaps the results in under mu, so readers (Snapshot, Watch,
+// GatewayByAddr, Report, Status) never wait for a compile.
 type Server struct {
 	cfg   Config
 	store *Store
 	log   *slog.Logger
 	opts  Options
 
-	// mu guards everything below.
-	mu          sync.Mutex
+	// refreshMu serialises refreshes; it guards hashes.
+	refreshMu sync.Mutex
+	// hashes holds, per gateway, the digest of its latest snapshot (snapHasher: every
+	// field but Revision): what a recompiled snapshot is compared with.
+	hashes map[string][sha256.Size]byte
+
+	// mu guards everything below; it is held only briefly, never during a compile.
+	mu sync.Mutex
+	// compiledRev is the store revision the snapshots were compiled at (-1: none yet).
 	compiledRev int64
-	snaps       map[string]*api.Snapshot
-	snapJSON    map[string][]byte // each snapshot encoded with Revision 0, to compare
-	changed     chan struct{}     // closed and replaced when a snapshot changes
-	reports     map[string]Report
-	peerStats   func() map[string]PeerStats
+	snaps       map[string]*gwSnap
+	// byPrefix finds a gateway by its overlay prefix; prefixLens are the prefix lengths
+	// in use (one, in practice), longest first.
+	byPrefix   map[netip.Prefix]string
+	prefixLens []int
+	// wake holds, per gateway that someone waits for, a channel closed (and removed) when
+	// that gateway's snapshot changes, appears or disappears.
+	wake      map[string]chan struct{}
+	reports   map[string]Report
+	peerStats func() map[string]PeerStats
+}
+
+// gwSnap is the current snapshot of one gateway and, computed once on first use, its
+// encoding as the sync endpoint sends it.
+type gwSnap struct {
+	snap *api.Snapshot
+	once sync.Once
+	body []byte
+	err  error
+}
+
+// encoded returns the JSON the sync endpoint answers with (compact, newline-terminated).
+func (g *gwSnap) encoded() ([]byte, error) {
+	g.once.Do(func() {
+		var b bytes.Buffer
+		g.err = json.NewEncoder(&b).Encode(g.snap)
+		g.body = b.Bytes()
+	})
+	return g.body, g.err
 }
 
 // NewServer returns a Server over store and compiles the first snapshots.
@@ -84,7 +120,8 @@ func NewServer(store *Store, opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{cfg: store.cfg, store: store, log: opts.Logger, opts: opts,
-		snaps: map[string]*api.Snapshot{}, changed: make(chan struct{}), reports: map[string]Report{}}
+		hashes: map[string][sha256.Size]byte{}, snaps: map[string]*gwSnap{}, byPrefix: map[netip.Prefix]string{},
+		wake: map[string]chan struct{}{}, reports: map[string]Report{}, compiledRev: -1}
 	if err := s.refresh(); err != nil {
 		return nil, err
 	}
@@ -112,68 +149,121 @@ func (s *Server) Refresh() error { return s.refresh() }
 // refresh compiles the latest state; a gateway's snapshot gets the new revision only if
 // its content changed, so a write that does not concern a gateway does not wake it.
 func (s *Server) refresh() error {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
 	st, err := s.store.loadShared()
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.snaps) > 0 && st.Revision <= s.compiledRev {
-		return nil // a concurrent refresh already compiled this or a later revision
+	done := st.Revision <= s.compiledRev
+	s.mu.Unlock()
+	if done {
+		return nil // an earlier refresh already compiled this or a later revision
 	}
 	objs := make([]api.Object, 0, len(st.Objects))
 	for _, o := range st.Objects {
 		objs = append(objs, o)
 	}
 	next := Compile(objs, st.IPAM, s.cfg)
-	nextJSON := make(map[string][]byte, len(next))
-	woke := false
+	objs = nil
+
+	// Compare outside mu: only refresh writes hashes, and refreshMu is held.
+	hashes := make(map[string][sha256.Size]byte, len(next))
+	changed := map[string]*api.Snapshot{} // new or changed snapshots
+	var h snapHasher
 	for gw, snap := range next {
-		data, err := json.Marshal(snap) // Revision is 0 here
-		if err != nil {
-			return fmt.Errorf("encoding the snapshot of %s: %w", gw, err)
-		}
-		nextJSON[gw] = data
-		prev, ok := s.snaps[gw]
-		if ok && bytes.Equal(s.snapJSON[gw], data) {
-			snap.Revision = prev.Revision
+		sum := h.sum(snap)
+		hashes[gw] = sum
+		if prev, ok := s.hashes[gw]; ok && prev == sum {
 			continue
 		}
 		snap.Revision = st.Revision
-		woke = true
+		changed[gw] = snap
 		s.log.Info("snapshot changed", "gateway", gw, "revision", st.Revision)
 	}
-	if len(next) != len(s.snaps) {
-		woke = true
+	var removed []string
+	for gw := range s.hashes {
+		if _, ok := next[gw]; !ok {
+			removed = append(removed, gw)
+		}
 	}
-	s.snaps, s.snapJSON = next, nextJSON
+	s.hashes = hashes
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for gw, snap := range changed {
+		s.snaps[gw] = &gwSnap{snap: snap}
+		s.wakeLocked(gw)
+	}
+	for _, gw := range removed {
+		delete(s.snaps, gw)
+		s.wakeLocked(gw)
+	}
+	if len(changed) > 0 || len(removed) > 0 {
+		s.indexPrefixesLocked()
+	}
 	s.compiledRev = st.Revision
-	if woke {
-		close(s.changed)
-		s.changed = make(chan struct{})
-	}
 	return nil
+}
+
+// wakeLocked wakes the watchers of gw. s.mu is held.
+func (s *Server) wakeLocked(gw string) {
+	if ch, ok := s.wake[gw]; ok {
+		close(ch)
+		delete(s.wake, gw)
+	}
+}
+
+// indexPrefixesLocked rebuilds byPrefix and prefixLens from snaps. s.mu is held.
+func (s *Server) indexPrefixesLocked() {
+	byPrefix := make(map[netip.Prefix]string, len(s.snaps))
+	var lens []int
+	// Sorted names: should two gateways ever have the same prefix, the first by name wins.
+	for _, gw := range sortedKeys(s.snaps) {
+		p := s.snaps[gw].snap.OverlayPrefix
+		if !p.IsValid() {
+			continue
+		}
+		p = p.Masked()
+		if _, dup := byPrefix[p]; !dup {
+			byPrefix[p] = gw
+		}
+		if !slices.Contains(lens, p.Bits()) {
+			lens = append(lens, p.Bits())
+		}
+	}
+	slices.SortFunc(lens, func(a, b int) int { return b - a })
+	s.byPrefix, s.prefixLens = byPrefix, lens
 }
 
 // Snapshot returns the latest compiled snapshot of a gateway. It is shared: do not modify.
 func (s *Server) Snapshot(gateway string) (*api.Snapshot, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap, ok := s.snaps[gateway]
-	return snap, ok
+	g, ok := s.snaps[gateway]
+	if !ok {
+		return nil, false
+	}
+	return g.snap, true
 }
 
-// Watch waits until the snapshot of gateway has a Revision greater than since and
-// returns it (shared: do not modify), or returns ctx's error. The hub's own node uses it
-// in-process; edges reach it through /v1/sync.
-func (s *Server) Watch(ctx context.Context, gateway string, since int64) (*api.Snapshot, error) {
+// watch waits until the snapshot of gateway has a Revision greater than since and returns
+// its entry, or returns ctx's error.
+func (s *Server) watch(ctx context.Context, gateway string, since int64) (*gwSnap, error) {
 	for {
 		s.mu.Lock()
-		snap, ch := s.snaps[gateway], s.changed
-		s.mu.Unlock()
-		if snap != nil && snap.Revision > since {
-			return snap, nil
+		g := s.snaps[gateway]
+		if g != nil && g.snap.Revision > since {
+			s.mu.Unlock()
+			return g, nil
 		}
+		ch, ok := s.wake[gateway]
+		if !ok {
+			ch = make(chan struct{})
+			s.wake[gateway] = ch
+		}
+		s.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -182,14 +272,33 @@ func (s *Server) Watch(ctx context.Context, gateway string, since int64) (*api.S
 	}
 }
 
+// Watch waits until the snapshot of gateway has a Revision greater than since and
+// returns it (shared: do not modify), or returns ctx's error. The hub's own node uses it
+// in-process; edges reach it through /v1/sync. Only a change of this gateway's snapshot
+// wakes it.
+func (s *Server) Watch(ctx context.Context, gateway string, since int64) (*api.Snapshot, error) {
+	g, err := s.watch(ctx, gateway, since)
+	if err != nil {
+		return nil, err
+	}
+	return g.snap, nil
+}
+
 // GatewayByAddr returns the gateway whose overlay prefix holds addr: the identity of a
 // sync caller (WireGuard's cryptokey routing authenticated the prefix).
 func (s *Server) GatewayByAddr(addr netip.Addr) (string, bool) {
 	addr = addr.Unmap()
+	if !addr.IsValid() {
+		return "", false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for gw, snap := range s.snaps {
-		if snap.OverlayPrefix.Contains(addr) {
+	for _, bits := range s.prefixLens {
+		p, err := addr.Prefix(bits)
+		if err != nil {
+			continue
+		}
+		if gw, ok := s.byPrefix[p]; ok {
 			return gw, true
 		}
 	}
@@ -341,8 +450,8 @@ func (s *Server) Status() (*StatusReport, error) {
 		if p, ok := st.IPAM.Gateways[n]; ok {
 			gs.OverlayPrefix = p.String()
 		}
-		if snap, ok := s.snaps[n]; ok {
-			gs.LatestRevision = snap.Revision
+		if g, ok := s.snaps[n]; ok {
+			gs.LatestRevision = g.snap.Revision
 		}
 		r, reported := s.reports[n]
 		if reported {

@@ -108,7 +108,7 @@ func fillStatus(st *State, cfg Config) {
 		}
 		refs(p)
 	}
-	for _, n := range sortedKeys(ix.exposes) {
+	for _, n := range ix.sortedExposes() {
 		e := ix.exposes[n]
 		if _, ok := ix.services[e.EServiceName]; !ok {
 			miss("EService %q not found", e.EServiceName)
@@ -129,8 +129,8 @@ func fillStatus(st *State, cfg Config) {
 	for _, p := range ix.pins() {
 		pins[p.vp.Metadata.Name] = p
 	}
-	for _, n := range sortedKeys(ix.vps) {
-		vp := ix.vps[n]
+	for _, vp := range ix.vpsByName() {
+		n := vp.Metadata.Name
 		if _, ok := ix.services[vp.EServiceName]; !ok {
 			miss("EService %q not found", vp.EServiceName)
 		}

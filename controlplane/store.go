@@ -261,10 +261,11 @@ func (s *Store) write(mut func(st *State) ([]Result, error)) (int64, []Result, e
 		if results, err = mut(st); err != nil {
 			return err
 		}
-		if err := validateState(st, s.cfg); err != nil {
+		ix := indexState(st) // validation and reconcile share it: neither modifies st before reconcile
+		if err := validateIndex(ix, s.cfg); err != nil {
 			return err
 		}
-		reconcile(st, s.cfg)
+		reconcileIndex(st, ix, s.cfg)
 
 		newRev := st.Revision + 1
 		changed := false

@@ -10,11 +10,13 @@ import (
 // validateState checks the rules that span objects, on the state a write would produce.
 // Rules whose objects are not all present are not checked (references may dangle); what
 // is missing shows as a condition instead (fillStatus).
-func validateState(st *State, cfg Config) error {
-	ix := indexState(st)
+func validateState(st *State, cfg Config) error { return validateIndex(indexState(st), cfg) }
+
+// validateIndex is validateState on an index of the state.
+func validateIndex(ix *index, cfg Config) error {
 	var errs fieldErrors
 
-	for _, n := range sortedKeys(ix.gateways) {
+	for _, n := range ix.gatewayNames {
 		g := ix.gateways[n]
 		vp := vpCIDR(g)
 		if vp.IsValid() {
@@ -42,7 +44,7 @@ func validateState(st *State, cfg Config) error {
 
 	type pair struct{ service, site string }
 	exposedBy := map[pair]string{}
-	for _, n := range sortedKeys(ix.exposes) {
+	for _, n := range ix.sortedExposes() {
 		e := ix.exposes[n]
 		for _, site := range e.ESites {
 			p := pair{e.EServiceName, site}
