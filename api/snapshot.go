@@ -36,8 +36,9 @@ type Snapshot struct {
 	// OverlayCIDR); the hub has every edge (AllowedIPs: its overlay prefix).
 	Peers []Peer `json:"peers,omitempty"`
 
-	// Gateways maps every gateway's overlay prefix to its site, so a gateway can tell
-	// which site a packet from the overlay comes from.
+	// Gateways maps overlay prefixes to sites, so a gateway can tell which site a packet
+	// from the overlay comes from. The hub's lists every gateway; an edge's lists itself,
+	// the hub and the gateways of the sites its hosted services are exposed to.
 	Gateways []GatewayRef `json:"gateways,omitempty"`
 
 	// VIPs are the services this gateway's site may consume, each at its local VIP.
