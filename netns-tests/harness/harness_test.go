@@ -1,0 +1,94 @@
+//go:build linux
+
+package harness
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestOwnerPID(t *testing.T) {
+	tests := []struct {
+		name string
+		pid  int
+		ok   bool
+	}{
+		{"egw123x9f3a-wan", 123, true},
+		{"egw1x0-a", 1, true},
+		{"egw123x9f3a", 0, false}, // no short name: not ours
+		{"egw-123x9f3a-wan", 0, false},
+		{"egwabcx9f3a-wan", 0, false},
+		{"egw0x9f3a-wan", 0, false},
+		{"egw01x-", 0, false},
+		{"egw+1x-a", 0, false},
+		{"wg-test-123-0", 0, false},
+		{"", 0, false},
+	}
+	for _, tc := range tests {
+		pid, ok := ownerPID(tc.name)
+		if pid != tc.pid || ok != tc.ok {
+			t.Errorf("ownerPID(%q) = %d, %v; want %d, %v", tc.name, pid, ok, tc.pid, tc.ok)
+		}
+	}
+}
+
+func TestPoll(t *testing.T) {
+	ctx := context.Background()
+	n := 0
+	if err := Poll(ctx, time.Second, time.Millisecond, "third try", func() error {
+		n++
+		if n < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	}); err != nil || n != 3 {
+		t.Errorf("Poll = %v after %d calls; want nil after 3", err, n)
+	}
+
+	start := time.Now()
+	err := Poll(ctx, 50*time.Millisecond, 5*time.Millisecond, "never", func() error { return errors.New("still no") })
+	if err == nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("Poll = %v after %v; want a timeout error soon after 50ms", err, time.Since(start))
+	}
+	if want := "waiting for never (50ms): still no"; err.Error() != want {
+		t.Errorf("Poll error %q; want %q", err, want)
+	}
+
+	calls := 0
+	boom := errors.New("process exited")
+	err = Poll(ctx, time.Minute, time.Millisecond, "daemon", func() error { calls++; return Permanent(boom) })
+	if !errors.Is(err, boom) || calls != 1 {
+		t.Errorf("Poll with a permanent error = %v after %d calls; want %v after 1", err, calls, boom)
+	}
+}
+
+func TestDevName(t *testing.T) {
+	l := &Lab{ID: "egw4194304x9f3a"}
+	if got := l.DevName("vp", "a"); got != "vp9f3aa" {
+		t.Errorf("DevName = %q", got)
+	}
+	if got := l.DevName("wg", "r"); len(got) > 15 {
+		t.Errorf("DevName %q longer than IFNAMSIZ-1", got)
+	}
+}
+
+// FuzzOwnerPID: any name parses without panic, and a name it claims names its owner as
+// Prefix + the decimal PID.
+func FuzzOwnerPID(f *testing.F) {
+	for _, s := range []string{"egw123x9f3a-wan", "egw-1x-", "egw99999999999999999999x0-a", "egw1x", "x-"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		pid, ok := ownerPID(name)
+		if !ok {
+			return
+		}
+		if pid <= 0 || !strings.HasPrefix(name, Prefix+strconv.Itoa(pid)+"x") {
+			t.Errorf("ownerPID(%q) = %d", name, pid)
+		}
+	})
+}
