@@ -51,7 +51,12 @@ type Node struct {
 	applied atomic.Pointer[api.Snapshot]
 	cloud   atomic.Pointer[CloudConfig] // an edge's hub peer (reloadable)
 
+	// seedEndpoints are the hub's cached edge endpoints, used until the first Apply.
+	seedEndpoints map[string]string
+	seeded        bool
+
 	syncLatency atomic.Int64 // last sync latency, ns
+	loops       sync.WaitGroup
 	stop        chan struct{}
 	stopOnce    sync.Once
 }
@@ -72,6 +77,13 @@ func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
 	})
 	if !opts.NoCache {
 		n.cache = NewSnapshotCache(cfg.StateDir)
+	}
+	if opts.Hub && opts.TUN == nil {
+		eps, err := loadEndpoints(cfg.StateDir)
+		if err != nil {
+			log.Warn("ignoring unreadable peer endpoint cache", "err", err)
+		}
+		n.seedEndpoints = eps
 	}
 	ocfg := overlay.Config{
 		TUN:        overlay.TUNConfig{Name: cfg.TUN.Name, MTU: cfg.TUN.MTU, Driver: cfg.TUN.Driver},
@@ -127,6 +139,13 @@ func (n *Node) Start() error {
 			return err
 		}
 	}
+	if n.seedEndpoints != nil {
+		n.loops.Add(1)
+		go func() {
+			defer n.loops.Done()
+			n.saveEndpointsLoop(15 * time.Second)
+		}()
+	}
 	go func() {
 		t := time.NewTicker(10 * time.Second)
 		defer t.Stop()
@@ -179,6 +198,9 @@ func (n *Node) Apply(s *api.Snapshot) error {
 	if err := n.ov.SetPeers(n.peersFor(s), n.keepalive()); err != nil {
 		return fmt.Errorf("overlay peers: %w", err)
 	}
+	if len(s.Peers) > 0 {
+		n.seeded = true
+	}
 	if n.dns != nil {
 		n.dns.Update(s)
 	}
@@ -192,9 +214,13 @@ func (n *Node) Apply(s *api.Snapshot) error {
 	return nil
 }
 
+// keepalive is the persistent keepalive of every peer. Edges keep their NAT mapping toward
+// the hub open. The hub keeps one too: with a cached endpoint, turning it on makes
+// wireguard-go start a handshake at once, so a restarted hub re-establishes its sessions
+// without waiting for the edges to time theirs out.
 func (n *Node) keepalive() time.Duration {
 	if n.opts.Hub {
-		return 0
+		return overlay.DefaultKeepalive
 	}
 	if k := n.cloud.Load().Keepalive; k > 0 {
 		return k
@@ -203,15 +229,20 @@ func (n *Node) keepalive() time.Duration {
 }
 
 // peersFor returns the WireGuard peers for s. The hub takes them from the snapshot (edges
-// not yet registered with a key are skipped). An edge has exactly one peer, the hub, taken
+// not yet registered with a key are skipped; until the first snapshot is applied, the
+// endpoints cached by the previous run seed them). An edge has exactly one peer, the hub, taken
 // from its own config so that it can always reach the cloud, whatever a snapshot says.
 func (n *Node) peersFor(s *api.Snapshot) []api.Peer {
 	if n.opts.Hub {
 		out := make([]api.Peer, 0, len(s.Peers))
 		for _, p := range s.Peers {
-			if p.PublicKey != "" {
-				out = append(out, p)
+			if p.PublicKey == "" {
+				continue
 			}
+			if ep, ok := n.seedEndpoints[p.PublicKey]; ok && p.Endpoint == "" && !n.seeded {
+				p.Endpoint = ep
+			}
+			out = append(out, p)
 		}
 		return out
 	}
@@ -247,6 +278,7 @@ func (n *Node) observeSync(d time.Duration) { n.syncLatency.Store(int64(d)) }
 // Close stops DNS and the sweeper and removes the device (TUN, addresses, routes).
 func (n *Node) Close() error {
 	n.stopOnce.Do(func() { close(n.stop) })
+	n.loops.Wait() // the endpoint cache's last save reads the live device
 	var errs []error
 	if n.dns != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

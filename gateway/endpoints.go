@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// The hub learns its edges' endpoints from their handshakes (edges dial out, often from
+// behind NAT). It keeps the last known ones on disk so that after a restart it can start the
+// handshakes itself instead of waiting up to ~25 s for each edge to notice that its session
+// is gone: on start, cached endpoints seed the peers, and a persistent keepalive makes
+// wireguard-go initiate a handshake at once.
+
+func endpointsPath(stateDir string) string { return filepath.Join(stateDir, "peer-endpoints.json") }
+
+// loadEndpoints returns the cached public key → "ip:port" map (empty when there is none).
+func loadEndpoints(stateDir string) (map[string]string, error) {
+	b, err := os.ReadFile(endpointsPath(stateDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return map[string]string{}, err
+	}
+	m := map[string]string{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return map[string]string{}, err
+	}
+	return m, nil
+}
+
+// currentEndpoints reads the peers' endpoints from the device.
+func (n *Node) currentEndpoints() map[string]string {
+	out := map[string]string{}
+	stats, err := n.ov.PeerStats()
+	if err != nil {
+		return out
+	}
+	for _, s := range stats {
+		if s.Endpoint.IsValid() {
+			out[s.PublicKey.String()] = s.Endpoint.String()
+		}
+	}
+	return out
+}
+
+// saveEndpointsLoop writes the endpoints whenever they changed, every interval, until stop.
+func (n *Node) saveEndpointsLoop(interval time.Duration) {
+	last := map[string]string{}
+	save := func() {
+		cur := n.currentEndpoints()
+		if len(cur) == 0 || maps.Equal(cur, last) {
+			return
+		}
+		b, _ := json.Marshal(cur)
+		if err := writeFileAtomic(endpointsPath(n.cfg.StateDir), b, 0o600); err != nil {
+			n.log.Warn("peer endpoints not saved", "err", err)
+			return
+		}
+		last = cur
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			save()
+			return
+		case <-t.C:
+			save()
+		}
+	}
+}
