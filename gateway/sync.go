@@ -38,7 +38,11 @@ type SyncClient struct {
 
 // NewSyncClient returns a client whose connections originate from local (the overlay IP).
 func NewSyncClient(cloud netip.AddrPort, local netip.Addr, log *slog.Logger) *SyncClient {
-	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}
+	// A long poll sends nothing while it waits, so only TCP keepalives notice that the
+	// cloud restarted (its kernel answers them with a reset once the tunnel is back):
+	// probe after 5 s idle, every 5 s, give up after 3.
+	d := &net.Dialer{Timeout: 5 * time.Second,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 5 * time.Second, Count: 3}}
 	if local.IsValid() {
 		d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
 	}
