@@ -13,7 +13,7 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/cloudgateway ./cmd/edgegateway ./cmd/egwctl
-	@if [ -d netns-tests/responder ]; then $(GO) build -o $(BIN)/egw-responder ./netns-tests/responder; fi
+	$(GO) build -o $(BIN)/responder ./netns-tests/responder
 	$(GO) build -o $(BIN)/wireguard-go golang.zx2c4.com/wireguard
 
 # deps installs what the tests, demo and bench need (iproute2, iperf3, wireguard-tools, ...)
@@ -34,11 +34,16 @@ unit-test:
 
 netns-test: deps build
 	@if [ "$$(id -u)" != 0 ]; then echo "netns-test: needs root, skipped"; exit 0; fi; \
-	$(GO) test -tags netns -count=1 -timeout 30m -v ./netns-tests/...
+	EGW_BIN=$(CURDIR)/$(BIN) $(GO) test -tags netns -count=1 -timeout 30m -v ./netns-tests/... && \
+	./scripts/test-install.sh
 
+# bench: micro-benchmarks of the hot path and DNS, the control plane at scale, then the
+# end-to-end paths in namespaces beside a plain wireguard-go tunnel. The last line printed
+# is the path of the JSON report.
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchmem ./nat/... ./policy/... ./vpresence/... ./dnsd/...
-	@if [ -d bench/cmd/egwbench ]; then $(GO) run ./bench/cmd/egwbench -bin $(BIN); fi
+	$(GO) test -run '^$$' -bench . -benchmem ./nat/ ./policy/ ./vpresence/ ./dnsd/
+	$(GO) run ./bench/cpscale -json bench/out/cpscale.json
+	$(GO) run ./bench/cmd/egwbench -bin $(CURDIR)/$(BIN)
 
 demo: deps build
 	./scripts/demo.sh
@@ -46,8 +51,14 @@ demo: deps build
 install: build
 	./scripts/install.sh
 
+# fuzz runs every fuzz target for FUZZTIME each.
+FUZZTIME ?= 60s
 fuzz:
-	@for t in $$($(GO) test -list 'Fuzz.*' ./api/ | grep ^Fuzz); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 60s ./api/; done
+	@for p in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list 'Fuzz.*' $$p 2>/dev/null | grep ^Fuzz); do \
+	    echo "== $$p $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -parallel 1 $$p || exit 1; \
+	  done; \
+	done
 
 clean:
 	rm -rf $(BIN)
