@@ -265,7 +265,7 @@ func TestExplain(t *testing.T) {
 	}
 	for _, c := range cases {
 		rec := do(t, h, "GET", "/v1/explain?site=TokyoChibaSite1&src="+c.src+"&to="+c.to, nil)
-		ex := decodeJSON[Explanation](t, rec)
+		ex := decodeJSON[api.Explanation](t, rec)
 		if rec.Code != 200 || ex.Allowed != c.allowed || !strings.Contains(ex.Reason, c.reason) {
 			t.Errorf("explain %s -> %s: %d %+v, want allowed=%v %q", c.src, c.to, rec.Code, ex, c.allowed, c.reason)
 		}
@@ -341,8 +341,8 @@ func TestStatusShowsReportsAndPeerStats(t *testing.T) {
 	srv.SetPeerStats(func() map[string]PeerStats {
 		return map[string]PeerStats{"TokyoChibaGateway": {Connected: true, LastHandshake: now.Add(-5 * time.Second), RxBytes: 100, TxBytes: 200}}
 	})
-	srv.Report("TokyoChibaGateway", Report{AppliedRevision: 1, Leases: []PoolUse{{Pool: "presence", Used: 3, Size: 126}}, Drops: map[string]uint64{"denied": 7}})
-	st := decodeJSON[StatusReport](t, do(t, h, "GET", "/v1/status", nil))
+	srv.Report("TokyoChibaGateway", api.Report{AppliedRevision: 1, Leases: []api.PoolUse{{Pool: "presence", Used: 3, Size: 126}}, Drops: map[string]uint64{"denied": 7}})
+	st := decodeJSON[api.StatusReport](t, do(t, h, "GET", "/v1/status", nil))
 	if st.Revision != 1 || len(st.Gateways) != 1 {
 		t.Fatalf("status %+v", st)
 	}

@@ -8,26 +8,10 @@ import (
 	"github.com/egw-project/egw/api"
 )
 
-// Explanation answers /v1/explain: may a client with address Src at Site reach a service,
-// and what decided it.
-type Explanation struct {
-	Allowed   bool           `json:"allowed"`
-	Verdict   string         `json:"verdict"` // "allowed" or "denied"
-	Reason    string         `json:"reason"`
-	Site      string         `json:"site"`
-	Src       string         `json:"src"`
-	Service   string         `json:"service,omitempty"`
-	Expose    string         `json:"expose,omitempty"`
-	VIP       string         `json:"vip,omitempty"`
-	Protocol  string         `json:"protocol,omitempty"`
-	Port      int            `json:"port,omitempty"`
-	Decisions []api.Decision `json:"decisions,omitempty"`
-}
-
 // Explain decides, from the compiled snapshot of site's gateway, whether a client with
 // address src at site may reach to: a VIP, a dnsName, an EService domainName, a
 // ServiceExpose name or an EService name.
-func (s *Server) Explain(site, src, to string) (*Explanation, error) {
+func (s *Server) Explain(site, src, to string) (*api.Explanation, error) {
 	ip, err := netip.ParseAddr(src)
 	if err != nil || !ip.Is4() {
 		return nil, &Error{Code: CodeBadRequest, Field: "src", Message: fmt.Sprintf("%q is not an IPv4 address", src)}
@@ -35,7 +19,7 @@ func (s *Server) Explain(site, src, to string) (*Explanation, error) {
 	if site == "" || to == "" {
 		return nil, &Error{Code: CodeBadRequest, Message: "explain needs site, src and to"}
 	}
-	ex := &Explanation{Site: site, Src: ip.String(), Verdict: "denied"}
+	ex := &api.Explanation{Site: site, Src: ip.String(), Verdict: "denied"}
 	st, err := s.store.loadShared()
 	if err != nil {
 		return nil, err

@@ -421,7 +421,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, err)
 		return
 	}
-	var rep Report
+	var rep api.Report
 	if err := json.Unmarshal(data, &rep); err != nil {
 		writeError(w, s.log, &Error{Code: CodeBadRequest, Message: "report: " + err.Error()})
 		return

@@ -23,26 +23,6 @@ type PeerStats struct {
 	TxBytes       uint64    `json:"txBytes"`
 }
 
-// PoolUse is how full one lease pool of a gateway is.
-type PoolUse struct {
-	Pool string `json:"pool"` // "client" (ov(c)) or "presence"
-	Used int    `json:"used"`
-	Size int    `json:"size"`
-}
-
-// Report is what a gateway posts to /v1/report (and the hub's own node hands to
-// Server.Report): the snapshot revision it applied, how full its lease pools are and its
-// drops by reason.
-type Report struct {
-	// Gateway is set by the server from the caller's identity; a value sent is ignored.
-	Gateway         string            `json:"gateway,omitempty"`
-	AppliedRevision int64             `json:"appliedRevision"`
-	Leases          []PoolUse         `json:"leases,omitempty"`
-	Drops           map[string]uint64 `json:"drops,omitempty"`
-	// Received is set by the server.
-	Received time.Time `json:"received,omitzero"`
-}
-
 // Options tune a Server. Zero values give the defaults.
 type Options struct {
 	Logger *slog.Logger
@@ -85,7 +65,7 @@ type Server struct {
 	// wake holds, per gateway that someone waits for, a channel closed (and removed) when
 	// that gateway's snapshot changes, appears or disappears.
 	wake      map[string]chan struct{}
-	reports   map[string]Report
+	reports   map[string]api.Report
 	peerStats func() map[string]PeerStats
 }
 
@@ -121,7 +101,7 @@ func NewServer(store *Store, opts Options) (*Server, error) {
 	}
 	s := &Server{cfg: store.cfg, store: store, log: opts.Logger, opts: opts,
 		hashes: map[string][sha256.Size]byte{}, snaps: map[string]*gwSnap{}, byPrefix: map[netip.Prefix]string{},
-		wake: map[string]chan struct{}{}, reports: map[string]Report{}, compiledRev: -1}
+		wake: map[string]chan struct{}{}, reports: map[string]api.Report{}, compiledRev: -1}
 	if err := s.refresh(); err != nil {
 		return nil, err
 	}
@@ -306,7 +286,7 @@ func (s *Server) GatewayByAddr(addr netip.Addr) (string, bool) {
 }
 
 // Report records a gateway's report.
-func (s *Server) Report(gateway string, r Report) {
+func (s *Server) Report(gateway string, r api.Report) {
 	r.Gateway = gateway
 	r.Received = s.opts.Now()
 	s.mu.Lock()
@@ -398,36 +378,11 @@ func (s *Server) EnsureHub(vpCIDR, publicKey, endpoint string) error {
 	return err
 }
 
-// GatewayStatus is one gateway in the answer of /v1/status.
-type GatewayStatus struct {
-	Name          string    `json:"name"`
-	Site          string    `json:"site,omitempty"`
-	Hub           bool      `json:"hub,omitempty"`
-	OverlayPrefix string    `json:"overlayPrefix,omitempty"`
-	Connected     bool      `json:"connected"`
-	LastHandshake time.Time `json:"lastHandshake,omitzero"`
-	LastReport    time.Time `json:"lastReport,omitzero"`
-	RxBytes       uint64    `json:"rxBytes"`
-	TxBytes       uint64    `json:"txBytes"`
-	// AppliedRevision is what the gateway last reported as applied; LatestRevision the
-	// revision of its latest compiled snapshot.
-	AppliedRevision int64             `json:"appliedRevision"`
-	LatestRevision  int64             `json:"latestRevision"`
-	Leases          []PoolUse         `json:"leases,omitempty"`
-	Drops           map[string]uint64 `json:"drops,omitempty"`
-}
-
-// StatusReport is the answer of /v1/status.
-type StatusReport struct {
-	Revision int64           `json:"revision"`
-	Gateways []GatewayStatus `json:"gateways"`
-}
-
 // reportFresh is how long a report keeps a gateway without peer statistics "connected".
 func (s *Server) reportFresh() time.Duration { return 3 * s.opts.SyncTimeout }
 
 // Status returns every gateway's applied and latest revisions, peer statistics and report.
-func (s *Server) Status() (*StatusReport, error) {
+func (s *Server) Status() (*api.StatusReport, error) {
 	st, err := s.store.loadShared()
 	if err != nil {
 		return nil, err
@@ -440,13 +395,13 @@ func (s *Server) Status() (*StatusReport, error) {
 		stats = statsFn()
 	}
 	now := s.opts.Now()
-	out := &StatusReport{Revision: st.Revision, Gateways: []GatewayStatus{}}
+	out := &api.StatusReport{Revision: st.Revision, Gateways: []api.GatewayStatus{}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range st.List(api.KindEGateway) {
 		g := o.(*api.EGateway)
 		n := g.Metadata.Name
-		gs := GatewayStatus{Name: n, Site: g.ESiteName, Hub: n == s.cfg.HubGateway}
+		gs := api.GatewayStatus{Name: n, Site: g.ESiteName, Hub: n == s.cfg.HubGateway}
 		if p, ok := st.IPAM.Gateways[n]; ok {
 			gs.OverlayPrefix = p.String()
 		}

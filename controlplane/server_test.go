@@ -118,7 +118,7 @@ func TestReadersDoNotWaitForRefresh(t *testing.T) {
 		if gw, ok := srv.GatewayByAddr(netip.MustParseAddr("100.64.8.77")); !ok || gw != "gw-b" {
 			t.Errorf("GatewayByAddr: %q %v", gw, ok)
 		}
-		srv.Report("gw-a", Report{AppliedRevision: 1})
+		srv.Report("gw-a", api.Report{AppliedRevision: 1})
 		if _, err := srv.Status(); err != nil {
 			t.Errorf("Status: %v", err)
 		}

@@ -115,7 +115,7 @@ func TestSyncReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a, b GatewayStatus
+	var a, b api.GatewayStatus
 	for _, g := range st.Gateways {
 		switch g.Name {
 		case "gw-a":

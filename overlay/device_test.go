@@ -13,6 +13,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/membind"
 	"github.com/egw-project/egw/nat"
 )
 
@@ -46,8 +47,8 @@ func (n *node) peer(name string, allowed ...netip.Prefix) api.Peer {
 	return api.Peer{Name: name, PublicKey: n.key.PublicKey().String(), AllowedIPs: allowed}
 }
 
-// newNode starts an Overlay over a channel TUN and a memnet bind at underlay ip:51820.
-func newNode(t *testing.T, mn *memNet, ip string, tr Translator, local netip.Addr, mutate ...func(*Config)) *node {
+// newNode starts an Overlay over a channel TUN and a membind bind at underlay ip:51820.
+func newNode(t *testing.T, mn *membind.Switch, ip string, tr Translator, local netip.Addr, mutate ...func(*Config)) *node {
 	t.Helper()
 	key, err := wgtypes.GeneratePrivateKey()
 	if err != nil {
@@ -64,7 +65,7 @@ func newNode(t *testing.T, mn *memNet, ip string, tr Translator, local netip.Add
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	o, err := NewWithDevice(cfg, tr, ct.TUN(), mn.bind(ip), nil)
+	o, err := NewWithDevice(cfg, tr, ct.TUN(), mn.Bind(netip.MustParseAddr(ip)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +97,7 @@ func send(t *testing.T, from, to *node, src, dst netip.Addr, payload string) []b
 
 // TestTwoGateways: an edge and the hub exchange packets through their Wrappers.
 func TestTwoGateways(t *testing.T) {
-	mn := newMemNet()
+	mn := membind.NewSwitch()
 	hub := newNode(t, mn, "127.0.0.1", forward{}, netip.MustParseAddr("100.64.0.1"))
 	a := newNode(t, mn, "127.0.0.2", forward{}, netip.MustParseAddr("100.64.4.1"))
 	hp := hub.peer("hub", overlayCIDR)
@@ -133,7 +134,7 @@ func TestTwoGateways(t *testing.T) {
 // WireGuard delivered for the other edge. The gateways' own control traffic passes the
 // engines (here: drop-all) untranslated.
 func TestRelayEdgeHubEdge(t *testing.T) {
-	mn := newMemNet()
+	mn := membind.NewSwitch()
 	hubIP, aIP, bIP := netip.MustParseAddr("100.64.0.1"), netip.MustParseAddr("100.64.4.1"), netip.MustParseAddr("100.64.8.1")
 	hub := newNode(t, mn, "127.0.0.1", forward{mine: hubPrefix}, hubIP)
 	a := newNode(t, mn, "127.0.0.2", forward{}, aIP)
@@ -176,7 +177,7 @@ func TestRelayEdgeHubEdge(t *testing.T) {
 // TestSetPeersDiff: SetPeers adds, updates and removes peers without touching unchanged
 // ones (their session and handshake stay).
 func TestSetPeersDiff(t *testing.T) {
-	mn := newMemNet()
+	mn := membind.NewSwitch()
 	hub := newNode(t, mn, "127.0.0.1", forward{}, netip.MustParseAddr("100.64.0.1"))
 	a := newNode(t, mn, "127.0.0.2", forward{}, netip.MustParseAddr("100.64.4.1"))
 	b := newNode(t, mn, "127.0.0.3", forward{}, netip.MustParseAddr("100.64.8.1"))
@@ -243,7 +244,7 @@ func hubPeer(t *testing.T, n *node, k wgtypes.Key) PeerStat {
 }
 
 func TestSetPeersRejects(t *testing.T) {
-	mn := newMemNet()
+	mn := membind.NewSwitch()
 	n := newNode(t, mn, "127.0.0.1", nil, netip.Addr{})
 	other, _ := wgtypes.GeneratePrivateKey()
 	ok := api.Peer{Name: "ok", PublicKey: other.PublicKey().String(), AllowedIPs: []netip.Prefix{aPrefix}}
@@ -308,7 +309,7 @@ func (d *fakeDNS) set(host, a string) { d.mu.Lock(); d.answer[host] = a; d.mu.Un
 // TestReresolve: the hub's endpoint is a DNS name whose address changes; once handshakes
 // have failed for ReresolveAfter, the edge resolves it again and reaches the hub.
 func TestReresolve(t *testing.T) {
-	mn := newMemNet()
+	mn := membind.NewSwitch()
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	dns := &fakeDNS{answer: map[string]string{"hub.example": "127.0.0.9"}} // nobody there
 	hub := newNode(t, mn, "127.0.0.1", forward{}, netip.MustParseAddr("100.64.0.1"))
@@ -359,7 +360,7 @@ func TestReresolve(t *testing.T) {
 // TestReresolveAfterDNSFailure: a name that did not resolve when the peer was set is
 // retried at every check until it does.
 func TestReresolveAfterDNSFailure(t *testing.T) {
-	mn := newMemNet()
+	mn := membind.NewSwitch()
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	dns := &fakeDNS{answer: map[string]string{}}
 	hub := newNode(t, mn, "127.0.0.1", forward{}, netip.MustParseAddr("100.64.0.1"))

@@ -3,12 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/egw-project/egw/controlplane"
+	"github.com/egw-project/egw/gateway"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 )
@@ -17,23 +18,15 @@ import (
 const DefaultConfigFile = "/etc/egw/cloudgateway.yaml"
 
 // Config is /etc/egw/cloudgateway.yaml (docs/ARCHITECTURE.md): the node keys shared with
-// the edge gateway plus the cloud's own. Every key is also EGW_<KEY> (upper case, "_" for
-// ".") and the flags --state-dir, --api-socket and --dataplane override theirs.
+// the edge gateway (the embedded gateway.Config: name, site, stateDir, privateKeyFile,
+// listenPort, overlayCIDR, vpCIDR, tun, dns, metrics, nat) plus the cloud's own. The hub's
+// overlayPrefix, overlayIP and cloud section come from the control plane, not from the file.
+// Every key is also EGW_<KEY> (upper case, "_" for ".") and the flags --state-dir,
+// --api-socket and --dataplane override theirs.
 type Config struct {
-	Name           string `mapstructure:"name"`
-	Site           string `mapstructure:"site"`
-	StateDir       string `mapstructure:"stateDir"`
-	PrivateKeyFile string `mapstructure:"privateKeyFile"`
-	ListenPort     int    `mapstructure:"listenPort"`
-	VPCIDR         string `mapstructure:"vpCIDR"`
-
-	Tun     TunConfig     `mapstructure:"tun"`
-	DNS     DNSConfig     `mapstructure:"dns"`
-	Metrics MetricsConfig `mapstructure:"metrics"`
-	NAT     NATConfig     `mapstructure:"nat"`
+	gateway.Config `mapstructure:",squash"`
 
 	Endpoint         string `mapstructure:"endpoint"`
-	OverlayCIDR      string `mapstructure:"overlayCIDR"`
 	OverlayPrefixLen int    `mapstructure:"overlayPrefixLen"`
 	APISocket        string `mapstructure:"apiSocket"`
 	APIListen        string `mapstructure:"apiListen"`
@@ -42,72 +35,41 @@ type Config struct {
 	Dataplane        bool   `mapstructure:"dataplane"`
 }
 
-// TunConfig is the tun section (used by the data plane).
-type TunConfig struct {
-	Name   string `mapstructure:"name"`
-	MTU    int    `mapstructure:"mtu"`
-	Driver string `mapstructure:"driver"`
-}
-
-// DNSConfig is the dns section (used by the data plane).
-type DNSConfig struct {
-	Enabled      bool          `mapstructure:"enabled"`
-	Listen       []string      `mapstructure:"listen"`
-	Upstreams    []string      `mapstructure:"upstreams"`
-	SiteNetworks []string      `mapstructure:"siteNetworks"`
-	PolicyAware  bool          `mapstructure:"policyAware"`
-	TTL          time.Duration `mapstructure:"ttl"`
-	Zone         string        `mapstructure:"zone"`
-}
-
-// MetricsConfig is the metrics section.
-type MetricsConfig struct {
-	Listen string `mapstructure:"listen"`
-}
-
-// NATConfig is the nat section (used by the data plane).
-type NATConfig struct {
-	RejectDenied bool          `mapstructure:"rejectDenied"`
-	LeaseIdle    time.Duration `mapstructure:"leaseIdle"`
-	LeaseQuiet   time.Duration `mapstructure:"leaseQuiet"`
-}
-
-// defaults work for the demo.
-var defaults = map[string]any{
-	"name":             "cloud-gw",
-	"site":             "cloud",
-	"stateDir":         "/var/lib/egw",
-	"privateKeyFile":   "",
-	"listenPort":       51820,
-	"vpCIDR":           "192.168.9.0/24",
-	"tun.name":         "vp0",
-	"tun.mtu":          1420,
-	"tun.driver":       "wgtun",
-	"dns.enabled":      true,
-	"dns.listen":       []string{},
-	"dns.upstreams":    []string{},
-	"dns.siteNetworks": []string{},
-	"dns.policyAware":  true,
-	"dns.ttl":          "5s",
-	"dns.zone":         controlplane.DefaultDNSZone,
-	"metrics.listen":   "127.0.0.1:9469",
-	"nat.rejectDenied": true,
-	"nat.leaseIdle":    "5m",
-	"nat.leaseQuiet":   "2m",
-	"endpoint":         "",
-	"overlayCIDR":      controlplane.DefaultOverlayCIDR,
-	"overlayPrefixLen": controlplane.DefaultOverlayPrefixLen,
-	"apiSocket":        controlplane.DefaultAPISocket,
-	"apiListen":        "",
-	"apiTokenFile":     "",
-	"syncPort":         controlplane.DefaultSyncPort,
-	"dataplane":        true,
+// defaults are gateway.Defaults with the cloud's own values (they work for the demo) and
+// without the edge-only cloud section.
+func defaults() map[string]any {
+	d := gateway.Defaults()
+	for k := range d {
+		if strings.HasPrefix(k, "cloud.") {
+			delete(d, k)
+		}
+	}
+	maps.Copy(d, map[string]any{
+		"name":             "cloud-gw",
+		"site":             "cloud",
+		"privateKeyFile":   "",
+		"listenPort":       51820,
+		"vpCIDR":           "192.168.9.0/24",
+		"dns.listen":       []string{},
+		"dns.upstreams":    []string{},
+		"dns.siteNetworks": []string{},
+		"dns.zone":         controlplane.DefaultDNSZone,
+		"endpoint":         "",
+		"overlayCIDR":      controlplane.DefaultOverlayCIDR,
+		"overlayPrefixLen": controlplane.DefaultOverlayPrefixLen,
+		"apiSocket":        controlplane.DefaultAPISocket,
+		"apiListen":        "",
+		"apiTokenFile":     "",
+		"syncPort":         controlplane.DefaultSyncPort,
+		"dataplane":        true,
+	})
+	return d
 }
 
 // loadConfig reads the configuration: defaults < file < EGW_* environment < flags.
 func loadConfig(flags *pflag.FlagSet) (*Config, string, error) {
 	v := viper.New()
-	for k, d := range defaults {
+	for k, d := range defaults() {
 		v.SetDefault(k, d)
 	}
 	v.SetEnvPrefix("EGW")

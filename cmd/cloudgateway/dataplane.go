@@ -17,19 +17,11 @@ import (
 // reports its status and feeds WireGuard peer statistics into /v1/status.
 var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, log *slog.Logger) error {
 	cpc := cp.Config()
-	gc := gateway.Config{
-		Name: cfg.Name, Site: cfg.Site, StateDir: cfg.StateDir, PrivateKeyFile: cfg.PrivateKeyFile,
-		ListenPort: cfg.ListenPort, VPCIDR: cfg.VPCIDR,
-		OverlayCIDR:   cpc.OverlayCIDR.String(),
-		OverlayPrefix: cpc.HubPrefix().String(),
-		OverlayIP:     cpc.HubOverlayIP().String(),
-		Cloud:         gateway.CloudConfig{OverlayIP: cpc.HubOverlayIP().String(), SyncPort: cfg.SyncPort},
-		TUN:           gateway.TUNConfig{Name: cfg.Tun.Name, MTU: cfg.Tun.MTU, Driver: cfg.Tun.Driver},
-		DNS: gateway.DNSConfig{Enabled: cfg.DNS.Enabled, Listen: cfg.DNS.Listen, Upstreams: cfg.DNS.Upstreams,
-			SiteNetworks: cfg.DNS.SiteNetworks, PolicyAware: cfg.DNS.PolicyAware, TTL: cfg.DNS.TTL, Zone: cfg.DNS.Zone},
-		Metrics: gateway.MetricsConfig{Listen: cfg.Metrics.Listen},
-		NAT:     gateway.NATConfig{RejectDenied: cfg.NAT.RejectDenied, LeaseIdle: cfg.NAT.LeaseIdle, LeaseQuiet: cfg.NAT.LeaseQuiet},
-	}
+	gc := cfg.Config
+	gc.OverlayCIDR = cpc.OverlayCIDR.String()
+	gc.OverlayPrefix = cpc.HubPrefix().String()
+	gc.OverlayIP = cpc.HubOverlayIP().String()
+	gc.Cloud = gateway.CloudConfig{OverlayIP: cpc.HubOverlayIP().String(), SyncPort: cfg.SyncPort}
 	pc, err := gateway.Parse(gc, false)
 	if err != nil {
 		return fmt.Errorf("config:\n%w", err)
@@ -55,14 +47,7 @@ var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, 
 		}
 		log.Info("hub node stopped")
 	}()
-	report := func() {
-		r := node.Report()
-		leases := make([]controlplane.PoolUse, 0, len(r.Leases))
-		for _, l := range r.Leases {
-			leases = append(leases, controlplane.PoolUse{Pool: l.Pool, Used: l.Used, Size: l.Size})
-		}
-		cp.Report(cfg.Name, controlplane.Report{AppliedRevision: r.AppliedRevision, Leases: leases, Drops: r.Drops})
-	}
+	report := func() { cp.Report(cfg.Name, node.Report()) }
 	var rev int64
 	if snap, ok := cp.Snapshot(cfg.Name); ok {
 		if err := node.Apply(snap); err != nil {

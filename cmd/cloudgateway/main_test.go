@@ -184,7 +184,7 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 	if used != conf || c.Name != "from-file" || c.Site != "from-env" || c.OverlayPrefixLen != 24 || c.DNS.Zone != "env.zone." ||
 		c.DNS.TTL != 9*time.Second || c.APISocket != "/tmp/x.sock" || !c.Dataplane || c.StateDir != "/var/lib/egw" ||
-		c.SyncPort != 7443 || c.PrivateKeyFile != "/var/lib/egw/private.key" || c.Tun.Name != "vp0" {
+		c.SyncPort != 7443 || c.PrivateKeyFile != "/var/lib/egw/private.key" || c.TUN.Name != "vp0" {
 		t.Fatalf("config %+v", c)
 	}
 	cp, err := c.controlplaneConfig()

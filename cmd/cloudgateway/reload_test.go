@@ -11,12 +11,13 @@ import (
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/controlplane"
+	"github.com/egw-project/egw/gateway"
 )
 
 func TestReloadConfig(t *testing.T) {
 	dir := t.TempDir()
-	cur := &Config{Name: "hub", Site: "central", VPCIDR: "192.168.9.0/24", Endpoint: "198.51.100.7:51820",
-		OverlayCIDR: controlplane.DefaultOverlayCIDR, OverlayPrefixLen: 22, SyncPort: 7443}
+	cur := &Config{Config: gateway.Config{Name: "hub", Site: "central", VPCIDR: "192.168.9.0/24", OverlayCIDR: controlplane.DefaultOverlayCIDR},
+		Endpoint: "198.51.100.7:51820", OverlayPrefixLen: 22, SyncPort: 7443}
 	cpcfg, err := cur.controlplaneConfig()
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/egw-project/egw/api"
-	"github.com/egw-project/egw/client"
 )
 
 func TestSummarizeConditions(t *testing.T) {
@@ -62,7 +61,7 @@ func TestAge(t *testing.T) {
 }
 
 func TestLeasesAndDrops(t *testing.T) {
-	if got := leases([]client.PoolUse{{Pool: "client", Used: 1, Size: 510}, {Pool: "presence", Used: 0, Size: 126}}); got != "client 1/510, presence 0/126" {
+	if got := leases([]api.PoolUse{{Pool: "client", Used: 1, Size: 510}, {Pool: "presence", Used: 0, Size: 126}}); got != "client 1/510, presence 0/126" {
 		t.Errorf("leases = %q", got)
 	}
 	if got := drops(map[string]uint64{"zeta": 1, "alpha": 2, "none": 0}); got != "alpha=2 zeta=1" {

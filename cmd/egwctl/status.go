@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/client"
 )
 
@@ -120,7 +121,7 @@ func bytesIEC(n uint64) string {
 }
 
 // leases shows each pool as "pool used/size".
-func leases(pools []client.PoolUse) string {
+func leases(pools []api.PoolUse) string {
 	s := make([]string, len(pools))
 	for i, p := range pools {
 		s[i] = fmt.Sprintf("%s %d/%d", p.Pool, p.Used, p.Size)

@@ -1,12 +1,12 @@
 // Package inproc is EGW's rootless in-process end-to-end test: a control plane, a cloud hub
 // and two edge gateway nodes (gateway.Node) wired together with simulated site LANs
 // (internal/lantest: hosts with gVisor TCP/UDP/ICMP stacks, the gateway's vp0 a channel
-// TUN) and an in-memory UDP underlay (Switch), so that TCP, UDP, ICMP and DNS cross two
+// TUN) and an in-memory UDP underlay (internal/membind), so that TCP, UDP, ICMP and DNS cross two
 // overlapping site LANs through the hub without root, namespaces or real sockets (DNS
 // servers bind 127.0.0.1:0 only).
 //
-// Switch is the underlay: wireguard-go's conn/bindtest connects exactly two binds, but a
-// hub talks to several edges, so every gateway gets a Bind on one shared Switch that
+// membind.Switch is the underlay: wireguard-go's conn/bindtest connects exactly two binds,
+// but a hub talks to several edges, so every gateway gets a Bind on one shared Switch that
 // delivers a datagram to the Bind owning its destination address (or loses it, as UDP
 // would).
 //

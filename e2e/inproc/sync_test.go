@@ -51,7 +51,7 @@ func TestSyncThroughTunnel(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		rev := w.hub.Applied().Revision
-		w.cp.Report(hubGW, cpReport(w.hub.Report()))
+		w.cp.Report(hubGW, w.hub.Report())
 		for {
 			snap, err := w.cp.Watch(ctx, hubGW, rev)
 			if err != nil {
@@ -62,7 +62,7 @@ func TestSyncThroughTunnel(t *testing.T) {
 				return
 			}
 			rev = snap.Revision
-			w.cp.Report(hubGW, cpReport(w.hub.Report()))
+			w.cp.Report(hubGW, w.hub.Report())
 		}
 	}()
 
@@ -247,15 +247,6 @@ func TestSyncThroughTunnel(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-}
-
-// cpReport converts a node's report to the control plane's (as /v1/report decodes it).
-func cpReport(r gateway.Report) controlplane.Report {
-	out := controlplane.Report{AppliedRevision: r.AppliedRevision, Drops: r.Drops}
-	for _, p := range r.Leases {
-		out.Leases = append(out.Leases, controlplane.PoolUse{Pool: p.Pool, Used: p.Used, Size: p.Size})
-	}
-	return out
 }
 
 // lastDuration holds the last value a callback observed.

@@ -28,6 +28,7 @@ import (
 	"github.com/egw-project/egw/controlplane"
 	"github.com/egw-project/egw/gateway"
 	"github.com/egw-project/egw/internal/lantest"
+	"github.com/egw-project/egw/internal/membind"
 )
 
 // The topology of DESIGN.md §1: two edge sites whose LANs are both 10.0.0.0/24, and the
@@ -81,7 +82,7 @@ const revoke = `{"kind": "EPolicy", "apiVersion": "v1", "metadata": {"name": "on
 // world is the running topology.
 type world struct {
 	cp                *controlplane.Server
-	sw                *Switch
+	sw                *membind.Switch
 	hub, edgeA, edgeB *gateway.Node
 	// lanA has client1, client2 and a host with the service's own address; lanB the service
 	// host; lanHub is the cloud site (no hosts).
@@ -238,7 +239,7 @@ func testLogger(t *testing.T) *slog.Logger {
 // node's snapshot and waits until both edges have a WireGuard session with the hub.
 func newWorld(t *testing.T, opts worldOptions) *world {
 	t.Helper()
-	w := &world{sw: NewSwitch(), log: testLogger(t)}
+	w := &world{sw: membind.NewSwitch(), log: testLogger(t)}
 	dir := t.TempDir()
 	w.dir = dir
 	keys := map[string]wgtypes.Key{}

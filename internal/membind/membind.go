@@ -1,6 +1,9 @@
-// Switch is the in-memory UDP underlay of the in-process end-to-end tests (see doc.go).
-
-package inproc
+// Package membind is an in-memory UDP underlay for several wireguard-go devices in one
+// process, for tests that need no root, namespaces or real sockets: a Switch hands out
+// Binds (conn.Bind), each owning an ip:port, and Send delivers every datagram to the Bind
+// that owns its destination, or loses it as UDP would (nobody there, or a full queue) and
+// counts it. wireguard-go's conn/bindtest connects exactly two binds; a hub talks to many.
+package membind
 
 import (
 	"errors"
@@ -65,8 +68,8 @@ func (e Endpoint) DstToBytes() []byte {
 func (e Endpoint) DstIP() netip.Addr { return netip.AddrPort(e).Addr() }
 func (e Endpoint) SrcIP() netip.Addr { return netip.Addr{} }
 
-// queueLen is how many datagrams wait for a receiver before the switch loses more.
-const queueLen = 4096
+// QueueLen is how many datagrams wait for a Bind's receiver before the switch loses more.
+const QueueLen = 4096
 
 // Open implements conn.Bind.
 func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
@@ -89,12 +92,12 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		}
 		if fixed || port == 65535 {
 			b.sw.mu.Unlock()
-			return nil, 0, fmt.Errorf("inproc: %s is in use", a)
+			return nil, 0, fmt.Errorf("membind: %s is in use", a)
 		}
 		port++
 	}
 	b.sw.mu.Unlock()
-	rx := make(chan datagram, queueLen)
+	rx := make(chan datagram, QueueLen)
 	closed := make(chan struct{})
 	b.rx, b.closed = rx, closed
 	recv := func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
@@ -141,7 +144,7 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	}
 	e, ok := ep.(Endpoint)
 	if !ok {
-		return errors.New("inproc: endpoint of another bind type")
+		return errors.New("membind: endpoint of another bind type")
 	}
 	b.sw.mu.Lock()
 	var rx chan datagram
