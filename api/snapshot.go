@@ -19,6 +19,10 @@ type Snapshot struct {
 	// Revision is the store revision this snapshot was compiled at. Snapshots of one
 	// gateway are applied in increasing Revision order.
 	Revision int64 `json:"revision"`
+	// StoreID identifies the control-plane store the snapshot was compiled from. A store
+	// that was reset or restored from a backup has a new ID, and its revisions start over:
+	// a gateway accepts a lower revision only together with a different StoreID.
+	StoreID string `json:"storeID,omitempty"`
 
 	Gateway string `json:"gateway"` // this gateway's EGateway name
 	Site    string `json:"site"`    // this gateway's ESite name
