@@ -183,7 +183,10 @@ func (n *Node) Apply(s *api.Snapshot) error {
 		return fmt.Errorf("snapshot is for gateway %q, this is %q", s.Gateway, n.cfg.Name)
 	}
 	if cur := n.applied.Load(); cur != nil && s.Revision < cur.Revision {
-		return fmt.Errorf("snapshot revision %d is older than the applied %d", s.Revision, cur.Revision)
+		if s.StoreID == cur.StoreID || s.StoreID == "" {
+			return fmt.Errorf("snapshot revision %d is older than the applied %d", s.Revision, cur.Revision)
+		}
+		n.log.Warn("the control plane's store changed (reset or restored); following it", "storeID", s.StoreID, "revision", s.Revision, "previousStoreID", cur.StoreID, "previousRevision", cur.Revision)
 	}
 	// Addresses the device was built with cannot change under it.
 	if s.OverlayIP.IsValid() && s.OverlayIP != n.cfg.OverlayIPA {
@@ -192,11 +195,13 @@ func (n *Node) Apply(s *api.Snapshot) error {
 	if s.VPCIDR.IsValid() && s.VPCIDR != n.cfg.VPCIDRP {
 		return fmt.Errorf("snapshot gives VP CIDR %s but this gateway runs with %s: update vpCIDR in the config and restart", s.VPCIDR, n.cfg.VPCIDRP)
 	}
-	if err := n.engine.Apply(s); err != nil {
-		return fmt.Errorf("nat: %w", err)
-	}
+	// Peers first: SetPeers checks everything before it changes anything, so a refused
+	// snapshot leaves the running configuration whole.
 	if err := n.ov.SetPeers(n.peersFor(s), n.keepalive()); err != nil {
 		return fmt.Errorf("overlay peers: %w", err)
+	}
+	if err := n.engine.Apply(s); err != nil {
+		return fmt.Errorf("nat: %w", err)
 	}
 	if len(s.Peers) > 0 {
 		n.seeded = true

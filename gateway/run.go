@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"reflect"
+	"sort"
 )
 
 // RunEdge runs an edge gateway until ctx ends: key (generated on first start), device, the
@@ -64,12 +66,15 @@ func RunEdge(ctx context.Context, cfg *Parsed, reload func() (*Parsed, error), h
 	}
 
 	syncCtx, stopSync := context.WithCancel(ctx)
-	defer stopSync()
+	syncDone := make(chan struct{})
+	// Stop the sync loop before the node is closed, so no snapshot is applied to a device
+	// that is being torn down (defers run last-in first-out).
+	defer func() { stopSync(); <-syncDone }()
 	sc := NewSyncClient(netip.AddrPortFrom(cfg.CloudOverlay, uint16(cfg.Cloud.SyncPort)), cfg.OverlayIPA, log)
 	sc.Apply = node.Apply
 	sc.Report = func() any { return node.Report() }
 	sc.Latency = node.observeSync
-	go sc.Run(syncCtx, since)
+	go func() { defer close(syncDone); sc.Run(syncCtx, since) }()
 
 	for {
 		select {
@@ -81,15 +86,35 @@ func RunEdge(ctx context.Context, cfg *Parsed, reload func() (*Parsed, error), h
 				log.Error("reload failed; keeping the running configuration", "err", err)
 				continue
 			}
-			if next.Name != cfg.Name || next.OverlayIPA != cfg.OverlayIPA || next.VPCIDRP != cfg.VPCIDRP ||
-				next.TUN != cfg.TUN || next.ListenPort != cfg.ListenPort || next.OverlayCIDRP != cfg.OverlayCIDRP {
-				log.Warn("reload: name, addresses, tun or listenPort changed; they take effect at the next restart")
+			if restart := restartKeys(cfg, next); len(restart) > 0 {
+				log.Warn("reload: these keys changed but take effect only after a restart", "keys", restart)
 			}
 			if err := node.SetCloud(next.Cloud); err != nil {
 				log.Error("reload: cloud peer not updated", "err", err)
 				continue
 			}
-			log.Info("configuration reloaded", "cloud", next.Cloud.Endpoint)
+			log.Info("reload: cloud peer applied (endpoint, publicKey, keepalive)", "endpoint", next.Cloud.Endpoint)
 		}
 	}
+}
+
+// restartKeys names the configuration keys that differ between a and b and that only a
+// restart applies (everything but the cloud peer's endpoint, key and keepalive).
+func restartKeys(a, b *Parsed) []string {
+	var out []string
+	for key, changed := range map[string]bool{
+		"name": a.Name != b.Name, "site": a.Site != b.Site, "stateDir": a.StateDir != b.StateDir,
+		"privateKeyFile": a.PrivateKeyFile != b.PrivateKeyFile, "listenPort": a.ListenPort != b.ListenPort,
+		"overlayCIDR": a.OverlayCIDRP != b.OverlayCIDRP, "overlayPrefix": a.OverlayPrefixP != b.OverlayPrefixP,
+		"overlayIP": a.OverlayIPA != b.OverlayIPA, "vpCIDR": a.VPCIDRP != b.VPCIDRP,
+		"cloud.overlayIP": a.CloudOverlay != b.CloudOverlay, "cloud.syncPort": a.Cloud.SyncPort != b.Cloud.SyncPort,
+		"tun": a.TUN != b.TUN, "dns": !reflect.DeepEqual(a.DNS, b.DNS), "metrics": a.Metrics != b.Metrics,
+		"nat": a.NAT != b.NAT,
+	} {
+		if changed {
+			out = append(out, key)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

@@ -81,7 +81,9 @@ func (c *SyncClient) Run(ctx context.Context, since int64) {
 			continue
 		}
 		backoff = c.MinBackoff
-		if snap == nil || snap.Revision <= since {
+		// The cloud answers when the revision differs from ours in either direction: a
+		// lower one comes from a reset or restored store (Node.Apply checks its StoreID).
+		if snap == nil || snap.Revision == since {
 			continue
 		}
 		if c.Latency != nil {

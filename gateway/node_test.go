@@ -1,0 +1,90 @@
+package gateway
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/egw-project/egw/internal/membind"
+)
+
+func testNode(t *testing.T) *Node {
+	t.Helper()
+	c := validEdgeConfig(t.TempDir())
+	c.Cloud.PublicKey = mustKey(t).PublicKey().String()
+	p, err := Parse(c, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := membind.NewSwitch()
+	n, err := NewNode(p, NodeOptions{Key: mustKey(t), TUN: tuntest.NewChannelTUN().TUN(), Bind: sw.Bind(netip.MustParseAddr("10.99.0.2"))},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func mustKey(t *testing.T) wgtypes.Key {
+	k, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestApplyOrderAndStoreReset(t *testing.T) {
+	n := testNode(t)
+	s := n.Bootstrap()
+	s.Revision, s.StoreID = 900, "store-a"
+	if err := n.Apply(s); err != nil {
+		t.Fatal(err)
+	}
+	old := *s
+	old.Revision = 40
+	if err := n.Apply(&old); err == nil || !strings.Contains(err.Error(), "older than the applied 900") {
+		t.Fatalf("older revision of the same store: %v", err)
+	}
+	reset := old
+	reset.StoreID = "store-b"
+	if err := n.Apply(&reset); err != nil {
+		t.Fatalf("a reset store's snapshot must be followed: %v", err)
+	}
+	if got := n.Applied(); got.Revision != 40 || got.StoreID != "store-b" {
+		t.Fatalf("applied %d/%s", got.Revision, got.StoreID)
+	}
+	other := reset
+	other.Gateway = "edge-z"
+	if err := n.Apply(&other); err == nil || !strings.Contains(err.Error(), `"edge-z"`) {
+		t.Fatalf("snapshot of another gateway: %v", err)
+	}
+	moved := reset
+	moved.Revision = 41
+	moved.VPCIDR = netip.MustParsePrefix("192.168.7.0/24")
+	if err := n.Apply(&moved); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("VP CIDR change: %v", err)
+	}
+	if n.Applied().Revision != 40 {
+		t.Fatal("a refused snapshot changed the applied one")
+	}
+}
+
+func TestRestartKeys(t *testing.T) {
+	a, _ := Parse(validEdgeConfig("/s"), true)
+	b, _ := Parse(validEdgeConfig("/s"), true)
+	if k := restartKeys(a, b); len(k) != 0 {
+		t.Fatalf("no change: %v", k)
+	}
+	b.Cloud.Endpoint = "10.99.0.9:51820"
+	b.TUN.Driver = "water"
+	b.DNS.Upstreams = []string{"10.0.0.53:53"}
+	if k := strings.Join(restartKeys(a, b), ","); k != "dns,tun" {
+		t.Fatalf("restart keys %q (the endpoint applies live)", k)
+	}
+}
