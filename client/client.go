@@ -11,6 +11,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -44,12 +47,28 @@ type Client struct {
 
 // New returns a client for addr: a unix socket path (empty means DefaultSocket), a
 // "unix://PATH", or an "http://host:port" / "https://host:port" URL. token, if not empty,
-// is sent as a bearer token.
+// is sent as a bearer token. An https:// server is verified against the system's roots;
+// NewWithOptions can trust a given CA instead.
 func New(addr, token string) (*Client, error) {
+	return NewWithOptions(addr, Options{Token: token})
+}
+
+// Options are the settings of NewWithOptions.
+type Options struct {
+	// Token, if not empty, is sent as "Authorization: Bearer <Token>".
+	Token string
+	// CAFile, if not empty, is a PEM file of CA certificates: an https:// server's
+	// certificate must chain to one of them (instead of to the system's roots). It is an
+	// error with any other address.
+	CAFile string
+}
+
+// NewWithOptions returns a client for addr (see New) with the given options.
+func NewWithOptions(addr string, o Options) (*Client, error) {
 	if addr == "" {
 		addr = DefaultSocket
 	}
-	c := &Client{token: token, addr: addr}
+	c := &Client{token: o.Token, addr: addr}
 	switch {
 	case strings.HasPrefix(addr, "http://"), strings.HasPrefix(addr, "https://"):
 		u, err := url.Parse(addr)
@@ -63,8 +82,24 @@ func New(addr, token string) (*Client, error) {
 			return nil, fmt.Errorf("server address %q: must not have a path", addr)
 		}
 		c.base = u.Scheme + "://" + u.Host
-		c.http = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if o.CAFile != "" {
+			if u.Scheme != "https" {
+				return nil, fmt.Errorf("CA file %s given for %s: it is for https:// servers only", o.CAFile, addr)
+			}
+			pool, err := loadCAFile(o.CAFile)
+			if err != nil {
+				return nil, err
+			}
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		} else {
+			tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12} // system roots
+		}
+		c.http = &http.Client{Transport: tr}
 	default:
+		if o.CAFile != "" {
+			return nil, fmt.Errorf("CA file %s given for the unix socket %s: it is for https:// servers only", o.CAFile, addr)
+		}
 		path := strings.TrimPrefix(addr, "unix://")
 		if strings.Contains(path, "://") {
 			return nil, fmt.Errorf("server address %q: want a socket path, unix://PATH, http:// or https:// URL", addr)
@@ -80,6 +115,19 @@ func New(addr, token string) (*Client, error) {
 		}}
 	}
 	return c, nil
+}
+
+// loadCAFile reads PEM CA certificates into a pool.
+func loadCAFile(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate in it", path)
+	}
+	return pool, nil
 }
 
 // Addr returns the address the client was made for.

@@ -33,9 +33,10 @@ type Tx interface {
 // Buckets of the store.
 const (
 	bucketObjects = "objects" // "Kind/name" -> object JSON (without status)
-	bucketMeta    = "meta"    // keyRevision, keyIPAM
+	bucketMeta    = "meta"    // keyRevision, keyIPAM, keyStoreID
 	keyRevision   = "revision"
 	keyIPAM       = "ipam"
+	keyStoreID    = "storeID"
 )
 
 // DBFile is the name of the store's file in the state directory.

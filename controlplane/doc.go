@@ -20,4 +20,11 @@
 // An edge's snapshot lists (Snapshot.Gateways) only itself, the hub and the gateways of
 // the sites its hosted services are exposed to, whatever the policies say: the only
 // overlay sources it has to tell apart. The hub's lists every gateway.
+//
+// The store has a random ID, made once and kept in the file (Store.ID); every snapshot
+// carries it (api.Snapshot.StoreID). A sync poll (and Server.Watch) answers as soon as the
+// gateway's snapshot revision differs from the caller's in either direction, so an edge
+// that holds revision 900 of a store that was since reset gets the new store's revision 40
+// at once, and tells from the StoreID that the lower revision is legitimate. One gateway
+// may have at most Options.MaxPollsPerGateway polls waiting; a further one ends the oldest.
 package controlplane

@@ -1,12 +1,14 @@
 package controlplane
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/egw-project/egw/api"
@@ -349,12 +351,23 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 // SyncHandler returns the edge sync API, to be served on the hub's overlay IP (port
 // Config.SyncPort) only, inside WireGuard:
 //
-//	GET  /v1/sync?since=REV  the caller's snapshot once its Revision > REV (long poll up to
-//	                         Options.SyncTimeout; 204 when nothing newer came)
+//	GET  /v1/sync?since=REV[&storeID=ID]
+//	                         the caller's snapshot as soon as its Revision differs from REV
+//	                         (greater; or lower, after the store was reset or restored —
+//	                         the snapshot's StoreID tells), or its StoreID differs from the
+//	                         optional ID; long poll up to Options.SyncTimeout, 204 when
+//	                         nothing changed
 //	POST /v1/report          the caller's Report (JSON), answered 204
 //
 // The caller is the gateway whose overlay prefix holds the request's source address
 // (WireGuard authenticated it); any other source gets 403.
+//
+// One gateway may have at most Options.MaxPollsPerGateway polls waiting; a further poll
+// ends the gateway's oldest waiting one with 503 (Retry-After: 1) and waits in its place.
+// The newest poll wins because it is the one a live edge is waiting on: an edge that
+// restarted, or whose connections broke without a FIN, leaves older polls behind, and
+// refusing the new one would keep it from syncing until those time out. A gateway can
+// only ever end its own polls.
 func (s *Server) SyncHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/sync", s.handleSync)
@@ -383,8 +396,9 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	q := r.URL.Query()
 	var since int64
-	if v := r.URL.Query().Get("since"); v != "" {
+	if v := q.Get("since"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			writeError(w, s.log, &Error{Code: CodeBadRequest, Field: "since", Message: fmt.Sprintf("%q is not a revision", v)})
@@ -392,10 +406,23 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 		}
 		since = n
 	}
+	storeID := q.Get("storeID")
+	if len(storeID) > maxStoreIDLen {
+		writeError(w, s.log, &Error{Code: CodeBadRequest, Field: "storeID", Message: fmt.Sprintf("is longer than %d characters", maxStoreIDLen)})
+		return
+	}
 	ctx, cancel := contextWithTimeout(r.Context(), s.opts.SyncTimeout)
 	defer cancel()
-	g, err := s.watch(ctx, gw, since)
+	ctx, done := s.startPoll(ctx, gw)
+	defer done()
+	g, err := s.watch(ctx, gw, since, storeID)
 	if err != nil {
+		if errors.Is(context.Cause(ctx), errPollEvicted) {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: fmt.Sprintf(
+				"gateway %s has more than %d sync polls waiting; this, its oldest, was ended", gw, s.opts.MaxPollsPerGateway)})
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -409,6 +436,56 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
+}
+
+// maxStoreIDLen bounds the storeID a sync request may carry (Store.ID makes 32).
+const maxStoreIDLen = 64
+
+// errPollEvicted is the cause of a sync poll ended for a newer one of the same gateway.
+var errPollEvicted = errors.New("ended for a newer sync poll of the same gateway")
+
+// poll is one waiting /v1/sync request.
+type poll struct{ cancel context.CancelCauseFunc }
+
+// startPoll registers a sync poll of gw and returns its context and the func that
+// unregisters it. Past Options.MaxPollsPerGateway, the gateway's oldest polls are ended
+// (their context's cause is errPollEvicted).
+func (s *Server) startPoll(ctx context.Context, gw string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	p := &poll{cancel: cancel}
+	s.mu.Lock()
+	list := append(s.polls[gw], p)
+	var evicted []*poll
+	if n := len(list) - s.opts.MaxPollsPerGateway; n > 0 {
+		evicted = list[:n]
+		list = slices.Clone(list[n:])
+	}
+	s.polls[gw] = list
+	s.mu.Unlock()
+	if len(evicted) > 0 {
+		s.log.Warn("too many sync polls from one gateway; ending its oldest", "gateway", gw, "ended", len(evicted), "max", s.opts.MaxPollsPerGateway)
+	}
+	for _, e := range evicted {
+		e.cancel(errPollEvicted)
+	}
+	return ctx, func() {
+		s.mu.Lock()
+		list := slices.DeleteFunc(s.polls[gw], func(q *poll) bool { return q == p })
+		if len(list) == 0 {
+			delete(s.polls, gw)
+		} else {
+			s.polls[gw] = list
+		}
+		s.mu.Unlock()
+		cancel(nil)
+	}
+}
+
+// waitingPolls returns how many sync polls of gw are registered.
+func (s *Server) waitingPolls(gw string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.polls[gw])
 }
 
 func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {

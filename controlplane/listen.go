@@ -3,6 +3,8 @@ package controlplane
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -123,4 +126,54 @@ func BearerAuth(h http.Handler, token func() string) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// TLSCert is the certificate the TCP admin API serves, read from a PEM certificate (chain)
+// file and a PEM key file. Reload re-reads both (on SIGHUP) without a restart; connections
+// made after it get the new certificate.
+type TLSCert struct {
+	certFile, keyFile string
+	cur               atomic.Pointer[tls.Certificate]
+}
+
+// LoadTLSCert reads the certificate and key. The key file must not be accessible to group
+// or others (0600 or stricter); it is refused otherwise, as is a key that does not match
+// the certificate.
+func LoadTLSCert(certFile, keyFile string) (*TLSCert, error) {
+	c := &TLSCert{certFile: certFile, keyFile: keyFile}
+	if err := c.Reload(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Reload re-reads the files; on error the certificate in use stays.
+func (c *TLSCert) Reload() error {
+	fi, err := os.Stat(c.keyFile)
+	if err != nil {
+		return fmt.Errorf("API TLS key file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("API TLS key file %s has mode %04o: it must not be accessible to group or others (chmod 600)", c.keyFile, fi.Mode().Perm())
+	}
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		return fmt.Errorf("API TLS certificate %s with key %s: %w", c.certFile, c.keyFile, err)
+	}
+	c.cur.Store(&cert)
+	return nil
+}
+
+// Leaf returns the certificate in use, parsed.
+func (c *TLSCert) Leaf() *x509.Certificate { return c.cur.Load().Leaf }
+
+// Config returns a server TLS configuration that serves the current certificate, with
+// TLS 1.2 as the lowest version.
+func (c *TLSCert) Config() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return c.cur.Load(), nil
+		},
+	}
 }

@@ -26,11 +26,18 @@ type PeerStats struct {
 // Options tune a Server. Zero values give the defaults.
 type Options struct {
 	Logger *slog.Logger
-	// SyncTimeout is how long /v1/sync waits for a newer snapshot (default 30 s).
+	// SyncTimeout is how long /v1/sync waits for a changed snapshot (default 30 s).
 	SyncTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// MaxPollsPerGateway bounds the /v1/sync long polls one gateway may have waiting at
+	// once (default DefaultMaxPollsPerGateway). A poll beyond it ends the gateway's
+	// oldest waiting poll with 503 (see SyncHandler).
+	MaxPollsPerGateway int
 }
+
+// DefaultMaxPollsPerGateway is how many sync long polls one gateway may have waiting.
+const DefaultMaxPollsPerGateway = 4
 
 // DefaultSyncTimeout is how long a sync long-poll waits by default.
 const DefaultSyncTimeout = 30 * time.Second
@@ -46,6 +53,8 @@ type Server struct {
 	store *Store
 	log   *slog.Logger
 	opts  Options
+	// storeID is the store's ID (Store.ID), put into every snapshot.
+	storeID string
 
 	// refreshMu serialises refreshes; it guards hashes.
 	refreshMu sync.Mutex
@@ -67,6 +76,8 @@ type Server struct {
 	wake      map[string]chan struct{}
 	reports   map[string]api.Report
 	peerStats func() map[string]PeerStats
+	// polls holds, per gateway, its waiting /v1/sync long polls, oldest first.
+	polls map[string][]*poll
 }
 
 // gwSnap is the current snapshot of one gateway and, computed once on first use, its
@@ -99,14 +110,25 @@ func NewServer(store *Store, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{cfg: store.cfg, store: store, log: opts.Logger, opts: opts,
+	if opts.MaxPollsPerGateway <= 0 {
+		opts.MaxPollsPerGateway = DefaultMaxPollsPerGateway
+	}
+	id, err := store.ID()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: store.cfg, store: store, log: opts.Logger, opts: opts, storeID: id,
 		hashes: map[string][sha256.Size]byte{}, snaps: map[string]*gwSnap{}, byPrefix: map[netip.Prefix]string{},
-		wake: map[string]chan struct{}{}, reports: map[string]api.Report{}, compiledRev: -1}
+		wake: map[string]chan struct{}{}, reports: map[string]api.Report{}, compiledRev: -1,
+		polls: map[string][]*poll{}}
 	if err := s.refresh(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
+
+// StoreID returns the ID of the store the snapshots are compiled from (Store.ID).
+func (s *Server) StoreID() string { return s.storeID }
 
 // Config returns the configuration the server runs with.
 func (s *Server) Config() Config { return s.cfg }
@@ -153,6 +175,7 @@ func (s *Server) refresh() error {
 	changed := map[string]*api.Snapshot{} // new or changed snapshots
 	var h snapHasher
 	for gw, snap := range next {
+		snap.StoreID = s.storeID
 		sum := h.sum(snap)
 		hashes[gw] = sum
 		if prev, ok := s.hashes[gw]; ok && prev == sum {
@@ -228,13 +251,22 @@ func (s *Server) Snapshot(gateway string) (*api.Snapshot, bool) {
 	return g.snap, true
 }
 
-// watch waits until the snapshot of gateway has a Revision greater than since and returns
-// its entry, or returns ctx's error.
-func (s *Server) watch(ctx context.Context, gateway string, since int64) (*gwSnap, error) {
+// current reports whether a caller that holds revision since of store storeID ("": not
+// known) is up to date with g (nil: no snapshot yet, so it is).
+func (s *Server) current(g *gwSnap, since int64, storeID string) bool {
+	if g == nil {
+		return true
+	}
+	return g.snap.Revision == since && (storeID == "" || storeID == s.storeID)
+}
+
+// watch waits until the snapshot of gateway differs from what the caller holds (see
+// current) and returns its entry, or returns ctx's error.
+func (s *Server) watch(ctx context.Context, gateway string, since int64, storeID string) (*gwSnap, error) {
 	for {
 		s.mu.Lock()
 		g := s.snaps[gateway]
-		if g != nil && g.snap.Revision > since {
+		if !s.current(g, since, storeID) {
 			s.mu.Unlock()
 			return g, nil
 		}
@@ -252,12 +284,15 @@ func (s *Server) watch(ctx context.Context, gateway string, since int64) (*gwSna
 	}
 }
 
-// Watch waits until the snapshot of gateway has a Revision greater than since and
-// returns it (shared: do not modify), or returns ctx's error. The hub's own node uses it
-// in-process; edges reach it through /v1/sync. Only a change of this gateway's snapshot
-// wakes it.
+// Watch waits until the snapshot of gateway has a Revision different from since — greater,
+// or lower after the store was reset or restored (its StoreID differs then) — and returns
+// it (shared: do not modify), or returns ctx's error. It returns at once when the current
+// snapshot's Revision is not since, so a caller must pass the revision it holds (applied),
+// not one it failed to apply, or it gets the same snapshot again at once. The hub's own
+// node uses it in-process; edges reach it through /v1/sync. Only a change of this
+// gateway's snapshot wakes it.
 func (s *Server) Watch(ctx context.Context, gateway string, since int64) (*api.Snapshot, error) {
-	g, err := s.watch(ctx, gateway, since)
+	g, err := s.watch(ctx, gateway, since, "")
 	if err != nil {
 		return nil, err
 	}

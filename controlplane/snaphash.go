@@ -16,6 +16,7 @@ type snapHasher struct{ b []byte }
 
 func (h *snapHasher) sum(s *api.Snapshot) [sha256.Size]byte {
 	h.b = h.b[:0]
+	h.str(s.StoreID)
 	h.str(s.Gateway)
 	h.str(s.Site)
 	h.bool(s.Hub)

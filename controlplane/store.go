@@ -1,7 +1,9 @@
 package controlplane
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,6 +117,10 @@ type Store struct {
 	// replica) falls back to decoding.
 	cacheMu sync.Mutex
 	cache   *State
+
+	// idMu guards id, the store's ID once read (ID).
+	idMu sync.Mutex
+	id   string
 }
 
 // NewStore returns a Store over b. cfg must be valid (Config.WithDefaults, Validate).
@@ -127,6 +133,65 @@ func Open(stateDir string, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return NewStore(b, cfg), nil
+}
+
+// ID returns the store's ID: 32 random hex digits made once, when the store is first used,
+// and kept in the store itself (bucket meta, key storeID). Every compiled snapshot carries
+// it (api.Snapshot.StoreID): a store that was reset (a new file) has a new ID and its
+// revisions start over, which tells a gateway to accept a lower revision.
+//
+// A byte-for-byte copy of the file (a restored backup) keeps the ID of the store it was
+// copied from; RotateID gives such a store a new one.
+func (s *Store) ID() (string, error) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.id != "" {
+		return s.id, nil
+	}
+	var id string
+	err := s.b.View(func(tx Tx) error {
+		id = string(tx.Get(bucketMeta, keyStoreID))
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("store: reading its ID: %w", err)
+	}
+	if id == "" {
+		err = s.b.Update(func(tx Tx) error {
+			if v := tx.Get(bucketMeta, keyStoreID); len(v) > 0 {
+				id = string(v) // another process made it first
+				return nil
+			}
+			id = newStoreID()
+			return tx.Put(bucketMeta, keyStoreID, []byte(id))
+		})
+		if err != nil {
+			return "", fmt.Errorf("store: writing its ID: %w", err)
+		}
+	}
+	s.id = id
+	return id, nil
+}
+
+// RotateID gives the store a new random ID and returns it: for a store restored from a
+// backup, so that gateways that applied later revisions of the original follow it back.
+// A Server made over the store before the rotation keeps the old ID until it is made anew.
+func (s *Store) RotateID() (string, error) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	id := newStoreID()
+	if err := s.b.Update(func(tx Tx) error { return tx.Put(bucketMeta, keyStoreID, []byte(id)) }); err != nil {
+		return "", fmt.Errorf("store: writing its ID: %w", err)
+	}
+	s.id = id
+	return id, nil
+}
+
+// newStoreID returns 16 random bytes in hex.
+func newStoreID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }
 
 // Close closes the backend.

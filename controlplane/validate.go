@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/netip"
 
@@ -28,6 +29,8 @@ func validateIndex(ix *index, cfg Config) error {
 			errs.add(g, "eSiteName", fmt.Sprintf("site %q already has EGateway %q; a site has one gateway", g.ESiteName, first.Metadata.Name))
 		}
 	}
+
+	checkKeys(ix, cfg, &errs)
 
 	for _, n := range sortedKeys(ix.services) {
 		s := ix.services[n]
@@ -97,4 +100,46 @@ func validateIndex(ix *index, cfg Config) error {
 		pinnedPair[pr] = p.vp.Metadata.Name
 	}
 	return errs.err()
+}
+
+// checkKeys refuses two EGateways with one WireGuard public key: WireGuard routes by key,
+// so the second would take the first one's tunnel (and overlay prefix) over. The hub is
+// checked first, so it keeps its key and the edge is the one named; among edges the
+// first by name keeps it. The hub's key is its EGateway's publicKey, or Config.PublicKey
+// when that is empty.
+func checkKeys(ix *index, cfg Config, errs *fieldErrors) {
+	names := make([]string, 0, len(ix.gatewayNames))
+	if _, ok := ix.gateways[cfg.HubGateway]; ok {
+		names = append(names, cfg.HubGateway)
+	}
+	for _, n := range ix.gatewayNames {
+		if n != cfg.HubGateway {
+			names = append(names, n)
+		}
+	}
+	owner := map[string]string{} // decoded key -> EGateway name
+	for _, n := range names {
+		g := ix.gateways[n]
+		key := g.PublicKey
+		if key == "" && n == cfg.HubGateway {
+			key = cfg.PublicKey
+		}
+		if key == "" {
+			continue
+		}
+		// Compare the 32 key bytes: two base64 spellings of one key are one key.
+		id := key
+		if b, err := base64.StdEncoding.DecodeString(key); err == nil {
+			id = string(b)
+		}
+		if other, ok := owner[id]; ok {
+			what := fmt.Sprintf("EGateway %q", other)
+			if other == cfg.HubGateway {
+				what += " (the cloud hub)"
+			}
+			errs.add(g, "publicKey", fmt.Sprintf("is already the WireGuard key of %s; every gateway needs its own key (generate one on the edge, or leave publicKey empty until it registers)", what))
+			continue
+		}
+		owner[id] = n
+	}
 }

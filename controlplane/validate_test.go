@@ -15,6 +15,20 @@ const base = `
 {"kind":"ServiceExpose","metadata":{"name":"redis"},"eServiceName":"redis","eSites":["s1"]}
 `
 
+// Two WireGuard keys for the duplicate-key rules: g1 has key1, the hub key2.
+const (
+	key1    = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+	key1Alt = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyB=" // key1's bytes, non-zero padding bits
+	key2    = "AgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICE="
+	keyed   = `
+{"kind":"ESite","metadata":{"name":"s1"}}
+{"kind":"ESite","metadata":{"name":"s2"}}
+{"kind":"ESite","metadata":{"name":"cloud"}}
+{"kind":"EGateway","metadata":{"name":"cloud-gw"},"virtualPresenceIPcidr":"192.168.9.0/24","eSiteName":"cloud","publicKey":"` + key2 + `"}
+{"kind":"EGateway","metadata":{"name":"g1"},"virtualPresenceIPcidr":"192.168.0.0/24","eSiteName":"s1","publicKey":"` + key1 + `"}
+`
+)
+
 func TestCrossObjectValidation(t *testing.T) {
 	cases := []struct {
 		name          string
@@ -61,6 +75,26 @@ func TestCrossObjectValidation(t *testing.T) {
 			{"kind":"VirtualPresence","metadata":{"name":"vp"},"virtualIp":"10.9.9.9","eServiceName":"nginx","eSiteName":"s1"}`,
 			`{"kind":"EGateway","metadata":{"name":"g1"},"virtualPresenceIPcidr":"192.168.0.0/24","eSiteName":"s1"}`,
 			"VirtualPresence/vp", "virtualIp", "10.9.9.9 is not inside the VP CIDR 192.168.0.0/24 of EGateway/g1"},
+		{"WireGuard key of another edge", keyed,
+			`{"kind":"EGateway","metadata":{"name":"g2"},"virtualPresenceIPcidr":"172.16.0.0/24","eSiteName":"s2","publicKey":"` + key1 + `"}`,
+			"EGateway/g2", "publicKey", `is already the WireGuard key of EGateway "g1"; every gateway needs its own key`},
+		// Another base64 spelling of the same 32 bytes (non-zero padding bits) is the same key.
+		{"WireGuard key of another edge, spelled differently", keyed,
+			`{"kind":"EGateway","metadata":{"name":"g2"},"virtualPresenceIPcidr":"172.16.0.0/24","eSiteName":"s2","publicKey":"` + key1Alt + `"}`,
+			"EGateway/g2", "publicKey", `is already the WireGuard key of EGateway "g1"`},
+		// The hub keeps its key even though the edge sorts first by name.
+		{"WireGuard key of the hub", keyed,
+			`{"kind":"EGateway","metadata":{"name":"a-edge"},"virtualPresenceIPcidr":"172.16.0.0/24","eSiteName":"s2","publicKey":"` + key2 + `"}`,
+			"EGateway/a-edge", "publicKey", `is already the WireGuard key of EGateway "cloud-gw" (the cloud hub)`},
+		// A hub registered without a key has the configured one (Config.PublicKey).
+		{"WireGuard key of the hub from the config", `{"kind":"ESite","metadata":{"name":"cloud"}}
+			{"kind":"EGateway","metadata":{"name":"cloud-gw"},"virtualPresenceIPcidr":"192.168.9.0/24","eSiteName":"cloud"}`,
+			`{"kind":"EGateway","metadata":{"name":"a-edge"},"virtualPresenceIPcidr":"172.16.0.0/24","eSiteName":"s2","publicKey":"` + testConfig().PublicKey + `"}`,
+			"EGateway/a-edge", "publicKey", `is already the WireGuard key of EGateway "cloud-gw" (the cloud hub)`},
+		// Changing an edge's key to another's is refused as well.
+		{"key changed to another edge's", keyed + `{"kind":"EGateway","metadata":{"name":"g2"},"virtualPresenceIPcidr":"172.16.0.0/24","eSiteName":"s2"}`,
+			`{"kind":"EGateway","metadata":{"name":"g2"},"virtualPresenceIPcidr":"172.16.0.0/24","eSiteName":"s2","publicKey":"` + key1 + `"}`,
+			"EGateway/g2", "publicKey", `is already the WireGuard key of EGateway "g1"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -128,5 +162,26 @@ func TestDanglingReferencesShowAsConditions(t *testing.T) {
 		if cond := condition(o, CondResolvedRefs); cond == nil || cond.Status != "True" {
 			t.Errorf("%s/%s: ResolvedRefs = %+v after the references were created", c.kind, c.name, cond)
 		}
+	}
+}
+
+// A gateway without a key, and the same gateway applied again with its own key, are fine.
+func TestOwnKeyIsNotADuplicate(t *testing.T) {
+	s := openStore(t, t.TempDir(), testConfig())
+	mustApply(t, s, keyed+`{"kind":"EGateway","metadata":{"name":"g2"},"virtualPresenceIPcidr":"172.16.0.0/24","eSiteName":"s2"}`)
+	mustApply(t, s, `{"kind":"EGateway","metadata":{"name":"g1"},"virtualPresenceIPcidr":"192.168.0.0/24","eSiteName":"s1","publicKey":"`+key1+`","endpoint":"198.51.100.1:51820"}`)
+}
+
+// Over the API a duplicate key is a 422 naming the object and the field.
+func TestDuplicateKeyOverAPI(t *testing.T) {
+	srv := newServer(t, t.TempDir(), testConfig(), Options{})
+	h := srv.Handler()
+	if rec := do(t, h, "POST", "/v1/apply", keyed); rec.Code != 200 {
+		t.Fatalf("apply: %d %s", rec.Code, rec.Body)
+	}
+	rec := do(t, h, "POST", "/v1/egateways", `{"kind":"EGateway","metadata":{"name":"g2"},"virtualPresenceIPcidr":"172.16.0.0/24","eSiteName":"s2","publicKey":"`+key2+`"}`)
+	body := decodeJSON[errorBody](t, rec)
+	if rec.Code != 422 || body.Object != "EGateway/g2" || body.Field != "publicKey" || !strings.Contains(body.Error, `EGateway "cloud-gw" (the cloud hub)`) {
+		t.Fatalf("duplicate key: %d %+v", rec.Code, body)
 	}
 }

@@ -94,6 +94,13 @@ func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
 			OverlayCIDR: cfg.OverlayCIDRP, OverlayIP: cfg.OverlayIPA,
 		},
 	}
+	// The gateway's own overlay IP carries only control traffic: an edge's with the cloud,
+	// the hub's on its sync port.
+	if opts.Hub {
+		ocfg.ControlPort = uint16(cfg.Cloud.SyncPort)
+	} else {
+		ocfg.ControlPeer = cfg.CloudOverlay
+	}
 	var err error
 	if opts.TUN == nil {
 		// The gateway routes between its LAN and vp0: the kernel must forward IPv4.

@@ -105,3 +105,20 @@ func BenchmarkOutboundTCPLargePolicy(b *testing.B) {
 	c := netip.AddrFrom4([4]byte{10, byte(k >> 16), byte(k >> 8), byte(k)})
 	benchPacket(b, e, true, tcpTo(c, netip.AddrFrom4([4]byte{10, 128, 5002 >> 8, 5002 & 0xff}), 8080).build(b))
 }
+
+// BenchmarkEchoRequestInbound: an echo request arriving at the service's gateway (it
+// leases the presence IP and remembers which service the request was sent to).
+func BenchmarkEchoRequestInbound(b *testing.B) {
+	w := newWorld(b)
+	p := echoTo(clientA, vipDNS, 7).build(b)
+	w.a.FromSite(p, nil)
+	benchPacket(b, w.b, false, p)
+}
+
+// BenchmarkEchoReply: the service host's echo reply at its gateway (attributed to the
+// service the request was sent to).
+func BenchmarkEchoReply(b *testing.B) {
+	w := newWorld(b)
+	atS := w.toService(b, echoTo(clientA, vipDNS, 7).build(b))
+	benchPacket(b, w.b, true, mirror(atS))
+}

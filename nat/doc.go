@@ -21,6 +21,15 @@
 //     clients from the upper half of the VP CIDR.
 //   - ICMP errors are decided as part of the flow of the packet they quote (lookups only;
 //     an error never creates a lease) and have their quoted header translated too.
+//   - ICMP echo to a VIP passes through to the service host for an allowed client. An
+//     echo reply carries no port, and one host may run several exposed services, so the
+//     service host's gateway remembers, under (presence IP, service IP, echo id), the
+//     ov(S) (or, same-site, the VIP) each request was sent to: a bounded table
+//     (Config.EchoTable entries), refreshed by requests, expiring after EchoTimeout on the
+//     injected clock. The reply is credited to that service (and checked against its
+//     policy); a reply matching no remembered request is dropped (icmp-echo-no-request),
+//     and so is an ICMP error quoting such a request. When one client pings two services
+//     of one host with the same echo id at once, the newer request wins.
 //   - Later fragments follow their first fragment's mapping (keyed by addresses, IP ID and
 //     protocol, for FragmentTimeout); fragments that arrive before their first are dropped
 //     rather than reassembled (fragment-no-mapping), as are tiny first fragments and later

@@ -33,6 +33,12 @@ type Config struct {
 	// FragmentTable bounds the number of datagrams tracked. Default 4096.
 	FragmentTimeout time.Duration
 	FragmentTable   int
+	// EchoTimeout: how long the gateway of a service host remembers which service an
+	// ICMP echo request was sent to (refreshed by each request), so the host's reply is
+	// attributed to that service. Default 30s. EchoTable bounds the number of echo
+	// exchanges remembered (presence IP, service IP, echo id). Default 4096.
+	EchoTimeout time.Duration
+	EchoTable   int
 	// Now is the clock leases and timeouts are decided with. Default time.Now.
 	Now func() time.Time
 }
@@ -69,6 +75,12 @@ func (c *Config) setDefaults() {
 	if c.FragmentTable <= 0 {
 		c.FragmentTable = 4096
 	}
+	if c.EchoTimeout <= 0 {
+		c.EchoTimeout = 30 * time.Second
+	}
+	if c.EchoTable <= 0 {
+		c.EchoTable = 4096
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -101,6 +113,7 @@ type Engine struct {
 	applyM sync.Mutex // serializes Apply
 	lim    limiter
 	frags  fragTable
+	echo   *vpresence.EchoTable // echo requests handed to service hosts (outlives snapshots)
 
 	dirs  [2]dirCounters
 	drops [NumReasons]atomic.Uint64
@@ -124,6 +137,7 @@ func NewEngine(cfg Config) *Engine {
 	e.lim.interval = int64(time.Second) / int64(cfg.ICMPRate)
 	e.lim.burst = int64(cfg.ICMPBurst) * e.lim.interval
 	e.frags.init(cfg.FragmentTable, int64(cfg.FragmentTimeout))
+	e.echo = vpresence.NewEchoTable(cfg.EchoTable, cfg.EchoTimeout)
 	return e
 }
 

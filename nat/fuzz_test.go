@@ -84,6 +84,13 @@ func fuzzWorld(f *testing.F) (*world, [][]byte) {
 	add(icmpErr(f, dnsIP, srcOf(uS), 3, 3, uS))
 	add(icmpErr(f, dnsIP, srcOf(uS), 3, 3, uS[:28]))
 	add(echoTo(clientA, vipDNS, 9).build(f))
+	eS := w.toService(f, echoTo(clientA, vipDNS, 10).build(f))
+	add(mirror(eS))                                      // the host's echo reply
+	add(icmpErr(f, ma("10.0.0.1"), srcOf(eS), 3, 1, eS)) // an error quoting the request
+	le := echoTo(clientA, vipWeb, 11).build(f)
+	add(le)
+	w.a.FromSite(le, nil)
+	add(mirror(le)) // same-site echo reply
 	add(tcpTo(clientA, vipWeb, 80).build(f))
 	syn := tcpTo(clientA, vipNginx, 8080)
 	syn.syn, syn.mss, syn.mssOdd = true, 1460, true

@@ -766,6 +766,11 @@ func TestAcceptPathAllocatesNothing(t *testing.T) {
 	udp := udpTo(clientA, vipDNS, 53).build(t)
 	udpS := w.toService(t, udp)
 	icmp := icmpErr(t, dnsIP, srcOf(udpS), 3, 3, udpS)
+	echo := echoTo(clientA, vipDNS, 5).build(t)
+	echoS := w.toService(t, echo)
+	localEcho := echoTo(clientA, vipWeb, 6).build(t)
+	localEchoS := append([]byte(nil), localEcho...)
+	w.a.FromSite(localEchoS, nil)
 	buf := make([]byte, 1500)
 	reply := make([]byte, 1500)
 	cases := []struct {
@@ -779,6 +784,10 @@ func TestAcceptPathAllocatesNothing(t *testing.T) {
 		{"reply tcp", w.b, true, mirror(atS)},
 		{"udp", w.a, true, udp},
 		{"icmp error", w.b, true, icmp},
+		{"echo request at the service's gateway", w.b, false, func() []byte { b := append([]byte(nil), echo...); w.a.FromSite(b, nil); return b }()},
+		{"echo reply", w.b, true, mirror(echoS)},
+		{"same-site echo request", w.a, true, localEcho},
+		{"same-site echo reply", w.a, true, mirror(localEchoS)},
 	}
 	for _, c := range cases {
 		n := testing.AllocsPerRun(1000, func() {

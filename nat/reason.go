@@ -38,6 +38,7 @@ const (
 	// Mappings.
 	ReasonNoMapping       // addressed to a presence IP / ov(c) that is not leased (expired?)
 	ReasonNotServiceReply // to a leased address, but not from the service's address/port
+	ReasonEchoNoRequest   // echo reply from a service host that answers no remembered echo request
 	ReasonICMPNoMapping   // ICMP error about a packet that matches no mapping
 	ReasonICMPMismatch    // ICMP error not addressed to the source of the packet it quotes
 	ReasonICMPUnsupported // ICMP type that is neither echo nor an error we translate
@@ -73,6 +74,7 @@ var reasonNames = [NumReasons]string{
 	ReasonNotForUs:          "not-for-this-gateway",
 	ReasonNoMapping:         "no-mapping",
 	ReasonNotServiceReply:   "not-service-reply",
+	ReasonEchoNoRequest:     "icmp-echo-no-request",
 	ReasonICMPNoMapping:     "icmp-error-no-mapping",
 	ReasonICMPMismatch:      "icmp-error-mismatch",
 	ReasonICMPUnsupported:   "icmp-unsupported",

@@ -8,8 +8,11 @@ package nat
 //   3. decide, against the current policy (one atomic load per packet):
 //      (a) dst is a VIP here:   ACL(client, proto/port | echo) → remote: lease ov(c),
 //          c→VIP ⇒ ov(c)→ov(S), ToOverlay; local: lease presence p, c→VIP ⇒ p→S, ToSite
+//          (an echo request also records (p, S, id) → VIP in the echo table)
 //      (b) dst is a presence IP: its peer ov(c): S→p ⇒ ov(S)→ov(c), ToOverlay;
-//          its peer a local client c: S→p ⇒ VIP→c, ToSite
+//          its peer a local client c: S→p ⇒ VIP→c, ToSite. The service is found by
+//          (S, proto, sport); an echo reply (no port) by the echo table instead: the
+//          service its request was sent to, else drop (icmp-echo-no-request)
 //      (c) src is our own overlay IP: untranslated, ToOverlay
 //      (d) else drop
 //   4. TTL: decrement when forwarding; expiring → drop + time-exceeded into reply
@@ -17,7 +20,8 @@ package nat
 //
 //  FromOverlay (decrypted by WireGuard): the same steps, deciding
 //      (a) dst is a hosted ov(S): ACL(source site, proto/port | echo), lease presence p
-//          for ov(c): ov(c)→ov(S) ⇒ p→S, ToSite
+//          for ov(c): ov(c)→ov(S) ⇒ p→S, ToSite (an echo request also records
+//          (p, S, id) → ov(S) in the echo table)
 //      (b) dst is a leased ov(c): reply from ov(S) consumed here: ov(S)→ov(c) ⇒ VIP→c
 //      (c) dst is our own overlay IP: untranslated, ToSite
 //      (d) hub: dst in another gateway's prefix: relay rule → unchanged (TTL-1), ToOverlay
@@ -169,9 +173,14 @@ func (e *Engine) decideSite(st *state, f *flow, create bool, now time.Time) (xla
 			return x, verdictReason(vr)
 		}
 		if v.Local {
-			p, r := lease(st.presence, peerLocal|uint64(f.src), create, now)
+			key := peerLocal | uint64(f.src)
+			p, r := lease(st.presence, key, create, now)
 			if r != ReasonOK {
 				return x, r
+			}
+			if f.echoReq && create {
+				e.echo.Put(vpresence.EchoKey{Presence: p, ServiceIP: v.ServiceIP, ID: f.dport},
+					vpresence.EchoTarget{Peer: key, Target: f.dst}, now)
 			}
 			return xlat{src: p, dst: v.ServiceIP, action: ToSite, decTTL: true, icmpSrc: f.dst}, ReasonOK
 		}
@@ -189,8 +198,24 @@ func (e *Engine) decideSite(st *state, f *flow, create bool, now time.Time) (xla
 			return x, ReasonNoMapping
 		}
 		peer := uint32(key)
+		// An echo reply carries no port: it belongs to the service its request was
+		// sent to (the host may run several exposed services).
+		var target uint32
+		if f.echoReply {
+			et, ok := e.echo.Get(vpresence.EchoKey{Presence: f.dst, ServiceIP: f.src, ID: f.sport}, now)
+			if !ok || et.Peer != key {
+				return x, ReasonEchoNoRequest
+			}
+			target = et.Target
+		}
 		if key&^0xffffffff == peerOverlay {
-			h, ok := t.HostedByService(f.src, f.proto, f.sport)
+			var h *vpresence.Service
+			if f.echoReply {
+				h, ok = t.Hosted(target)
+				ok = ok && h.ServiceIP == f.src
+			} else {
+				h, ok = t.HostedByService(f.src, f.proto, f.sport)
+			}
 			if !ok {
 				return x, ReasonNotServiceReply
 			}
@@ -199,7 +224,13 @@ func (e *Engine) decideSite(st *state, f *flow, create bool, now time.Time) (xla
 			}
 			return xlat{src: h.Overlay, dst: peer, action: ToOverlay, clamp: true, decTTL: true, icmpSrc: t.VPAddr}, ReasonOK
 		}
-		v, ok := t.LocalByService(f.src, f.proto, f.sport)
+		var v *vpresence.Service
+		if f.echoReply {
+			v, ok = t.VIP(target)
+			ok = ok && v.Local && v.ServiceIP == f.src
+		} else {
+			v, ok = t.LocalByService(f.src, f.proto, f.sport)
+		}
 		if !ok {
 			return x, ReasonNotServiceReply
 		}
@@ -228,9 +259,14 @@ func (e *Engine) decideOverlay(st *state, f *flow, create bool, now time.Time) (
 		if vr := pol.CheckHosted(f.dst, f.src, f.proto, f.dport, f.echoReq); vr != policy.Allow {
 			return x, verdictReason(vr)
 		}
-		p, r := lease(st.presence, peerOverlay|uint64(f.src), create, now)
+		key := peerOverlay | uint64(f.src)
+		p, r := lease(st.presence, key, create, now)
 		if r != ReasonOK {
 			return x, r
+		}
+		if f.echoReq && create {
+			e.echo.Put(vpresence.EchoKey{Presence: p, ServiceIP: h.ServiceIP, ID: f.dport},
+				vpresence.EchoTarget{Peer: key, Target: f.dst}, now)
 		}
 		return xlat{src: p, dst: h.ServiceIP, action: ToSite, clamp: true, decTTL: true, icmpSrc: f.dst}, ReasonOK
 	}

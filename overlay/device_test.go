@@ -136,9 +136,12 @@ func TestTwoGateways(t *testing.T) {
 func TestRelayEdgeHubEdge(t *testing.T) {
 	mn := membind.NewSwitch()
 	hubIP, aIP, bIP := netip.MustParseAddr("100.64.0.1"), netip.MustParseAddr("100.64.4.1"), netip.MustParseAddr("100.64.8.1")
-	hub := newNode(t, mn, "127.0.0.1", forward{mine: hubPrefix}, hubIP)
-	a := newNode(t, mn, "127.0.0.2", forward{}, aIP)
-	b := newNode(t, mn, "127.0.0.3", forward{}, bIP)
+	// Edges talk control traffic with the hub; this test's hub answers edge A (a real hub
+	// serves its TCP sync port instead, see TestWrapperHubControlPort).
+	controlPeer := func(p netip.Addr) func(*Config) { return func(c *Config) { c.ControlPeer = p } }
+	hub := newNode(t, mn, "127.0.0.1", forward{mine: hubPrefix}, hubIP, controlPeer(aIP))
+	a := newNode(t, mn, "127.0.0.2", forward{}, aIP, controlPeer(hubIP))
+	b := newNode(t, mn, "127.0.0.3", forward{}, bIP, controlPeer(hubIP))
 	hp := hub.peer("hub", overlayCIDR)
 	hp.Endpoint = hub.addr
 	if err := hub.SetPeers([]api.Peer{a.peer("a", aPrefix), b.peer("b", bPrefix)}, 0); err != nil {

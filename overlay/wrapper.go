@@ -59,10 +59,11 @@ const (
 
 // Wrapper drop reasons beyond the engine's (the engine's nat.Reason counters are kept too).
 const (
-	DropRequeueFull = "requeue-full"  // relay queue full
-	DropTooBig      = "too-big"       // re-queued packet larger than WireGuard's buffer
-	DropReplyLen    = "bad-reply-len" // engine claimed a reply longer than the buffer
-	DropTUNWrite    = "tun-write"     // the TUN refused a write (counted per batch packet)
+	DropRequeueFull = "requeue-full"   // relay queue full
+	DropTooBig      = "too-big"        // re-queued packet larger than WireGuard's buffer
+	DropReplyLen    = "bad-reply-len"  // engine claimed a reply longer than the buffer
+	DropTUNWrite    = "tun-write"      // the TUN refused a write (counted per batch packet)
+	DropControl     = "control-denied" // to or from the gateway's overlay IP, but not its control traffic
 )
 
 var errKicked = errors.New("overlay: TUN read interrupted for re-queued packets")
@@ -76,8 +77,13 @@ type Wrapper struct {
 	tr  atomic.Pointer[translatorBox]
 	// local is the gateway's own overlay IPv4 address as a big-endian uint32; 0 = none.
 	local atomic.Uint32
-	log   *slog.Logger
-	now   func() time.Time
+	// ctlPeer (big-endian IPv4, 0 = none) and ctlPort (0 = none) say which traffic of the
+	// gateway's own overlay IP is control traffic: an edge talks only to the cloud's
+	// overlay IP; the hub serves only its sync port (TCP). See SetControl.
+	ctlPeer atomic.Uint32
+	ctlPort atomic.Uint32
+	log     *slog.Logger
+	now     func() time.Time
 
 	queue requeue
 
@@ -107,7 +113,7 @@ type wrapperCounters struct {
 	hairpin, requeued, local, replies atomic.Uint64
 	natDrops                          [nat.NumReasons]atomic.Uint64
 	requeueFull, tooBig, replyLen     atomic.Uint64
-	tunWrite                          atomic.Uint64
+	tunWrite, control                 atomic.Uint64
 }
 
 // WrapperStats is a snapshot of the Wrapper's counters.
@@ -154,8 +160,43 @@ func (w *Wrapper) SetTranslator(tr Translator) {
 	w.tr.Store(&translatorBox{tr})
 }
 
-// SetLocal sets the gateway's own overlay IPv4 address, whose control traffic passes
-// untranslated. An invalid or non-IPv4 address turns the bypass off.
+// SetControl says which traffic of the gateway's own overlay IP passes untranslated: to and
+// from peer (an edge: the cloud's overlay IP), or TCP to and from port on the local
+// address (the hub: its sync port). Anything else to or from the local address is dropped
+// (DropControl), so no peer reaches other services of the gateway host through the overlay.
+func (w *Wrapper) SetControl(peer netip.Addr, port uint16) {
+	if peer.Is4() {
+		b := peer.As4()
+		w.ctlPeer.Store(binary.BigEndian.Uint32(b[:]))
+	} else {
+		w.ctlPeer.Store(0)
+	}
+	w.ctlPort.Store(uint32(port))
+}
+
+// control reports whether pkt, whose source (fromSite) or destination is the gateway's own
+// overlay IP, is control traffic.
+func (w *Wrapper) control(pkt []byte, fromSite bool) bool {
+	peerOff, portOff := 12, 2 // from the overlay: the peer is the source, our port the destination
+	if fromSite {
+		peerOff, portOff = 16, 0
+	}
+	if p := w.ctlPeer.Load(); p != 0 && addrAt(pkt, peerOff) == p {
+		return true
+	}
+	port := w.ctlPort.Load()
+	if port == 0 || len(pkt) < 20 || pkt[9] != 6 || binary.BigEndian.Uint16(pkt[6:8])&0x1fff != 0 {
+		return false
+	}
+	ihl := int(pkt[0]&0x0f) * 4
+	if ihl < 20 || len(pkt) < ihl+4 {
+		return false
+	}
+	return uint32(binary.BigEndian.Uint16(pkt[ihl+portOff:])) == port
+}
+
+// SetLocal sets the gateway's own overlay IPv4 address, whose control traffic (SetControl)
+// passes untranslated. An invalid or non-IPv4 address turns the bypass off.
 func (w *Wrapper) SetLocal(a netip.Addr) {
 	if !a.Is4() {
 		w.local.Store(0)
@@ -264,8 +305,13 @@ func (w *Wrapper) fromSite(bufs [][]byte, sizes []int, offset int) int {
 		pkt := bufs[i][offset : offset+sizes[i]]
 		inBytes += uint64(len(pkt))
 		if local != 0 && addrAt(pkt, 12) == local {
-			acts[i] = nat.ToOverlay
-			locals++
+			if w.control(pkt, true) {
+				acts[i] = nat.ToOverlay
+				locals++
+			} else {
+				acts[i] = nat.Drop
+				w.stats.control.Add(1)
+			}
 			continue
 		}
 		reply := replySlot(&rs.replies, rs.nreply, offset)
@@ -421,8 +467,12 @@ func (w *Wrapper) Write(bufs [][]byte, offset int) (int, error) {
 		pkt := b[offset:]
 		inBytes += uint64(len(pkt))
 		if local != 0 && addrAt(pkt, 16) == local {
-			ws.out = append(ws.out, b)
-			locals++
+			if w.control(pkt, false) {
+				ws.out = append(ws.out, b)
+				locals++
+			} else {
+				w.stats.control.Add(1)
+			}
 			continue
 		}
 		reply := replySlot(&ws.replies, nreply, offset)
@@ -516,7 +566,7 @@ func (w *Wrapper) Stats() WrapperStats {
 	}
 	for name, c := range map[string]*atomic.Uint64{
 		DropRequeueFull: &s.requeueFull, DropTooBig: &s.tooBig,
-		DropReplyLen: &s.replyLen, DropTUNWrite: &s.tunWrite,
+		DropReplyLen: &s.replyLen, DropTUNWrite: &s.tunWrite, DropControl: &s.control,
 	} {
 		if v := c.Load(); v > 0 {
 			st.Drops[name] = v

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -260,6 +261,7 @@ func TestWrapperLocalBypass(t *testing.T) {
 	defer w.Close()
 	w.SetLocal(localOvIP)
 	cloud := addr(3) // the fake engine would drop .3
+	w.SetControl(cloud, 0)
 	dev.in <- [][]byte{udp4(localOvIP, cloud, "sync-request"), udp4(siteClient, cloud, "spoof")}
 	r := waitRead(t, readAsync(w, 4))
 	if len(r.pkts) != 1 || payloadOf(r.pkts[0]) != "sync-request" || srcOf(r.pkts[0]) != localOvIP {
@@ -275,6 +277,16 @@ func TestWrapperLocalBypass(t *testing.T) {
 	}
 	if st := w.Stats(); st.Local != 2 {
 		t.Errorf("Local = %d", st.Local)
+	}
+	// Only the cloud is a control peer: another peer cannot reach the gateway's overlay IP,
+	// and the gateway's overlay IP sends to nobody else.
+	wgWrite(t, w, udp4(addr(7), localOvIP, "probe"))
+	dev.in <- [][]byte{udp4(localOvIP, addr(7), "leak"), udp4(localOvIP, cloud, "sync-again")}
+	if r := waitRead(t, readAsync(w, 4)); len(r.pkts) != 1 || payloadOf(r.pkts[0]) != "sync-again" {
+		t.Fatalf("non-control packet from the overlay IP passed: %d packets", len(r.pkts))
+	}
+	if st := w.Stats(); st.Drops[DropControl] != 2 || tr.calls != 1 {
+		t.Errorf("control drops %d, translator calls %d", st.Drops[DropControl], tr.calls)
 	}
 	w.SetLocal(netipInvalid)
 	wgWrite(t, w, udp4(cloud, localOvIP, "no-bypass"))
@@ -335,6 +347,7 @@ func TestWrapperNoAllocs(t *testing.T) {
 	w := NewWrapper(s, &ruleTranslator{}, nil)
 	defer w.Close()
 	w.SetLocal(localOvIP)
+	w.SetControl(addr(3), 0)
 	bufs, sizes := wgBufs(1)
 	// Read 1: out. Read 2: hair, drop, rs consumed; ro's reply popped. Read 3: ctl.
 	site := [][]byte{
@@ -428,5 +441,36 @@ func TestWrapperFairness(t *testing.T) {
 			}
 			t.Fatal("site packet starved by the re-queue")
 		})
+	}
+}
+
+// TestWrapperHubControlPort: at the hub, the overlay IP serves only the sync port (TCP).
+func TestWrapperHubControlPort(t *testing.T) {
+	dev := newBatchTUN(4)
+	tr := &ruleTranslator{}
+	w := NewWrapper(dev, tr, nil)
+	defer w.Close()
+	w.SetLocal(localOvIP)
+	w.SetControl(netipInvalid, 7443)
+	tcp := func(src, dst netip.Addr, sport, dport uint16) []byte {
+		p := udp4(src, dst, "tcp")
+		p[9] = 6
+		binary.BigEndian.PutUint16(p[20:], sport)
+		binary.BigEndian.PutUint16(p[22:], dport)
+		return p
+	}
+	wgWrite(t, w, tcp(addr(7), localOvIP, 40000, 7443))
+	if got := waitBatch(t, dev.out); len(got) != 1 {
+		t.Fatalf("sync request not delivered")
+	}
+	wgWrite(t, w, tcp(addr(7), localOvIP, 40000, 22))
+	wgWrite(t, w, udp4(addr(7), localOvIP, "udp-to-sync-port"))
+	dev.in <- [][]byte{tcp(localOvIP, addr(7), 22, 40000), tcp(localOvIP, addr(7), 7443, 40000)}
+	r := waitRead(t, readAsync(w, 4))
+	if len(r.pkts) != 1 {
+		t.Fatalf("hub overlay IP sent %d packets, want only the sync answer", len(r.pkts))
+	}
+	if st := w.Stats(); st.Drops[DropControl] != 3 {
+		t.Errorf("control drops = %d, want 3", st.Drops[DropControl])
 	}
 }

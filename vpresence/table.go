@@ -11,6 +11,10 @@
 //     by traffic either way and expire after an idle timeout decided with the caller's
 //     clock; a freed address sits out a quiet period, reuse takes the longest-free address,
 //     and exhaustion is reported, never a panic or a wrong mapping.
+//   - EchoTable: which service each ICMP echo request handed to a service host was sent
+//     to, so the host's echo reply (which carries no port) is attributed to that service
+//     even when one host runs several. Bounded, allocation-free, expiring with the
+//     caller's clock.
 //
 // Hot-path addresses are IPv4 as big-endian uint32, as read from the packet header.
 package vpresence
@@ -240,9 +244,11 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 	return t, nil
 }
 
-// addSvc registers e under (ip, proto, port) and, for ICMP echo replies, under
-// (ip, ICMP, 0); when several services share an IP the one with the lowest overlay
-// address / VIP answers echo (deterministic across restarts).
+// addSvc registers e under (ip, proto, port); ICMP and ANY services under port 0. An
+// echo reply is not looked up here: it carries no port, so several services sharing a
+// host could not be told apart; the gateway attributes it through the EchoTable to the
+// service the request was sent to. When two services share (ip, proto, port), the one
+// with the lowest overlay address / VIP wins (deterministic across restarts).
 func addSvc(m map[svcKey]*Service, e *Service) {
 	port := e.Port
 	if e.Proto == ProtoAny || e.Proto == ProtoICMP {
@@ -251,16 +257,6 @@ func addSvc(m map[svcKey]*Service, e *Service) {
 	k := mkSvcKey(e.ServiceIP, e.Proto, port)
 	if old, ok := m[k]; !ok || less(e, old) {
 		m[k] = e
-	}
-	ek := mkSvcKey(e.ServiceIP, ProtoICMP, 0)
-	if old, ok := m[ek]; !ok || (old.Proto != ProtoICMP && less(e, old)) {
-		m[ek] = e
-	}
-	if e.Proto == ProtoAny {
-		ak := mkSvcKey(e.ServiceIP, ProtoAny, 0)
-		if old, ok := m[ak]; !ok || less(e, old) {
-			m[ak] = e
-		}
 	}
 }
 
@@ -301,13 +297,15 @@ func (t *Table) Hosted(ov uint32) (*Service, bool) { e, ok := t.hosted[ov]; retu
 // RemoteByOverlay returns the remote service consumed here whose overlay address is ov.
 func (t *Table) RemoteByOverlay(ov uint32) (*Service, bool) { e, ok := t.byOverlay[ov]; return e, ok }
 
-// HostedByService returns the hosted service at (ip, proto, port); for ICMP the port is
-// ignored.
+// HostedByService returns the hosted service at (ip, proto, port), or the host's ANY
+// service; for ICMP the port is ignored and only an ICMP (or ANY) service matches. Echo
+// replies are attributed through the EchoTable, not here.
 func (t *Table) HostedByService(ip uint32, proto uint8, port uint16) (*Service, bool) {
 	return lookupSvc(t.hostedBySvc, ip, proto, port)
 }
 
-// LocalByService returns the same-site consumed service at (ip, proto, port).
+// LocalByService returns the same-site consumed service at (ip, proto, port), as
+// HostedByService does.
 func (t *Table) LocalByService(ip uint32, proto uint8, port uint16) (*Service, bool) {
 	return lookupSvc(t.localBySvc, ip, proto, port)
 }

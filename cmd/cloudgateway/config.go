@@ -31,8 +31,13 @@ type Config struct {
 	APISocket        string `mapstructure:"apiSocket"`
 	APIListen        string `mapstructure:"apiListen"`
 	APITokenFile     string `mapstructure:"apiTokenFile"`
+	APITLSCert       string `mapstructure:"apiTLSCert"` // with APITLSKey (0600): the TCP API serves TLS
+	APITLSKey        string `mapstructure:"apiTLSKey"`
 	SyncPort         int    `mapstructure:"syncPort"`
 	Dataplane        bool   `mapstructure:"dataplane"`
+
+	// rotateStoreID is the --new-store-id flag (a one-off action, so not a config key).
+	rotateStoreID bool
 }
 
 // defaults are gateway.Defaults with the cloud's own values (they work for the demo) and
@@ -60,6 +65,8 @@ func defaults() map[string]any {
 		"apiSocket":        controlplane.DefaultAPISocket,
 		"apiListen":        "",
 		"apiTokenFile":     "",
+		"apiTLSCert":       "",
+		"apiTLSKey":        "",
 		"syncPort":         controlplane.DefaultSyncPort,
 		"dataplane":        true,
 	})

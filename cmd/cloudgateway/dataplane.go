@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/controlplane"
 	"github.com/egw-project/egw/gateway"
 )
@@ -111,21 +112,100 @@ var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, 
 		}
 	}()
 
+	f := &follower{
+		watch:  func(ctx context.Context, since int64) (*api.Snapshot, error) { return cp.Watch(ctx, cfg.Name, since) },
+		latest: func() (*api.Snapshot, bool) { return cp.Snapshot(cfg.Name) },
+		apply:  node.Apply,
+		report: report,
+		log:    log,
+	}
+	err = f.run(ctx, rev)
+	if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
+		return cause
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// follower applies the hub's own snapshots to its node as they change (controlplane
+// Server.Watch, in-process).
+type follower struct {
+	// watch returns the hub's snapshot once its revision differs from since.
+	watch func(ctx context.Context, since int64) (*api.Snapshot, error)
+	// latest returns the hub's current snapshot.
+	latest func() (*api.Snapshot, bool)
+	apply  func(*api.Snapshot) error
+	report func()
+	log    *slog.Logger
+	// backoff is how long to wait before retrying after the n-th failure in a row
+	// (default retryBackoff; tests shorten it).
+	backoff func(n int) time.Duration
+}
+
+// Retry delays of a hub snapshot that did not apply: 1 s, 2 s, 4 s ... at most 30 s.
+const (
+	minRetry = time.Second
+	maxRetry = 30 * time.Second
+)
+
+// retryBackoff is the delay after the n-th failure in a row (n ≥ 1).
+func retryBackoff(n int) time.Duration {
+	d := minRetry
+	for i := 1; i < n && d < maxRetry; i++ {
+		d *= 2
+	}
+	return min(d, maxRetry)
+}
+
+// run follows from revision rev (the one applied; 0 for none) until ctx ends or watch
+// fails. rev only ever moves to a revision that applied. Watch returns at once while the
+// current snapshot's revision differs from the one passed, so after a failure, watching
+// since rev would hand the failed snapshot straight back (a spin). Instead run waits, for
+// at most the backoff, for a snapshot other than the failed one — a newer one may fix
+// what failed and is tried at once — and on timeout retries the latest. The backoff grows
+// with each failure in a row (retryBackoff: 1 s ... 30 s) and every failure is logged.
+func (f *follower) run(ctx context.Context, rev int64) error {
+	backoff := f.backoff
+	if backoff == nil {
+		backoff = retryBackoff
+	}
+	var failed *api.Snapshot // the snapshot that last failed to apply; nil: none
+	failures := 0
 	for {
-		snap, err := cp.Watch(ctx, cfg.Name, rev)
-		if err != nil {
-			if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
-				return cause
+		var snap *api.Snapshot
+		var err error
+		if failed == nil {
+			if snap, err = f.watch(ctx, rev); err != nil {
+				return err
 			}
-			if ctx.Err() != nil {
-				return nil
+		} else {
+			wctx, cancel := context.WithTimeout(ctx, backoff(failures))
+			snap, err = f.watch(wctx, failed.Revision)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				snap = failed
+				if cur, ok := f.latest(); ok {
+					snap = cur
+				}
 			}
-			return err
 		}
-		if err := node.Apply(snap); err != nil {
-			log.Error("hub snapshot not applied; keeping the previous one", "revision", snap.Revision, "err", err)
+		if err := f.apply(snap); err != nil {
+			failures++
+			failed = snap
+			f.log.Error("hub snapshot not applied; keeping the previous one", "revision", snap.Revision,
+				"applied", rev, "failures", failures, "retry_in", backoff(failures), "err", err)
+			continue
 		}
+		if failures > 0 {
+			f.log.Info("hub snapshot applied after failures", "revision", snap.Revision, "failures", failures)
+		}
+		failed, failures = nil, 0
 		rev = snap.Revision
-		report()
+		f.report()
 	}
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"syscall"
@@ -52,6 +54,9 @@ Configuration: ` + DefaultConfigFile + ` (or --config), EGW_* environment variab
 				c, _, err := loadConfig(cmd.Flags())
 				return c, err
 			}
+			if rotate, _ := cmd.Flags().GetBool("new-store-id"); rotate {
+				cfg.rotateStoreID = true
+			}
 			return run(cmd.Context(), cfg, file, reload, log)
 		},
 	}
@@ -60,6 +65,8 @@ Configuration: ` + DefaultConfigFile + ` (or --config), EGW_* environment variab
 	f.String("state-dir", "/var/lib/egw", "state directory (store egw.db, keys)")
 	f.String("api-socket", controlplane.DefaultAPISocket, "unix socket of the admin API")
 	f.Bool("dataplane", true, "run the hub node (TUN, WireGuard); false: control plane only, no root needed")
+	f.Bool("new-store-id", false, "give the store a new ID before serving: once, after restoring "+controlplane.DBFile+
+		" from a backup, so that edges which applied later revisions of the original follow its lower ones")
 	return cmd
 }
 
@@ -78,10 +85,18 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 		return err
 	}
 	defer store.Close()
+	if cfg.rotateStoreID {
+		id, err := store.RotateID()
+		if err != nil {
+			return err
+		}
+		log.Warn("the store has a new ID (--new-store-id): every edge will take its snapshot even if it applied a higher revision", "storeID", id)
+	}
 	cp, err := controlplane.NewServer(store, controlplane.Options{Logger: log})
 	if err != nil {
 		return err
 	}
+	log.Info("store", "file", filepath.Join(cfg.StateDir, controlplane.DBFile), "storeID", cp.StoreID())
 	if err := cp.EnsureHub(cfg.VPCIDR, "", cfg.Endpoint); err != nil {
 		return fmt.Errorf("registering the cloud's own site and gateway: %w", err)
 	}
@@ -101,6 +116,7 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 	log.Info("admin API listening", "socket", cfg.APISocket)
 
 	var token atomic.Pointer[string]
+	var apiCert *controlplane.TLSCert
 	if cfg.APIListen != "" {
 		if cfg.APITokenFile == "" {
 			return errors.New("apiListen is set but apiTokenFile is not: the TCP API needs a bearer token")
@@ -110,14 +126,16 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 			return err
 		}
 		token.Store(&tok)
-		tl, err := net.Listen("tcp", cfg.APIListen)
+		tl, cert, err := listenTCPAPI(cfg, log)
 		if err != nil {
-			return fmt.Errorf("apiListen: %w", err)
+			return err
 		}
+		apiCert = cert
 		tcp := &http.Server{Handler: controlplane.BearerAuth(cp.Handler(), func() string { return *token.Load() }), ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, tcp)
 		go func() { errc <- serve(tcp, tl) }()
-		log.Info("admin API listening", "tcp", tl.Addr().String())
+	} else if cfg.APITLSCert != "" || cfg.APITLSKey != "" {
+		log.Warn("apiTLSCert/apiTLSKey are set but apiListen is not: there is no TCP API to serve them on")
 	}
 
 	dpDone := make(chan struct{})
@@ -141,7 +159,7 @@ loop:
 	for {
 		select {
 		case <-hup:
-			reloadConfig(cfg, reload, cp, &token, log)
+			reloadConfig(cfg, reload, cp, &token, apiCert, log)
 		case <-ctx.Done():
 			log.Info("shutting down")
 			break loop
@@ -166,9 +184,11 @@ loop:
 }
 
 // reloadConfig applies what can change while running: the hub's endpoint (written into
-// edge snapshots and configurations) and the TCP API's token. Other changed keys are
-// logged as needing a restart. A configuration that does not load changes nothing.
-func reloadConfig(cur *Config, reload func() (*Config, error), cp *controlplane.Server, token *atomic.Pointer[string], log *slog.Logger) {
+// edge snapshots and configurations), the TCP API's token and its TLS certificate (cert,
+// nil without TLS; re-read from the same files, so a renewed certificate is served
+// without a restart). Other changed keys are logged as needing a restart. A configuration
+// that does not load changes nothing.
+func reloadConfig(cur *Config, reload func() (*Config, error), cp *controlplane.Server, token *atomic.Pointer[string], cert *controlplane.TLSCert, log *slog.Logger) {
 	next, err := reload()
 	if err != nil {
 		log.Error("SIGHUP: configuration not reloaded", "err", err)
@@ -190,11 +210,19 @@ func reloadConfig(cur *Config, reload func() (*Config, error), cp *controlplane.
 			log.Info("SIGHUP: API token reloaded")
 		}
 	}
+	if cert != nil {
+		if err := cert.Reload(); err != nil {
+			log.Error("SIGHUP: API TLS certificate not reloaded; serving the previous one", "err", err)
+		} else {
+			log.Info("SIGHUP: API TLS certificate reloaded", "notAfter", cert.Leaf().NotAfter)
+		}
+	}
 	var restart []string
 	for key, changed := range map[string]bool{
 		"name": next.Name != cur.Name, "site": next.Site != cur.Site, "stateDir": next.StateDir != cur.StateDir,
 		"overlayCIDR": next.OverlayCIDR != cur.OverlayCIDR, "overlayPrefixLen": next.OverlayPrefixLen != cur.OverlayPrefixLen,
 		"apiSocket": next.APISocket != cur.APISocket, "apiListen": next.APIListen != cur.APIListen,
+		"apiTLSCert": next.APITLSCert != cur.APITLSCert, "apiTLSKey": next.APITLSKey != cur.APITLSKey,
 		"syncPort": next.SyncPort != cur.SyncPort, "dataplane": next.Dataplane != cur.Dataplane, "dns.zone": next.DNS.Zone != cur.DNS.Zone,
 	} {
 		if changed {
@@ -205,6 +233,46 @@ func reloadConfig(cur *Config, reload func() (*Config, error), cp *controlplane.
 		slices.Sort(restart)
 		log.Warn("SIGHUP: these keys changed but take effect only after a restart", "keys", restart)
 	}
+}
+
+// listenTCPAPI listens on apiListen for the admin API: with TLS (TLS 1.2 or later) when
+// apiTLSCert and apiTLSKey are set, else in clear text with a warning — the bearer token
+// and every object then cross the network readable by anyone on the path. Clear text
+// stays allowed (a loopback bind, e.g. behind an SSH tunnel or a TLS-terminating proxy on
+// the same host, is a fair use); only the log level differs.
+func listenTCPAPI(cfg *Config, log *slog.Logger) (net.Listener, *controlplane.TLSCert, error) {
+	if (cfg.APITLSCert == "") != (cfg.APITLSKey == "") {
+		return nil, nil, errors.New("apiTLSCert and apiTLSKey go together: set both (TLS) or neither")
+	}
+	var cert *controlplane.TLSCert
+	if cfg.APITLSCert != "" {
+		var err error
+		if cert, err = controlplane.LoadTLSCert(cfg.APITLSCert, cfg.APITLSKey); err != nil {
+			return nil, nil, err
+		}
+	}
+	l, err := net.Listen("tcp", cfg.APIListen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("apiListen: %w", err)
+	}
+	addr := l.Addr().String()
+	if cert != nil {
+		log.Info("admin API listening", "tcp", addr, "tls", true, "certificate", cfg.APITLSCert, "notAfter", cert.Leaf().NotAfter)
+		return tls.NewListener(l, cert.Config()), cert, nil
+	}
+	log.Info("admin API listening", "tcp", addr, "tls", false)
+	level, msg := plaintextWarning(l.Addr())
+	log.Log(context.Background(), level, msg, "tcp", addr)
+	return l, nil, nil
+}
+
+// plaintextWarning is what to log about a TCP API without TLS listening on addr.
+func plaintextWarning(addr net.Addr) (slog.Level, string) {
+	const what = "the TCP admin API has no TLS (set apiTLSCert and apiTLSKey): the bearer token and every object travel in clear text"
+	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
+		return slog.LevelInfo, what + "; acceptable only because it listens on loopback"
+	}
+	return slog.LevelWarn, what + " over the network, readable and replayable by anyone on the path"
 }
 
 func serve(s *http.Server, l net.Listener) error {

@@ -46,7 +46,7 @@ func TestReloadConfig(t *testing.T) {
 	next.Endpoint = "198.51.100.8:51820"
 	next.APITokenFile = tokFile
 	next.OverlayPrefixLen = 24
-	reloadConfig(cur, func() (*Config, error) { n := next; return &n, nil }, cp, &token, log)
+	reloadConfig(cur, func() (*Config, error) { n := next; return &n, nil }, cp, &token, nil, log)
 	g, err := store.Get("EGateway", "hub")
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func TestReloadConfig(t *testing.T) {
 		t.Fatalf("logs:\n%s", logs)
 	}
 	// A configuration that does not load changes nothing.
-	reloadConfig(cur, func() (*Config, error) { return nil, errors.New("broken yaml") }, cp, &token, log)
+	reloadConfig(cur, func() (*Config, error) { return nil, errors.New("broken yaml") }, cp, &token, nil, log)
 	if !strings.Contains(logs.String(), "configuration not reloaded") || *token.Load() != "new-token-0123456789" {
 		t.Fatalf("logs:\n%s", logs)
 	}

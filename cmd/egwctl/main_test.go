@@ -649,3 +649,38 @@ func equalRows(a, b [][]string) bool {
 	}
 	return true
 }
+
+// --server https:// with the CA from --ca-file or EGW_CA_FILE; without it the test CA is
+// unknown (system roots).
+func TestHTTPSServer(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	cert, key := clienttest.WriteSelfSigned(t, dir)
+	tls := clienttest.New()
+	tls.Token = "t0ken"
+	url := tls.ServeTLS(t, cert, key)
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte("t0ken\n"), 0o600)
+
+	e.ok("--server", url, "--token-file", tok, "--ca-file", cert, "site", "add", "a")
+	if tls.Object(api.KindESite, "a") == nil {
+		t.Error("site a not created over TLS")
+	}
+	e.fails("certificate signed by unknown authority", "--server", url, "--token-file", tok, "get", "sites")
+	e.vars["EGW_SERVER"] = url
+	e.vars["EGW_TOKEN_FILE"] = tok
+	e.vars["EGW_CA_FILE"] = cert
+	if got := rows(e.ok("get", "sites")); len(got) != 2 || got[1][0] != "a" {
+		t.Errorf("get sites via EGW_CA_FILE = %q", got)
+	}
+	e.fails("CA file: open "+filepath.Join(dir, "none"), "--ca-file", filepath.Join(dir, "none"), "get", "sites")
+	e.fails("--ca-file "+cert+": it is for --server https://host:port, not http://127.0.0.1:1", "--server", "http://127.0.0.1:1", "get", "sites")
+
+	// The socket ignores a CA file from the environment, as it ignores the token.
+	e2 := newEnv(t)
+	e2.vars["EGW_CA_FILE"] = cert
+	e2.ok("site", "add", "b")
+	if e2.fake.Object(api.KindESite, "b") == nil {
+		t.Error("site b not created over the socket with EGW_CA_FILE set")
+	}
+}

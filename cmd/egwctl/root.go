@@ -26,6 +26,7 @@ type app struct {
 	socket    string
 	server    string
 	tokenFile string
+	caFile    string
 	timeout   time.Duration
 
 	in          io.Reader
@@ -41,7 +42,7 @@ type exitCodeError struct{ code int }
 func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 // run executes egwctl with args and returns its exit code. getenv supplies EGW_SOCKET,
-// EGW_SERVER and EGW_TOKEN_FILE.
+// EGW_SERVER, EGW_TOKEN_FILE and EGW_CA_FILE.
 func run(args []string, in io.Reader, out, errOut io.Writer, getenv func(string) string) int {
 	return execute(&app{in: in, out: out, errOut: errOut, now: time.Now}, args, getenv)
 }
@@ -80,6 +81,8 @@ func (a *app) newRootCommand(getenv func(string) string) *cobra.Command {
 
 It connects to the API's unix socket (--socket, $EGW_SOCKET, default ` + client.DefaultSocket + `),
 or to --server URL ($EGW_SERVER) with the bearer token read from --token-file ($EGW_TOKEN_FILE).
+An https:// server's certificate is checked against the system's roots, or against the CA
+certificates in --ca-file ($EGW_CA_FILE) when given.
 Kinds may be written as the seed spells them (EService), as plurals (eservices) or short
 forms (svc, gw, vp, ...). On failure egwctl prints "error: <reason>" and exits 1.`,
 		SilenceUsage:      true,
@@ -101,6 +104,7 @@ forms (svc, gw, vp, ...). On failure egwctl prints "error: <reason>" and exits 1
 	pf.StringVar(&a.socket, "socket", socket, "path of the API unix socket (env EGW_SOCKET)")
 	pf.StringVar(&a.server, "server", getenv("EGW_SERVER"), "API URL http(s)://host:port, used instead of the socket (env EGW_SERVER)")
 	pf.StringVar(&a.tokenFile, "token-file", getenv("EGW_TOKEN_FILE"), "file holding the bearer token for --server (env EGW_TOKEN_FILE)")
+	pf.StringVar(&a.caFile, "ca-file", getenv("EGW_CA_FILE"), "PEM file of the CA certificates to trust for --server https://... instead of the system's (env EGW_CA_FILE)")
 	pf.DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the API")
 
 	root.AddCommand(
@@ -142,7 +146,16 @@ func (a *app) api() (*client.Client, error) {
 			return nil, err
 		}
 	}
-	c, err := client.New(addr, token)
+	// Like the token, the CA file is for --server only; with http:// it is a mistake (the
+	// user expects TLS), so it is refused rather than ignored.
+	caFile := ""
+	if a.server != "" {
+		caFile = a.caFile
+		if caFile != "" && !strings.HasPrefix(a.server, "https://") {
+			return nil, fmt.Errorf("--ca-file %s: it is for --server https://host:port, not %s", caFile, a.server)
+		}
+	}
+	c, err := client.NewWithOptions(addr, client.Options{Token: token, CAFile: caFile})
 	if err != nil {
 		return nil, err
 	}

@@ -9,10 +9,9 @@ import (
 // exposed service that the client's site may not reach (echo, exposed under a policy that
 // names nobody). The reply must come back from the pinged VIP.
 //
-// KNOWN BUG: edge-b attributes every echo reply from 10.0.0.10 to one hosted service, the
-// one with the lowest overlay address (vpresence addSvc), here echo; the reply then fails
-// echo's policy check (decideSite → CheckHosted) and is dropped as denied-client, so the
-// ping of an allowed service gets nothing. The test skips while that is so.
+// Edge-b remembers which service each echo request went to (vpresence's echo table), so
+// the reply is credited to the pinged service, not to another one on the same host whose
+// policy would deny the client.
 func TestEchoToServiceSharingItsHost(t *testing.T) {
 	w := newWorld(t, worldOptions{})
 	w.apply(t, `{"kind": "ServiceExpose", "apiVersion": "v1", "eServiceName": "echo", "dnsName": "echo.test.com",
@@ -25,9 +24,9 @@ func TestEchoToServiceSharingItsHost(t *testing.T) {
 	switch {
 	case err == nil:
 	case drops(w.edgeB, "denied-client") > denied:
-		t.Skipf("KNOWN BUG (vpresence.addSvc, nat decideSite): edge-b dropped the echo reply as denied-client: %v", err)
+		t.Fatalf("edge-b dropped the echo reply as denied-client (credited to the wrong hosted service): %v", err)
 	case errors.As(err, &wrong):
-		t.Skipf("KNOWN BUG (vpresence.addSvc): %v", err)
+		t.Fatalf("echo reply credited to the wrong service: %v", err)
 	default:
 		w.dumpStats(t)
 		t.Fatalf("client1 pings nginx's VIP %s: %v", vip, err)

@@ -147,10 +147,8 @@ func TestSitesWithOverlappingLANsThroughHub(t *testing.T) {
 				err := ping(w.client1, vip, 1, answerTimeout)
 				var wrong *wrongSource
 				if errors.As(err, &wrong) && vips[wrong.from] {
-					// Both services live on 10.0.0.10. Edge-b translates every echo reply from
-					// that host to the overlay address of one of them (vpresence addSvc: "the
-					// one with the lowest overlay address answers echo"), so the reply to a
-					// ping of the other's VIP comes back from the wrong VIP.
+					// Both services live on 10.0.0.10: the reply must come back from the
+					// VIP that was pinged (edge-b's echo table remembers the request).
 					t.Fatalf("echo reply credited to the wrong service: %v", err)
 				}
 				if err != nil {

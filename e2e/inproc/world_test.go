@@ -640,6 +640,11 @@ func isTimeout(err error) bool {
 }
 
 // ping sends one ICMP echo request from h to dst and waits d for the matching reply.
+//
+// netstack's PingConn.ReadFrom waits for a readability event that it registers only when
+// called, and the endpoint signals only when its receive queue turns non-empty: a reply
+// that is queued before ReadFrom waits is never read. So the reader is waiting before the
+// request goes out.
 func ping(h *lantest.Host, dst netip.Addr, seq uint16, d time.Duration) error {
 	pc, err := h.Net.DialPingAddr(h.Addr, dst)
 	if err != nil {
@@ -648,23 +653,31 @@ func ping(h *lantest.Host, dst netip.Addr, seq uint16, d time.Duration) error {
 	defer pc.Close()
 	payload := []byte("egw-ping")
 	req := append([]byte{8, 0, 0, 0, 0, 0, byte(seq >> 8), byte(seq)}, payload...)
-	if _, err := pc.Write(req); err != nil {
-		return err
-	}
 	pc.SetReadDeadline(time.Now().Add(d))
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			return err
-		}
-		if n >= 8 && buf[0] == 0 && buf[6] == byte(seq>>8) && buf[7] == byte(seq) && string(buf[8:n]) == string(payload) {
-			if a := from.(*netstack.PingAddr).Addr(); a != dst {
-				return &wrongSource{from: a, want: dst}
+	res := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				res <- err
+				return
 			}
-			return nil
+			if n >= 8 && buf[0] == 0 && buf[6] == byte(seq>>8) && buf[7] == byte(seq) && string(buf[8:n]) == string(payload) {
+				if a := from.(*netstack.PingAddr).Addr(); a != dst {
+					res <- &wrongSource{from: a, want: dst}
+				} else {
+					res <- nil
+				}
+				return
+			}
 		}
+	}()
+	time.Sleep(5 * time.Millisecond) // let the reader register for the readability event
+	if _, err := pc.Write(req); err != nil {
+		return err // the reader ends at the deadline
 	}
+	return <-res
 }
 
 // wrongSource is an echo reply that came from another address than the one pinged.
