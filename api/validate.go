@@ -345,8 +345,14 @@ func checkVPRange(p netip.Prefix) error {
 	if p.Bits() > 30 {
 		return fmt.Errorf("%s is too small: a VP CIDR needs at least 4 addresses (/30)", p)
 	}
+	if p.Bits() < MinVPCIDRBits {
+		return fmt.Errorf("%s is too large: a VP CIDR may be at most a /%d (its upper half is one gateway's presence-IP pool)", p, MinVPCIDRBits)
+	}
 	return nil
 }
+
+// MinVPCIDRBits bounds a VP CIDR's size: /16 gives 32,767 VIPs and as many presence IPs.
+const MinVPCIDRBits = 16
 
 // CheckVPCIDR checks a gateway's VP CIDR against the overlay CIDR the control plane is
 // configured with: besides the checks Validate makes, the two must not overlap. (VP CIDRs

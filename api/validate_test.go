@@ -291,15 +291,16 @@ func TestCheckVPCIDR(t *testing.T) {
 		want string // "" = ok
 	}{
 		{"192.168.0.0/24", ""},
-		{"10.0.0.0/8", ""},
+		{"10.0.0.0/16", ""},
 		{"100.128.0.0/24", ""}, // just past 100.64.0.0/10
 		{"100.64.4.0/24", "VP CIDR 100.64.4.0/24 overlaps the overlay CIDR 100.64.0.0/10"},
-		{"100.0.0.0/8", "VP CIDR 100.0.0.0/8 overlaps the overlay CIDR 100.64.0.0/10"},
+		{"100.64.0.0/16", "VP CIDR 100.64.0.0/16 overlaps the overlay CIDR 100.64.0.0/10"},
 		{"127.0.0.0/24", "VP CIDR 127.0.0.0/24 overlaps loopback (127.0.0.0/8) space"},
 		{"169.254.0.0/24", "VP CIDR 169.254.0.0/24 overlaps link-local (169.254.0.0/16) space"},
 		{"239.0.0.0/24", "VP CIDR 239.0.0.0/24 overlaps multicast (224.0.0.0/4) space"},
 		{"0.0.0.0/0", `VP CIDR 0.0.0.0/0 overlaps "this network" (0.0.0.0/8) space`},
 		{"10.0.0.0/31", "VP CIDR 10.0.0.0/31 is too small: a VP CIDR needs at least 4 addresses (/30)"},
+		{"10.0.0.0/11", "VP CIDR 10.0.0.0/11 is too large: a VP CIDR may be at most a /16 (its upper half is one gateway's presence-IP pool)"},
 		{"fd00::/64", "VP CIDR fd00::/64: must be an IPv4 CIDR"},
 	}
 	for _, tc := range tests {

@@ -66,3 +66,11 @@ func subPrefix(outer netip.Prefix, bits int, i uint64) (netip.Prefix, bool) {
 	}
 	return netip.PrefixFrom(addrOf(u32(outer.Addr())+uint32(i<<(32-bits))), bits), true
 }
+
+// clientHalf is the upper half of a gateway's overlay prefix, where the gateway leases the
+// overlay addresses of its clients (ov(c)).
+func clientHalf(p netip.Prefix) netip.Prefix {
+	p = p.Masked()
+	size := uint32(1) << (32 - p.Bits())
+	return netip.PrefixFrom(addrOf(u32(p.Addr())+size/2), p.Bits()+1)
+}

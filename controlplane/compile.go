@@ -161,7 +161,10 @@ func (c *compiler) exposures() {
 			c.vips[site] = append(c.vips[site], v)
 			if (v.AllowSite || len(v.AllowedClients) > 0) && !slices.Contains(h.AllowedSites, site) {
 				h.AllowedSites = append(h.AllowedSites, site)
-				h.AllowedPrefixes = append(h.AllowedPrefixes, prefix)
+				// Only the consuming gateway's client half: ov(c) addresses are leased
+				// there, so neither the hub nor the service's gateway passes anything from
+				// (or replies to) the rest of that prefix, such as the gateway's own address.
+				h.AllowedPrefixes = append(h.AllowedPrefixes, clientHalf(prefix))
 			}
 		}
 	}

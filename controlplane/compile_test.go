@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"encoding/json"
+	"github.com/egw-project/egw/policy"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -101,7 +102,7 @@ func TestCompileACL(t *testing.T) {
 			}
 			var wantPrefixes []netip.Prefix
 			for _, s := range c.hostedSites {
-				wantPrefixes = append(wantPrefixes, map[string]netip.Prefix{"site-a": prefix("100.64.4.0/22"), "site-b": prefix("100.64.8.0/22")}[s])
+				wantPrefixes = append(wantPrefixes, map[string]netip.Prefix{"site-a": prefix("100.64.6.0/23"), "site-b": prefix("100.64.10.0/23")}[s]) // client halves
 			}
 			if !reflect.DeepEqual(h.AllowedPrefixes, wantPrefixes) {
 				t.Fatalf("hosted prefixes %v, want %v", h.AllowedPrefixes, wantPrefixes)
@@ -292,5 +293,30 @@ func TestCompileGatewaysList(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRelayOnlyClientHalves: the hub relays requests from, and replies to, only the client
+// half of an allowed gateway's prefix — never a gateway's own overlay address.
+func TestRelayOnlyClientHalves(t *testing.T) {
+	objs := decode(t, world+`{"kind":"EPolicy","metadata":{"name":"p"},"allowedSites":["site-a"]}`+"\n"+expose(`["p"]`))
+	snaps := Compile(objs, worldIPAM, testConfig())
+	pc, err := policy.Compile(snaps["cloud-gw"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ovS, client, gwA := policy.U32(addr("100.64.8.2")), policy.U32(addr("100.64.6.7")), policy.U32(addr("100.64.4.1"))
+	const tcp = 6
+	if v := pc.CheckRelay(client, ovS, tcp, 40000, 8080, false, false); v != policy.Allow {
+		t.Errorf("client request: %v", v)
+	}
+	if v := pc.CheckRelay(ovS, client, tcp, 8080, 40000, false, false); v != policy.Allow {
+		t.Errorf("service reply to the client: %v", v)
+	}
+	if v := pc.CheckRelay(ovS, gwA, tcp, 8080, 22, false, false); v == policy.Allow {
+		t.Error("a service's 'reply' to gateway A's own overlay address was relayed")
+	}
+	if v := pc.CheckRelay(gwA, ovS, tcp, 22, 8080, false, false); v == policy.Allow {
+		t.Error("a request from gateway A's own overlay address was relayed")
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/egw-project/egw/api"
 )
 
 // Config is a gateway node's configuration (edgegateway.yaml; the cloud's file adds its own
@@ -179,8 +181,10 @@ func Parse(c Config, edge bool) (*Parsed, error) {
 			bad("overlayPrefix", "%s is not inside overlayCIDR %s", p.OverlayPrefixP, p.OverlayCIDRP)
 		}
 	}
-	if p.VPCIDRP.IsValid() && p.OverlayCIDRP.IsValid() && p.VPCIDRP.Overlaps(p.OverlayCIDRP) {
-		bad("vpCIDR", "%s overlaps overlayCIDR %s", p.VPCIDRP, p.OverlayCIDRP)
+	if p.VPCIDRP.IsValid() && p.OverlayCIDRP.IsValid() {
+		if err := api.CheckVPCIDR(p.VPCIDRP, p.OverlayCIDRP); err != nil {
+			bad("vpCIDR", "%v", err)
+		}
 	}
 	p.CloudOverlay = addr("cloud.overlayIP", c.Cloud.OverlayIP, edge)
 	if edge {

@@ -44,7 +44,8 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{func(c *Config) { c.Name = "" }, "name: is required"},
 		{func(c *Config) { c.VPCIDR = "192.168.0.1/24" }, "vpCIDR: \"192.168.0.1/24\" is not canonical (did you mean 192.168.0.0/24?)"},
-		{func(c *Config) { c.VPCIDR = "100.64.8.0/24" }, "vpCIDR: 100.64.8.0/24 overlaps overlayCIDR 100.64.0.0/10"},
+		{func(c *Config) { c.VPCIDR = "100.64.8.0/24" }, "vpCIDR: VP CIDR 100.64.8.0/24 overlaps the overlay CIDR 100.64.0.0/10"},
+		{func(c *Config) { c.VPCIDR = "10.0.0.0/8" }, "vpCIDR: VP CIDR 10.0.0.0/8 is too large"},
 		{func(c *Config) { c.OverlayIP = "100.64.9.1" }, "overlayIP: 100.64.9.1 is not inside overlayPrefix 100.64.4.0/22"},
 		{func(c *Config) { c.OverlayPrefix = "10.0.0.0/22" }, "overlayPrefix: 10.0.0.0/22 is not inside overlayCIDR 100.64.0.0/10"},
 		{func(c *Config) { c.Cloud.Endpoint = "cloud" }, "cloud.endpoint: \"cloud\" must be host:port"},

@@ -107,6 +107,11 @@ func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
 		if err := enableForwarding(); err != nil {
 			return nil, err
 		}
+		// Site hosts must not be able to send with the gateway's overlay IP as source;
+		// the kernel refuses such packets unless accept_local is on.
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/accept_local"); err == nil && len(b) > 0 && b[0] != '0' {
+			log.Warn("net.ipv4.conf.all.accept_local is on: site hosts could spoof this gateway's overlay IP; set it to 0")
+		}
 	}
 	if opts.TUN != nil {
 		ocfg.NoUAPI = true
