@@ -180,7 +180,7 @@ func runLatency(ctx context.Context, dir string, n int, mode string, reps int) (
 					}
 					if a.apply(s) == nil {
 						since = s.Revision
-						srv.Report(a.gw, controlplane.Report{AppliedRevision: s.Revision})
+						srv.Report(a.gw, api.Report{AppliedRevision: s.Revision})
 					}
 				}
 			}()
@@ -198,7 +198,7 @@ func runLatency(ctx context.Context, dir string, n int, mode string, reps int) (
 			sc := gateway.NewSyncClient(addr, netip.Addr{}, discard)
 			sc.HTTP.Transport = &identityTransport{base: sc.HTTP.Transport, src: a.overlay}
 			sc.Apply = a.apply
-			sc.Report = func() any { return controlplane.Report{AppliedRevision: a.engine.Revision()} }
+			sc.Report = func() any { return api.Report{AppliedRevision: a.engine.Revision()} }
 			sc.MinBackoff = 50 * time.Millisecond
 			wg.Add(1)
 			go func() {
