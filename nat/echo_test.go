@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/egw-project/egw/api"
-	"github.com/egw-project/egw/vpresence"
+	"github.com/egw-project/egw/internal/ip4"
 	"github.com/google/gopacket/layers"
 )
 
@@ -172,7 +172,7 @@ func TestEchoReplyAfterPresenceReuse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a == vpresence.U32(p) {
+		if a == ip4.U32(p) {
 			key = peerOverlay | uint64(0x64400000+i)
 			break
 		}

@@ -32,6 +32,7 @@ package nat
 import (
 	"time"
 
+	"github.com/egw-project/egw/internal/ip4"
 	"github.com/egw-project/egw/policy"
 	"github.com/egw-project/egw/vpresence"
 )
@@ -285,7 +286,7 @@ func (e *Engine) decideOverlay(st *state, f *flow, create bool, now time.Time) (
 		if vr := pol.CheckVIP(v.VIP, c, f.proto, f.sport, f.echoReply); vr != policy.Allow {
 			return x, verdictReason(vr)
 		}
-		if !f.echoReply && f.proto != v.Proto && v.Proto != vpresence.ProtoAny {
+		if !f.echoReply && f.proto != v.Proto && v.Proto != ip4.ProtoAny {
 			return x, ReasonNotServiceReply
 		}
 		return xlat{src: v.VIP, dst: c, action: ToSite, clamp: true, decTTL: true, icmpSrc: t.OverlayIP}, ReasonOK

@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/egw-project/egw/internal/ip4"
 )
 
 // What decided a verdict, for Explanation.DecidedBy.
@@ -54,7 +56,7 @@ func (e Explanation) String() string {
 // client), a hosted service's overlay address (src an overlay address), or, at the hub, a
 // relayed service's overlay address.
 func (c *Compiled) Explain(src, dst netip.Addr) Explanation {
-	s, d := U32(src), U32(dst)
+	s, d := ip4.U32(src), ip4.U32(dst)
 	if i, ok := c.vips[d]; ok {
 		r := &c.vipList[i]
 		v := r.v
@@ -120,11 +122,11 @@ func (c *Compiled) Explain(src, dst netip.Addr) Explanation {
 
 func protoName(p uint8) string {
 	switch p {
-	case ProtoTCP:
+	case ip4.ProtoTCP:
 		return "TCP"
-	case ProtoUDP:
+	case ip4.ProtoUDP:
 		return "UDP"
-	case ProtoICMP:
+	case ip4.ProtoICMP:
 		return "ICMP"
 	}
 	return "ANY"

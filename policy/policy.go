@@ -11,27 +11,17 @@
 // one, which the caller swaps in atomically, so a revocation takes effect at the next
 // packet. Explain answers the same questions for people, naming what decided.
 //
-// Addresses on the hot path are IPv4 addresses as big-endian uint32 (see U32), which is
+// Addresses on the hot path are IPv4 addresses as big-endian uint32 (see ip4.U32), which is
 // what the packet parser in package nat reads straight from the header.
 package policy
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/egw-project/egw/api"
-)
-
-// Protocol numbers as they appear in the IPv4 header. ProtoAny marks a service that
-// accepts any protocol and port.
-const (
-	ProtoAny  uint8 = 0
-	ProtoICMP uint8 = 1
-	ProtoTCP  uint8 = 6
-	ProtoUDP  uint8 = 17
+	"github.com/egw-project/egw/internal/ip4"
 )
 
 // Verdict is the answer of a Check: Allow, or why not. Verdicts are constants so a drop
@@ -63,36 +53,8 @@ func (v Verdict) String() string {
 }
 
 // U32 returns an IPv4 address as a big-endian uint32 (0 for anything that is not IPv4).
-func U32(a netip.Addr) uint32 {
-	if !a.Is4() && !a.Is4In6() {
-		return 0
-	}
-	b := a.Unmap().As4()
-	return binary.BigEndian.Uint32(b[:])
-}
-
-// Addr is the inverse of U32.
-func Addr(u uint32) netip.Addr {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], u)
-	return netip.AddrFrom4(b)
-}
-
-// ParseProto maps an api protocol name to its IP protocol number. ok is false for a name
-// this data plane does not know (such a service then allows nothing).
-func ParseProto(s string) (p uint8, ok bool) {
-	switch strings.ToUpper(s) {
-	case "TCP":
-		return ProtoTCP, true
-	case "UDP":
-		return ProtoUDP, true
-	case "ICMP":
-		return ProtoICMP, true
-	case "ANY", "":
-		return ProtoAny, true
-	}
-	return 0, false
-}
+// It is ip4.U32, kept for callers outside the data plane.
+func U32(a netip.Addr) uint32 { return ip4.U32(a) }
 
 // vipRule is one consumable service at this site.
 type vipRule struct {
@@ -110,7 +72,7 @@ type hostedRule struct {
 	proto    uint8
 	port     uint16
 	sites    []int32 // site indices, sorted
-	prefixes PrefixSet
+	prefixes ip4.PrefixSet
 	valid    bool
 }
 
@@ -118,7 +80,7 @@ type hostedRule struct {
 type relayRule struct {
 	proto    uint8
 	port     uint16
-	prefixes PrefixSet
+	prefixes ip4.PrefixSet
 }
 
 // Compiled is the immutable ACL of one gateway at one snapshot revision.
@@ -139,8 +101,8 @@ type Compiled struct {
 
 	relay map[uint32][]relayRule // ov(S) -> rules
 
-	gateways PrefixSet // overlay prefix -> site index
-	sites    []string  // site index -> name
+	gateways ip4.PrefixSet // overlay prefix -> site index
+	sites    []string      // site index -> name
 }
 
 // Compile builds the ACL from a snapshot. It returns an error naming the object for
@@ -178,17 +140,17 @@ func Compile(s *api.Snapshot) (*Compiled, error) {
 		if !v.VIP.Is4() {
 			return nil, fmt.Errorf("policy: VIP %q of service %q: not an IPv4 address", v.VIP, v.Service)
 		}
-		k := U32(v.VIP)
+		k := ip4.U32(v.VIP)
 		if _, dup := c.vips[k]; dup {
 			return nil, fmt.Errorf("policy: VIP %s given to two services (second: %q)", v.VIP, v.Service)
 		}
-		proto, ok := ParseProto(v.Protocol)
+		proto, ok := ip4.ParseProto(v.Protocol)
 		start := len(c.clientsAll)
 		for _, a := range v.AllowedClients {
 			if !a.Is4() {
 				return nil, fmt.Errorf("policy: VIP %s (service %q): allowed client %q is not IPv4", v.VIP, v.Service, a)
 			}
-			c.clientsAll = append(c.clientsAll, U32(a))
+			c.clientsAll = append(c.clientsAll, ip4.U32(a))
 		}
 		cl := c.clientsAll[start:len(c.clientsAll):len(c.clientsAll)]
 		slices.Sort(cl)
@@ -196,7 +158,7 @@ func Compile(s *api.Snapshot) (*Compiled, error) {
 		c.vipList = append(c.vipList, vipRule{v: v, proto: proto, port: v.Port, allowSite: v.AllowSite, valid: ok, clients: cl})
 	}
 	if p := s.VPCIDR; p.IsValid() && p.Addr().Is4() && p.Bits() >= 14 && len(c.vips) > 0 {
-		c.vipBase = U32(p.Masked().Addr())
+		c.vipBase = ip4.U32(p.Masked().Addr())
 		c.vipIdx = make([]int32, 1<<(32-p.Bits()))
 		for i := range c.vipIdx {
 			c.vipIdx[i] = -1
@@ -221,11 +183,11 @@ func Compile(s *api.Snapshot) (*Compiled, error) {
 		if !h.ServiceOverlay.Is4() || !h.ServiceIP.Is4() {
 			return nil, fmt.Errorf("policy: hosted service %q: overlay %q / service IP %q must be IPv4", h.Service, h.ServiceOverlay, h.ServiceIP)
 		}
-		k := U32(h.ServiceOverlay)
+		k := ip4.U32(h.ServiceOverlay)
 		if _, dup := c.hosted[k]; dup {
 			return nil, fmt.Errorf("policy: overlay address %s given to two hosted services (second: %q)", h.ServiceOverlay, h.Service)
 		}
-		proto, ok := ParseProto(h.Protocol)
+		proto, ok := ip4.ParseProto(h.Protocol)
 		r := hostedRule{h: h, proto: proto, port: h.Port, valid: ok}
 		for _, sn := range h.AllowedSites {
 			r.sites = append(r.sites, site(sn))
@@ -241,7 +203,7 @@ func Compile(s *api.Snapshot) (*Compiled, error) {
 		if !rr.ServiceOverlay.Is4() {
 			return nil, fmt.Errorf("policy: relay rule: service overlay %q is not IPv4", rr.ServiceOverlay)
 		}
-		proto, ok := ParseProto(rr.Protocol)
+		proto, ok := ip4.ParseProto(rr.Protocol)
 		if !ok {
 			continue // unknown protocol: relays nothing
 		}
@@ -249,7 +211,7 @@ func Compile(s *api.Snapshot) (*Compiled, error) {
 		for _, p := range rr.AllowedPrefixes {
 			r.prefixes.Add(p, 0)
 		}
-		k := U32(rr.ServiceOverlay)
+		k := ip4.U32(rr.ServiceOverlay)
 		c.relay[k] = append(c.relay[k], r)
 	}
 	return c, nil
@@ -257,13 +219,13 @@ func Compile(s *api.Snapshot) (*Compiled, error) {
 
 // matchService reports whether proto/port (or an ICMP echo) fits a service.
 func matchService(svcProto uint8, svcPort uint16, proto uint8, port uint16, echo bool) bool {
-	if svcProto == ProtoAny {
+	if svcProto == ip4.ProtoAny {
 		return true
 	}
-	if proto == ProtoICMP && echo {
+	if proto == ip4.ProtoICMP && echo {
 		return true
 	}
-	return proto == svcProto && (proto == ProtoICMP || port == svcPort)
+	return proto == svcProto && (proto == ip4.ProtoICMP || port == svcPort)
 }
 
 // CheckVIP decides a packet between site client and vip. port is the service-side port

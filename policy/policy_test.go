@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/ip4"
 )
 
 var (
@@ -43,7 +44,7 @@ func snap() *api.Snapshot {
 	}
 }
 
-func u(s string) uint32 { return U32(ma(s)) }
+func u(s string) uint32 { return ip4.U32(ma(s)) }
 
 func TestCheckVIP(t *testing.T) {
 	c, err := Compile(snap())
@@ -58,17 +59,17 @@ func TestCheckVIP(t *testing.T) {
 		echo        bool
 		want        Verdict
 	}{
-		{"allowed server", "192.168.0.10", "10.0.0.20", ProtoTCP, 8080, false, Allow},
-		{"other server", "192.168.0.10", "10.0.0.21", ProtoTCP, 8080, false, DenyClient},
-		{"wrong port", "192.168.0.10", "10.0.0.20", ProtoTCP, 80, false, DenyPort},
-		{"wrong proto", "192.168.0.10", "10.0.0.20", ProtoUDP, 8080, false, DenyPort},
-		{"echo allowed client", "192.168.0.10", "10.0.0.20", ProtoICMP, 0, true, Allow},
-		{"echo denied client", "192.168.0.10", "10.0.0.21", ProtoICMP, 0, true, DenyClient},
-		{"other icmp", "192.168.0.10", "10.0.0.20", ProtoICMP, 0, false, DenyPort},
-		{"whole site", "192.168.0.11", "10.0.0.99", ProtoUDP, 53, false, Allow},
+		{"allowed server", "192.168.0.10", "10.0.0.20", ip4.ProtoTCP, 8080, false, Allow},
+		{"other server", "192.168.0.10", "10.0.0.21", ip4.ProtoTCP, 8080, false, DenyClient},
+		{"wrong port", "192.168.0.10", "10.0.0.20", ip4.ProtoTCP, 80, false, DenyPort},
+		{"wrong proto", "192.168.0.10", "10.0.0.20", ip4.ProtoUDP, 8080, false, DenyPort},
+		{"echo allowed client", "192.168.0.10", "10.0.0.20", ip4.ProtoICMP, 0, true, Allow},
+		{"echo denied client", "192.168.0.10", "10.0.0.21", ip4.ProtoICMP, 0, true, DenyClient},
+		{"other icmp", "192.168.0.10", "10.0.0.20", ip4.ProtoICMP, 0, false, DenyPort},
+		{"whole site", "192.168.0.11", "10.0.0.99", ip4.ProtoUDP, 53, false, Allow},
 		{"any proto", "192.168.0.12", "10.0.0.20", 47, 0, false, Allow},
-		{"unknown proto allows nothing", "192.168.0.13", "10.0.0.20", ProtoTCP, 1, false, DenyPort},
-		{"no such VIP", "192.168.0.99", "10.0.0.20", ProtoTCP, 8080, false, DenyNoRule},
+		{"unknown proto allows nothing", "192.168.0.13", "10.0.0.20", ip4.ProtoTCP, 1, false, DenyPort},
+		{"no such VIP", "192.168.0.99", "10.0.0.20", ip4.ProtoTCP, 8080, false, DenyNoRule},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,7 +97,7 @@ func TestCheckHosted(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := c.CheckHosted(u(tc.ov), u(tc.src), ProtoTCP, tc.port, false); got != tc.want {
+			if got := c.CheckHosted(u(tc.ov), u(tc.src), ip4.ProtoTCP, tc.port, false); got != tc.want {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})
@@ -105,19 +106,19 @@ func TestCheckHosted(t *testing.T) {
 
 func TestCheckRelay(t *testing.T) {
 	c, _ := Compile(snap())
-	if v := c.CheckRelay(u("100.64.5.1"), u("100.64.8.2"), ProtoTCP, 40000, 8080, false, false); v != Allow {
+	if v := c.CheckRelay(u("100.64.5.1"), u("100.64.8.2"), ip4.ProtoTCP, 40000, 8080, false, false); v != Allow {
 		t.Fatal("request", v)
 	}
-	if v := c.CheckRelay(u("100.64.8.2"), u("100.64.5.1"), ProtoTCP, 8080, 40000, false, false); v != Allow {
+	if v := c.CheckRelay(u("100.64.8.2"), u("100.64.5.1"), ip4.ProtoTCP, 8080, 40000, false, false); v != Allow {
 		t.Fatal("reply", v)
 	}
-	if v := c.CheckRelay(u("100.64.13.1"), u("100.64.8.2"), ProtoTCP, 40000, 8080, false, false); v == Allow {
+	if v := c.CheckRelay(u("100.64.13.1"), u("100.64.8.2"), ip4.ProtoTCP, 40000, 8080, false, false); v == Allow {
 		t.Fatal("other prefix allowed")
 	}
-	if v := c.CheckRelay(u("100.64.5.1"), u("100.64.8.2"), ProtoTCP, 40000, 22, false, false); v != DenyPort {
+	if v := c.CheckRelay(u("100.64.5.1"), u("100.64.8.2"), ip4.ProtoTCP, 40000, 22, false, false); v != DenyPort {
 		t.Fatal("port", v)
 	}
-	if v := c.CheckRelay(u("100.64.5.1"), u("100.64.8.2"), ProtoICMP, 0, 0, true, false); v != Allow {
+	if v := c.CheckRelay(u("100.64.5.1"), u("100.64.8.2"), ip4.ProtoICMP, 0, 0, true, false); v != Allow {
 		t.Fatal("echo", v)
 	}
 }
@@ -169,22 +170,6 @@ func TestCompileErrors(t *testing.T) {
 	}
 }
 
-func TestPrefixSetLongestMatch(t *testing.T) {
-	var s PrefixSet
-	s.Add(mp("10.0.0.0/8"), 1)
-	s.Add(mp("10.1.0.0/16"), 2)
-	s.Add(mp("10.1.2.0/24"), 3)
-	s.Add(mp("::/0"), 9)
-	for a, want := range map[string]int32{"10.9.9.9": 1, "10.1.9.9": 2, "10.1.2.9": 3} {
-		if v, ok := s.Lookup(u(a)); !ok || v != want {
-			t.Errorf("%s: %d %v", a, v, ok)
-		}
-	}
-	if _, ok := s.Lookup(u("11.0.0.1")); ok {
-		t.Error("11.0.0.1 matched")
-	}
-}
-
 func bigSnapshot() *api.Snapshot {
 	s := &api.Snapshot{Site: "site-a", VPCIDR: mp("10.128.0.0/16")}
 	for i := 0; i < 10000; i++ {
@@ -209,8 +194,8 @@ func TestVIPIndexAndMapAgree(t *testing.T) {
 	for i := uint32(0); i < 300; i++ {
 		vip := u("192.168.0.0") + i - 20
 		for _, cl := range []string{"10.0.0.20", "10.0.0.21"} {
-			if a, b := withMap.CheckVIP(vip, u(cl), ProtoTCP, 8080, false), withIdx.CheckVIP(vip, u(cl), ProtoTCP, 8080, false); a != b {
-				t.Fatalf("%s: map %v, index %v", Addr(vip), a, b)
+			if a, b := withMap.CheckVIP(vip, u(cl), ip4.ProtoTCP, 8080, false), withIdx.CheckVIP(vip, u(cl), ip4.ProtoTCP, 8080, false); a != b {
+				t.Fatalf("%s: map %v, index %v", ip4.Addr(vip), a, b)
 			}
 		}
 	}
@@ -222,9 +207,9 @@ func TestLookupsAllocateNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := testing.AllocsPerRun(1000, func() {
-		c.CheckVIP(u("10.128.19.136"), u("10.0.195.83"), ProtoTCP, 443, false)
-		c.CheckHosted(1, 2, ProtoTCP, 1, false)
-		c.CheckRelay(1, 2, ProtoTCP, 1, 2, false, false)
+		c.CheckVIP(u("10.128.19.136"), u("10.0.195.83"), ip4.ProtoTCP, 443, false)
+		c.CheckHosted(1, 2, ip4.ProtoTCP, 1, false)
+		c.CheckRelay(1, 2, ip4.ProtoTCP, 1, 2, false, false)
 	})
 	if n != 0 {
 		t.Fatalf("%v allocs", n)
@@ -248,7 +233,7 @@ func BenchmarkCheckVIP(b *testing.B) {
 		k := vi*10 + i%13
 		vip := uint32(10)<<24 | uint32(128)<<16 | uint32(vi)
 		cl := uint32(10)<<24 | uint32(k)
-		c.CheckVIP(vip, cl, ProtoTCP, 443, false)
+		c.CheckVIP(vip, cl, ip4.ProtoTCP, 443, false)
 		i++
 	}
 	// CPU time per lookup beside wall time (the machine is shared).

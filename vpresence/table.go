@@ -16,55 +16,18 @@
 //     even when one host runs several. Bounded, allocation-free, expiring with the
 //     caller's clock.
 //
-// Hot-path addresses are IPv4 as big-endian uint32, as read from the packet header.
+// Hot-path addresses are IPv4 as big-endian uint32, as read from the packet header (see
+// ip4.U32).
 package vpresence
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/ip4"
 )
-
-// IP protocol numbers used in the service keys.
-const (
-	ProtoAny  uint8 = 0
-	ProtoICMP uint8 = 1
-	ProtoTCP  uint8 = 6
-	ProtoUDP  uint8 = 17
-)
-
-// U32 returns an IPv4 address as a big-endian uint32 (0 if not IPv4).
-func U32(a netip.Addr) uint32 {
-	a = a.Unmap()
-	if !a.Is4() {
-		return 0
-	}
-	b := a.As4()
-	return binary.BigEndian.Uint32(b[:])
-}
-
-// Addr is the inverse of U32.
-func Addr(u uint32) netip.Addr {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], u)
-	return netip.AddrFrom4(b)
-}
-
-func parseProto(s string) uint8 {
-	switch strings.ToUpper(s) {
-	case "TCP":
-		return ProtoTCP
-	case "UDP":
-		return ProtoUDP
-	case "ICMP":
-		return ProtoICMP
-	}
-	return ProtoAny
-}
 
 // Service is one entry of the table: a service consumed here at a VIP, or hosted here at
 // an overlay address.
@@ -73,7 +36,7 @@ type Service struct {
 	VIP       uint32 // local VIP (consumed services)
 	Overlay   uint32 // ov(S)
 	ServiceIP uint32 // real address (hosted and local services)
-	Proto     uint8  // ProtoAny for ANY
+	Proto     uint8  // ip4.ProtoAny for ANY
 	Port      uint16
 	Local     bool // consumed service that lives at this very site
 }
@@ -98,7 +61,7 @@ func UpperHalf(p netip.Prefix) (Range, error) {
 	if !p.Addr().Is4() || p.Bits() > 30 || p.Bits() < 1 {
 		return Range{}, fmt.Errorf("prefix %s: need an IPv4 prefix between /1 and /30", p)
 	}
-	base := U32(p.Masked().Addr())
+	base := ip4.U32(p.Masked().Addr())
 	size := uint32(1) << (32 - p.Bits())
 	return Range{First: base + size/2, Last: base + size - 2}, nil
 }
@@ -134,12 +97,12 @@ type Table struct {
 	hostedBySvc map[svcKey]*Service // (service IP, proto, port) -> hosted
 	localBySvc  map[svcKey]*Service // (service IP, proto, port) -> local consumed service
 
-	gateways prefixSet
+	gateways ip4.PrefixSet
 	sites    []string
 }
 
 func prefixRange(p netip.Prefix) Range {
-	base := U32(p.Masked().Addr())
+	base := ip4.U32(p.Masked().Addr())
 	return Range{First: base, Last: base + (uint32(1)<<(32-p.Bits()) - 1)}
 }
 
@@ -154,9 +117,9 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 		Hub:           s.Hub,
 		OverlayCIDR:   s.OverlayCIDR,
 		OverlayPrefix: s.OverlayPrefix,
-		OverlayIP:     U32(s.OverlayIP),
+		OverlayIP:     ip4.U32(s.OverlayIP),
 		VPCIDR:        s.VPCIDR,
-		VPAddr:        U32(s.VPAddr),
+		VPAddr:        ip4.U32(s.VPAddr),
 		vips:          make(map[uint32]*Service, len(s.VIPs)),
 		byOverlay:     make(map[uint32]*Service, len(s.VIPs)),
 		hosted:        make(map[uint32]*Service, len(s.Hosted)),
@@ -186,10 +149,10 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 		if !v.VIP.Is4() || !s.VPCIDR.Contains(v.VIP) {
 			return nil, fmt.Errorf("vpresence: VIP %s of service %q: not an IPv4 address in vpCIDR %s", v.VIP, v.Service, s.VPCIDR)
 		}
-		if t.PresenceRange.Contains(U32(v.VIP)) {
+		if t.PresenceRange.Contains(ip4.U32(v.VIP)) {
 			return nil, fmt.Errorf("vpresence: VIP %s of service %q lies in the presence pool (upper half of %s)", v.VIP, v.Service, s.VPCIDR)
 		}
-		e := &Service{Name: v.Service, VIP: U32(v.VIP), Overlay: U32(v.ServiceOverlay), Proto: parseProto(v.Protocol), Port: v.Port, Local: v.Local}
+		e := &Service{Name: v.Service, VIP: ip4.U32(v.VIP), Overlay: ip4.U32(v.ServiceOverlay), Proto: proto(v.Protocol), Port: v.Port, Local: v.Local}
 		if _, dup := t.vips[e.VIP]; dup {
 			return nil, fmt.Errorf("vpresence: VIP %s used twice (second: service %q)", v.VIP, v.Service)
 		}
@@ -198,7 +161,7 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 			if !v.ServiceIP.Is4() {
 				return nil, fmt.Errorf("vpresence: local service %q: serviceIP %q is not IPv4", v.Service, v.ServiceIP)
 			}
-			e.ServiceIP = U32(v.ServiceIP)
+			e.ServiceIP = ip4.U32(v.ServiceIP)
 			addSvc(t.localBySvc, e)
 		} else {
 			if !v.ServiceOverlay.Is4() {
@@ -210,7 +173,7 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 		}
 	}
 	if s.VPCIDR.Bits() >= 14 && len(t.vips) > 0 {
-		t.vipBase = U32(s.VPCIDR.Masked().Addr())
+		t.vipBase = ip4.U32(s.VPCIDR.Masked().Addr())
 		t.vipIdx = make([]*Service, 1<<(32-s.VPCIDR.Bits()))
 		for a, e := range t.vips {
 			t.vipIdx[a-t.vipBase] = e // every VIP lies in the VP CIDR (checked above)
@@ -221,7 +184,7 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 		if !h.ServiceOverlay.Is4() || !h.ServiceIP.Is4() {
 			return nil, fmt.Errorf("vpresence: hosted service %q: serviceOverlay %q / serviceIP %q must be IPv4", h.Service, h.ServiceOverlay, h.ServiceIP)
 		}
-		e := &Service{Name: h.Service, Overlay: U32(h.ServiceOverlay), ServiceIP: U32(h.ServiceIP), Proto: parseProto(h.Protocol), Port: h.Port}
+		e := &Service{Name: h.Service, Overlay: ip4.U32(h.ServiceOverlay), ServiceIP: ip4.U32(h.ServiceIP), Proto: proto(h.Protocol), Port: h.Port}
 		if _, dup := t.hosted[e.Overlay]; dup {
 			return nil, fmt.Errorf("vpresence: hosted overlay address %s used twice (second: service %q)", h.ServiceOverlay, h.Service)
 		}
@@ -230,7 +193,7 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 	}
 	siteIdx := map[string]int32{}
 	for _, g := range s.Gateways {
-		if !g.OverlayPrefix.Addr().Is4() {
+		if !g.OverlayPrefix.IsValid() || !g.OverlayPrefix.Addr().Is4() {
 			return nil, fmt.Errorf("vpresence: gateway %q: overlay prefix %s is not IPv4", g.Name, g.OverlayPrefix)
 		}
 		i, ok := siteIdx[g.Site]
@@ -239,9 +202,16 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 			t.sites = append(t.sites, g.Site)
 			siteIdx[g.Site] = i
 		}
-		t.gateways.add(g.OverlayPrefix, i)
+		t.gateways.Add(g.OverlayPrefix, i)
 	}
 	return t, nil
+}
+
+// proto is the service's protocol number; a name the data plane does not know maps to
+// ip4.ProtoAny here (policy, not translation, makes such a service allow nothing).
+func proto(name string) uint8 {
+	p, _ := ip4.ParseProto(name)
+	return p
 }
 
 // addSvc registers e under (ip, proto, port); ICMP and ANY services under port 0. An
@@ -251,7 +221,7 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 // with the lowest overlay address / VIP wins (deterministic across restarts).
 func addSvc(m map[svcKey]*Service, e *Service) {
 	port := e.Port
-	if e.Proto == ProtoAny || e.Proto == ProtoICMP {
+	if e.Proto == ip4.ProtoAny || e.Proto == ip4.ProtoICMP {
 		port = 0
 	}
 	k := mkSvcKey(e.ServiceIP, e.Proto, port)
@@ -268,13 +238,13 @@ func less(a, b *Service) bool {
 }
 
 func lookupSvc(m map[svcKey]*Service, ip uint32, proto uint8, port uint16) (*Service, bool) {
-	if proto == ProtoICMP {
+	if proto == ip4.ProtoICMP {
 		port = 0
 	}
 	if e, ok := m[mkSvcKey(ip, proto, port)]; ok {
 		return e, true
 	}
-	e, ok := m[mkSvcKey(ip, ProtoAny, 0)]
+	e, ok := m[mkSvcKey(ip, ip4.ProtoAny, 0)]
 	return e, ok
 }
 
@@ -312,7 +282,7 @@ func (t *Table) LocalByService(ip uint32, proto uint8, port uint16) (*Service, b
 
 // SiteOf returns the site whose gateway's overlay prefix holds a.
 func (t *Table) SiteOf(a uint32) (string, bool) {
-	i, ok := t.gateways.lookup(a)
+	i, ok := t.gateways.Lookup(a)
 	if !ok {
 		return "", false
 	}
@@ -341,40 +311,4 @@ func (t *Table) Services() []Service {
 		return int(int64(a.Overlay) - int64(b.Overlay))
 	})
 	return out
-}
-
-// prefixSet: longest-prefix match over few distinct prefix lengths (see policy.PrefixSet;
-// duplicated to keep vpresence independent of policy).
-type prefixSet struct {
-	lens []uint8
-	m    map[uint64]int32
-}
-
-func (s *prefixSet) add(p netip.Prefix, v int32) {
-	bits := uint8(p.Bits())
-	if s.m == nil {
-		s.m = make(map[uint64]int32)
-	}
-	k := uint64(bits)<<32 | uint64(U32(p.Masked().Addr()))
-	if _, ok := s.m[k]; ok {
-		return
-	}
-	s.m[k] = v
-	if !slices.Contains(s.lens, bits) {
-		s.lens = append(s.lens, bits)
-		slices.SortFunc(s.lens, func(a, b uint8) int { return int(b) - int(a) })
-	}
-}
-
-func (s *prefixSet) lookup(a uint32) (int32, bool) {
-	for _, bits := range s.lens {
-		var mask uint32
-		if bits > 0 {
-			mask = ^uint32(0) << (32 - bits)
-		}
-		if v, ok := s.m[uint64(bits)<<32|uint64(a&mask)]; ok {
-			return v, true
-		}
-	}
-	return 0, false
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/ip4"
 )
 
 var (
@@ -16,7 +17,7 @@ var (
 	t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-func u(s string) uint32 { return U32(ma(s)) }
+func u(s string) uint32 { return ip4.U32(ma(s)) }
 
 func snap() *api.Snapshot {
 	return &api.Snapshot{
@@ -49,21 +50,21 @@ func TestTableLookups(t *testing.T) {
 	if e, ok := tb.RemoteByOverlay(u("100.64.8.2")); !ok || e.VIP != u("192.168.0.10") {
 		t.Fatal("ov(S) -> VIP")
 	}
-	if e, ok := tb.Hosted(u("100.64.4.3")); !ok || e.Proto != ProtoUDP {
+	if e, ok := tb.Hosted(u("100.64.4.3")); !ok || e.Proto != ip4.ProtoUDP {
 		t.Fatal("hosted")
 	}
-	if e, ok := tb.HostedByService(u("10.0.0.30"), ProtoUDP, 80); !ok || e.Overlay != u("100.64.4.3") {
+	if e, ok := tb.HostedByService(u("10.0.0.30"), ip4.ProtoUDP, 80); !ok || e.Overlay != u("100.64.4.3") {
 		t.Fatal("reverse (ip, udp, 80)")
 	}
 	// An echo reply names no service: the host runs two, so the table must not pick one
 	// (nat attributes echo replies through the EchoTable).
-	if e, ok := tb.HostedByService(u("10.0.0.30"), ProtoICMP, 1234); ok {
+	if e, ok := tb.HostedByService(u("10.0.0.30"), ip4.ProtoICMP, 1234); ok {
 		t.Fatalf("ICMP from a host with only TCP/UDP services matched %q", e.Name)
 	}
-	if _, ok := tb.HostedByService(u("10.0.0.30"), ProtoTCP, 81); ok {
+	if _, ok := tb.HostedByService(u("10.0.0.30"), ip4.ProtoTCP, 81); ok {
 		t.Fatal("wrong port matched")
 	}
-	if e, ok := tb.LocalByService(u("10.0.0.30"), ProtoTCP, 80); !ok || e.VIP != u("192.168.0.12") {
+	if e, ok := tb.LocalByService(u("10.0.0.30"), ip4.ProtoTCP, 80); !ok || e.VIP != u("192.168.0.12") {
 		t.Fatal("local reverse")
 	}
 	if s, ok := tb.SiteOf(u("100.64.9.200")); !ok || s != "site-b" {
