@@ -92,3 +92,39 @@ func TestWriteReport(t *testing.T) {
 		t.Errorf("JSON figure = %v", f)
 	}
 }
+
+func TestSetRatiosKeepsOwnRatio(t *testing.T) {
+	own := 0.6
+	r := Report{Reference: "wireguard-go", Figures: []Figure{
+		{Name: "wireguard-go/ns", Path: "wireguard-go", Metric: "ns", Value: 100, Unit: "ns"},
+		{Name: "nat.UDP/ns", Path: "nat.UDP", Metric: "ns", Value: 90, Unit: "ns", Ratio: &own, Reference: "target 150 ns"},
+	}}
+	r.SetRatios()
+	if f := r.Figures[1]; *f.Ratio != 0.6 || f.Reference != "target 150 ns" {
+		t.Errorf("SetRatios replaced a ratio set by the measurement: %v %q", *f.Ratio, f.Reference)
+	}
+}
+
+func TestWriteTextTargetsAndGroups(t *testing.T) {
+	r := Report{Reference: "wireguard-go",
+		Targets: []Target{{Goal: "idle edge gateway RSS <= 40 MB", Measured: "16.2 MiB", Status: Met, Figures: "x/edge_idle_rss"}},
+		Figures: []Figure{
+			{Name: "nat.UDP/ns_per_packet", Path: "nat.UDP", Metric: "ns_per_packet", Value: 92, Unit: "ns", Group: "translate+acl"},
+			{Name: "veth/tcp_4streams", Path: "veth", Metric: "tcp_4streams", Value: 18, Unit: "Gbit/s"},
+			{Name: "veth/tcp_1stream", Path: "veth", Metric: "tcp_1stream", Value: 10, Unit: "Gbit/s"},
+		}}
+	var buf bytes.Buffer
+	if err := r.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	order := []string{"TARGETS", "idle edge gateway RSS <= 40 MB", "16.2 MiB", "MET", "[paths]", "tcp_1stream", "tcp_4streams", "[translate+acl]", "nat.UDP", "92"}
+	at := 0
+	for _, want := range order {
+		i := strings.Index(out[at:], want)
+		if i < 0 {
+			t.Fatalf("text report lacks %q after offset %d:\n%s", want, at, out)
+		}
+		at += i + len(want)
+	}
+}

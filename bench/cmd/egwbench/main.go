@@ -1,14 +1,17 @@
-// Command egwbench measures EGW's data plane beside a plain wireguard-go tunnel, in network
-// namespaces it creates and removes (issue 7). It needs root, iperf3, ping and wg
-// (scripts/install-deps.sh).
+// Command egwbench is EGW's one benchmark driver (issue 7); `make bench` runs it. It needs
+// root, iperf3, ping and wg (scripts/install-deps.sh).
 //
-//	egwbench [-t 5s] [-out bench/results] [-paths veth,wireguard-go,...] [-bin bin]
+//	egwbench [-stages micro,dns,cpscale,paths,leases] [-t 5s] [-out bench/results] [-paths ...] [-bin bin]
 //
-// For every path (see paths.go and egw.go) it measures: TCP throughput with 1 and 4 streams
-// (iperf3), ping and TCP request/response latency p50/p99, and the rate of 64-byte UDP
-// datagrams. Every figure of a path is also given as a ratio to the same figure of the plain
-// wireguard-go tunnel measured in the same run. It prints the hardware, writes a text report
-// and a JSON report, and its last line on stdout is the path of the JSON file.
+// Stages, in order: the translate + ACL micro-benchmarks of nat and policy and dnsd's
+// loopback load generator (go test subprocesses, output parsed; see subproc.go), the
+// control-plane benchmark bench/cpscale (subprocess, JSON merged), the end-to-end paths in
+// network namespaces it creates and removes (TCP throughput with 1 and 4 streams, ping and
+// TCP request/response latency p50/p99, the rate of 64-byte UDP datagrams; every figure also
+// as a ratio to the same figure of the plain wireguard-go tunnel measured in the same run),
+// and an edge gateway's RSS with 10,000 leases (leases.go). It prints the hardware, judges
+// the run against issue 7's targets (targets.go), writes one text and one JSON report, and
+// its last line on stdout is the path of the JSON file.
 package main
 
 import (
@@ -23,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,24 +40,34 @@ import (
 const reference = "wireguard-go"
 
 func main() {
-	if err := run(); err != nil {
+	jsonPath, err := run()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "egwbench:", err)
+	}
+	if jsonPath != "" {
+		fmt.Println(jsonPath) // the last line printed, always, even when something failed
+	}
+	if err != nil {
 		os.Exit(1)
 	}
 }
 
+// stageNames are the parts of a run, in the order they run.
+var stageNames = []string{"micro", "dns", "cpscale", "paths", "leases"}
+
 type options struct {
-	duration  time.Duration
-	pings     int
-	rrCount   int
-	rounds    int
-	outDir    string
-	binDir    string
-	paths     string
-	keepTools bool
+	duration time.Duration
+	pings    int
+	rrCount  int
+	rounds   int
+	outDir   string
+	binDir   string
+	paths    string
+	stages   map[string]bool
+	cpReps   int
 }
 
-func run() error {
+func run() (string, error) {
 	var o options
 	flag.DurationVar(&o.duration, "t", 5*time.Second, "duration of each throughput and UDP-rate run (whole seconds)")
 	flag.IntVar(&o.pings, "pings", 200, "echo requests per ping latency run (10 ms apart)")
@@ -62,22 +76,32 @@ func run() error {
 	flag.StringVar(&o.outDir, "out", "", "directory for the reports (default: <module>/bench/results)")
 	flag.StringVar(&o.binDir, "bin", "", "directory of the EGW binaries and of wireguard-go/responder (default: <module>/bin)")
 	flag.StringVar(&o.paths, "paths", "", "comma-separated paths to run (default: all); see -list")
+	flag.IntVar(&o.cpReps, "cp-reps", 3, "bench/cpscale -reps: policy changes per direction per gateway count")
+	stages := flag.String("stages", strings.Join(stageNames, ","), "comma-separated parts to run: micro (nat+policy go test -bench), dns (dnsd loopback load), cpscale (control plane), paths (end to end), leases (edge RSS with 10,000 leases)")
 	list := flag.Bool("list", false, "list the paths and exit")
 	flag.Parse()
+	o.stages = map[string]bool{}
+	for _, st := range strings.Split(*stages, ",") {
+		st = strings.TrimSpace(st)
+		if !slices.Contains(stageNames, st) {
+			return "", fmt.Errorf("-stages: unknown stage %q (want some of %s)", st, strings.Join(stageNames, ","))
+		}
+		o.stages[st] = true
+	}
 
 	all := append([]path{vethPath, wgPath}, egwPaths()...)
 	if *list {
 		for _, p := range all {
 			fmt.Printf("%-22s %s\n", p.name, p.desc)
 		}
-		return nil
+		return "", nil
 	}
 	if os.Geteuid() != 0 {
-		return errors.New("needs root (network namespaces)")
+		return "", errors.New("needs root (network namespaces)")
 	}
 	for _, tool := range []string{"ip", "iperf3", "ping", "wg"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not found: run scripts/install-deps.sh", tool)
+			return "", fmt.Errorf("%s not found: run scripts/install-deps.sh", tool)
 		}
 	}
 	if o.duration < time.Second {
@@ -88,11 +112,11 @@ func run() error {
 	}
 	selected, err := selectPaths(all, o.paths)
 	if err != nil {
-		return err
+		return "", err
 	}
 	root, err := harness.ModuleRoot()
 	if err != nil {
-		return err
+		return "", err
 	}
 	if o.outDir == "" {
 		o.outDir = filepath.Join(root, "bench", "results")
@@ -101,7 +125,7 @@ func run() error {
 		o.binDir = filepath.Join(root, "bin")
 	}
 	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
-		return err
+		return "", err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -117,21 +141,108 @@ func run() error {
 	logf("building wireguard-go and the responder into %s", o.binDir)
 	tools, err := harness.BuildTools(ctx, o.binDir, false) // go build's cache makes this cheap and never stale
 	if err != nil {
-		return err
+		return "", err
 	}
 	e := &env{tools: tools}
 	e.egw, e.egwOK = harness.FindEGW(o.binDir)
 
 	rep := &bench.Report{Started: started, Reference: reference, Hardware: hardware(ctx, tools)}
-	fmt.Printf("hardware: %s, %d cores, kernel %s, %s\n", rep.Hardware.CPUModel, rep.Hardware.Cores, rep.Hardware.Kernel, rep.Hardware.GoVersion)
+	fmt.Printf("hardware: %s, %d cores, %d MiB memory, kernel %s, %s\n", rep.Hardware.CPUModel, rep.Hardware.Cores, rep.Hardware.MemoryMiB, rep.Hardware.Kernel, rep.Hardware.GoVersion)
 
 	var failed []string
 	logDir, err := os.MkdirTemp("", "egwbench-")
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer os.RemoveAll(logDir)
 
+	var stageTimes []string
+	stage := func(name string, fn func() ([]bench.Figure, error)) {
+		if !o.stages[name] || ctx.Err() != nil {
+			return
+		}
+		logf("%s: running", name)
+		t0 := time.Now()
+		figs, err := fn()
+		rep.Figures = append(rep.Figures, figs...)
+		if reason, ok := isSkip(err); ok {
+			rep.Skipped = append(rep.Skipped, name+": "+reason)
+			logf("%s: skipped: %s", name, reason)
+		} else if err != nil {
+			rep.Notes = append(rep.Notes, name+" FAILED: "+oneLine(err.Error(), 600))
+			logf("%s: %v", name, err)
+			failed = append(failed, name)
+		}
+		d := time.Since(t0).Round(time.Second)
+		stageTimes = append(stageTimes, fmt.Sprintf("%s %v", name, d))
+		logf("%s: done in %v", name, d)
+	}
+	// The parts without namespaces first; then the paths, and the lease topology last.
+	stage("micro", func() ([]bench.Figure, error) { return microFigures(ctx, root) })
+	stage("dns", func() ([]bench.Figure, error) { return dnsFigures(ctx, root) })
+	stage("cpscale", func() ([]bench.Figure, error) {
+		figs, notes, err := cpscaleFigures(ctx, root, logDir, o.cpReps)
+		rep.Notes = append(rep.Notes, notes...)
+		return figs, err
+	})
+	stage("paths", func() ([]bench.Figure, error) {
+		figs, failedPaths := runPaths(ctx, rep, selected, e, o, logDir)
+		if len(failedPaths) > 0 {
+			return figs, fmt.Errorf("paths failed: %s", strings.Join(failedPaths, ", "))
+		}
+		return figs, nil
+	})
+	stage("leases", func() ([]bench.Figure, error) { return leaseFigures(ctx, e, filepath.Join(logDir, "leases")) })
+
+	if ctx.Err() != nil {
+		rep.Notes = append(rep.Notes, "interrupted: "+ctx.Err().Error())
+	}
+	rep.Hardware.LoadAfter = loadavg()
+	rep.Duration = time.Since(started).Round(time.Second).String()
+	rep.Notes = append(rep.Notes,
+		"stage times: "+strings.Join(stageTimes, ", "),
+		"throughput: iperf3 receiver goodput; udp64_rate: 64-byte UDP payloads received per second from one unpaced Go sender (one write per datagram) into a Go sink",
+		"tcp_rr: one TCP connection, 64-byte message echoed, Go client inside the client namespace",
+		"ratios: value / the REFERENCE: the wireguard-go figure of the same metric in this run (for latency, > 1 is slower; RSS: one plain wireguard-go daemon of the reference tunnel), or a target of issue 7 (translate+acl: 150 ns; control plane: 1 s)",
+		fmt.Sprintf("translate+acl: go test -run '^$' -bench . -benchmem -count %d ./nat/ ./policy/, median of the %d runs (ns/op wall clock, cpu-ns/op from getrusage, allocs/op)", microCount, microCount),
+		fmt.Sprintf("dns: go test -run '^$' -bench Loopback -benchtime %dx ./dnsd/ (the server in its own process, Go load generator over loopback UDP)", dnsQueries),
+		fmt.Sprintf("control-plane: bench/cpscale -reps %d (in-process control plane and simulated agents; see bench/cpscale/README.md)", o.cpReps),
+		fmt.Sprintf("memory: edge gateway of a topology of its own (LAN /16, VP CIDR /17); one UDP datagram from each of %d source addresses (raw socket in the client namespace) to a same-site VIP", leaseClients),
+		fmt.Sprintf("each figure is the median of %d interleaved rounds (all paths up at once, visited in turn)", o.rounds),
+		"the machine is shared: compare rows of one run, not runs")
+	rep.SetRatios()
+	setOwnRatios(rep)
+	rep.Targets = targets(rep)
+
+	stamp := started.UTC().Format("20060102T150405Z")
+	txtPath := filepath.Join(o.outDir, "egwbench-"+stamp+".txt")
+	jsonPath := filepath.Join(o.outDir, "egwbench-"+stamp+".json")
+	f, err := os.Create(txtPath)
+	if err != nil {
+		return "", err
+	}
+	if err := rep.WriteText(io.MultiWriter(f, os.Stdout)); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	if err := rep.WriteJSON(jsonPath); err != nil {
+		return "", err
+	}
+	fmt.Println("text report:", txtPath)
+	if len(failed) > 0 {
+		return jsonPath, fmt.Errorf("failed: %s (see the notes in %s)", strings.Join(failed, ", "), txtPath)
+	}
+	return jsonPath, ctx.Err()
+}
+
+// runPaths builds every selected path, measures them in interleaved rounds and removes
+// their namespaces before it returns. It returns the figures and the paths that failed.
+func runPaths(ctx context.Context, rep *bench.Report, selected []path, e *env, o options, logDir string) ([]bench.Figure, []string) {
+	var figs []bench.Figure
+	var failed []string
 	// Every path is built first and stays up; then the measurements run in rounds, each
 	// round visiting every path in turn, and each figure is the median of its rounds. On a
 	// shared machine the load drifts; interleaving gives every path the same drift, so the
@@ -177,48 +288,13 @@ func run() error {
 		}
 	}
 	for _, r := range ready {
-		rep.Figures = append(rep.Figures, r.figures()...)
+		figs = append(figs, r.figures()...)
 		if len(r.errs) > 0 {
 			rep.Notes = append(rep.Notes, r.p.name+" FAILED: "+oneLine(errors.Join(r.errs...).Error(), 400))
 			failed = append(failed, r.p.name)
 		}
 	}
-	if ctx.Err() != nil {
-		rep.Notes = append(rep.Notes, "interrupted: "+ctx.Err().Error())
-	}
-	rep.Hardware.LoadAfter = loadavg()
-	rep.Duration = time.Since(started).Round(time.Second).String()
-	rep.Notes = append(rep.Notes,
-		"throughput: iperf3 receiver goodput; udp64_rate: 64-byte UDP payloads received per second from one unpaced Go sender (one write per datagram) into a Go sink",
-		"tcp_rr: one TCP connection, 64-byte message echoed, Go client inside the client namespace",
-		"ratios: value / the wireguard-go figure of the same metric in this run (for latency, > 1 is slower)",
-		fmt.Sprintf("each figure is the median of %d interleaved rounds (all paths up at once, visited in turn)", o.rounds),
-		"the machine is shared: compare rows of one run, not runs")
-	rep.SetRatios()
-
-	stamp := started.UTC().Format("20060102T150405Z")
-	txtPath := filepath.Join(o.outDir, "egwbench-"+stamp+".txt")
-	jsonPath := filepath.Join(o.outDir, "egwbench-"+stamp+".json")
-	f, err := os.Create(txtPath)
-	if err != nil {
-		return err
-	}
-	if err := rep.WriteText(io.MultiWriter(f, os.Stdout)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := rep.WriteJSON(jsonPath); err != nil {
-		return err
-	}
-	fmt.Println("text report:", txtPath)
-	fmt.Println(jsonPath) // the last line on stdout, always
-	if len(failed) > 0 {
-		return fmt.Errorf("paths failed: %s (see the notes in %s)", strings.Join(failed, ", "), txtPath)
-	}
-	return ctx.Err()
+	return figs, failed
 }
 
 // oneLine folds whitespace (multi-line daemon logs in errors) and keeps the first and the
@@ -392,6 +468,15 @@ func hardware(ctx context.Context, t harness.Tools) bench.Hardware {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
 				h.CPUModel = strings.TrimSpace(v)
 				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB")); err == nil {
+					h.MemoryMiB = kb / 1024
+				}
 			}
 		}
 	}

@@ -117,6 +117,12 @@ var wgPath = path{
 		}
 		ep := direct(p.Left, p.Right, p.RightIP.String())
 		ep.note = offloads(ctx, lab, p.Left, p.DevLeft)
+		// Memory of one plain wireguard-go daemon, idle: what EGW's RSS figures compare with.
+		if pid, err := findPid(e.tools.WireGuardGo, "-f", p.DevLeft); err == nil {
+			if kb, err := rssKB(pid); err == nil {
+				ep.extra = append(ep.extra, extraFigure{"idle_rss", float64(kb) / 1024, "MiB"})
+			}
+		}
 		return ep, nil
 	},
 }
