@@ -240,7 +240,9 @@ inns a21 dig +noall +comments @192.168.0.1 url1.test.com | grep -E 'status|ANSWE
 if inns a21 curl -sS --max-time 3 "http://$vip:8080/"; then fail "a21 got through"; else echo "    (denied, as it should be)"; fi
 showctl explain --site site-a --src 10.0.0.21 --to url1.test.com || true
 
-say "egwctl status: every gateway, its handshake, traffic and applied revision"
+say "egwctl status: every gateway, its handshake, traffic, applied revision, leases and drops"
+# Edges report every 5 s: wait (bounded) until edge-a's report shows a21's denied packet.
+wait_for 15 "edge-a's status report" sh -c "'$BIN/egwctl' --socket '$work/api.sock' status -o json | grep -q denied-client" || true
 showctl status
 
 say "Done. Everything is removed on exit."

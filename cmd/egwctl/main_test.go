@@ -487,7 +487,7 @@ func TestStatus(t *testing.T) {
 	got := rows(e.ok("status"))
 	want := [][]string{
 		{"GATEWAY", "SITE", "ROLE", "CONNECTED", "HANDSHAKE", "RX", "TX", "APPLIED/LATEST", "LEASES", "DROPS"},
-		{"cloud", "cloud", "hub", "yes", "5s", "1.5", "KiB", "3.0", "MiB", "12/12", "client", "2/510,", "presence", "1/126", "0"},
+		{"cloud", "cloud", "hub", "yes", "-", "-", "-", "12/12", "client", "2/510,", "presence", "1/126", "0"},
 		{"edge-a", "site-a", "edge", "no", "3m7s", "10", "B", "0", "B", "9/11", "behind", "-", "denied=4", "malformed=1"},
 		{"edge-b", "site-b", "edge", "no", "never", "0", "B", "0", "B", "0/12", "behind", "-", "0"},
 	}

@@ -79,9 +79,13 @@ func printStatus(w io.Writer, st *client.Status, now time.Time) error {
 		if g.AppliedRevision < latest {
 			rev += " behind"
 		}
+		hs, rx, tx := age(g.LastHandshake, now), bytesIEC(g.RxBytes), bytesIEC(g.TxBytes)
+		if g.Hub {
+			// The hub is the other end of every tunnel: handshakes and traffic are per edge.
+			hs, rx, tx = "-", "-", "-"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			g.Name, orDash(g.Site), role, connected, age(g.LastHandshake, now),
-			bytesIEC(g.RxBytes), bytesIEC(g.TxBytes), rev, orDash(leases(g.Leases)), drops(g.Drops))
+			g.Name, orDash(g.Site), role, connected, hs, rx, tx, rev, orDash(leases(g.Leases)), drops(g.Drops))
 	}
 	return tw.Flush()
 }
