@@ -57,11 +57,17 @@ func (l *LAN) AddHost(addr netip.Addr) (*Host, error) {
 func (l *LAN) Close() {
 	l.once.Do(func() {
 		close(l.done)
+		// Close the stacks without holding mu: closing one waits for its reader, which may
+		// be looking up a host under mu.
 		l.mu.Lock()
+		hosts := make([]*Host, 0, len(l.hosts))
 		for _, h := range l.hosts {
-			h.dev.Close()
+			hosts = append(hosts, h)
 		}
 		l.mu.Unlock()
+		for _, h := range hosts {
+			h.dev.Close()
+		}
 	})
 }
 
