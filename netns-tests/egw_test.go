@@ -319,6 +319,12 @@ func TestEGW(t *testing.T) {
 		assertPresence(t, who.Remote, bCIDR)
 	})
 
+	// Scenario 7 inside the tunnel: malformed packets from a rogue edge reach the hub
+	// decrypted (rogue_test.go).
+	t.Run("7-MalformedInTunnel", func(t *testing.T) {
+		malformedInTunnel(t, d, webVIP)
+	})
+
 	t.Run("5-LargeTransfer", func(t *testing.T) {
 		const size = 50 << 20
 		download(t, d, d.a20, webVIP, size)
