@@ -39,7 +39,8 @@ type Config struct {
 	// exchanges remembered (presence IP, service IP, echo id). Default 4096.
 	EchoTimeout time.Duration
 	EchoTable   int
-	// Now is the clock leases and timeouts are decided with. Default time.Now.
+	// Now is the clock leases and timeouts are decided with. Default: monotonic (wall time
+	// at start plus monotonic time since), immune to steps of the system clock.
 	Now func() time.Time
 }
 
@@ -82,7 +83,7 @@ func (c *Config) setDefaults() {
 		c.EchoTable = 4096
 	}
 	if c.Now == nil {
-		c.Now = time.Now
+		c.Now = monotonicNow
 	}
 }
 
@@ -322,3 +323,12 @@ func (f *fragTable) get(k fragKey, now int64) (fragVal, bool) {
 	f.mu.Unlock()
 	return v, ok
 }
+
+// clockEpoch anchors monotonicNow.
+var clockEpoch = time.Now()
+
+// monotonicNow is the default clock: wall time at start plus monotonic time since, so a step
+// of the system clock (common on edge boxes without an RTC, when NTP catches up) neither
+// expires every lease nor stretches them. Leases, quiet periods and rate limits only compare
+// times taken from this clock with each other.
+func monotonicNow() time.Time { return clockEpoch.Add(time.Since(clockEpoch)) }
