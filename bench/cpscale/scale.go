@@ -181,7 +181,7 @@ func runScale(dir string, p scaleParams, progress func(string, ...any)) (*scaleO
 		return nil, err
 	}
 	add("sync_lookup_stall_max", ms(stall), "ms",
-		"longest Server.GatewayByAddr call during a policy change (Server.mu is held while every snapshot is compiled and encoded)")
+		"longest Server.GatewayByAddr call during a policy change (compiles run off the lock readers take)")
 
 	slices.Sort(changeTimes)
 	slices.Sort(changeCPU)
