@@ -104,10 +104,12 @@ func (l *LAN) fromHost(h *Host) {
 			}
 			// Like a real link, a gateway that is not reading loses the packet; the
 			// host's stack never blocks on it.
+			// After Close the packet is dropped but the loop keeps draining the host's
+			// stack until its device is closed: a stack that is closing may still send
+			// (a FIN), and netstack blocks such a send until someone reads it.
 			select {
 			case l.GW.Outbound <- pkt:
 			case <-l.done:
-				return
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
