@@ -98,13 +98,7 @@ func (e *Engine) walk(dir int, b, reply []byte) Result {
 	f := flow{src: p.src, dst: p.dst, proto: p.proto, sport: p.sport, dport: p.dport,
 		echoReq:   p.proto == protoICMP && p.icmpType == icmpEchoRequest,
 		echoReply: p.proto == protoICMP && p.icmpType == icmpEchoReply}
-	var x xlat
-	var r Reason
-	if dir == dirSite {
-		x, r = e.decideSite(st, &f, true, now)
-	} else {
-		x, r = e.decideOverlay(st, &f, true, now)
-	}
+	x, r := e.decide(dir, st, &f, true, now)
 	if r != ReasonOK {
 		res := e.drop(dir, r)
 		if e.reject && (r.denied() || r == ReasonPoolExhausted) {
@@ -306,6 +300,15 @@ func (e *Engine) decideOverlay(st *state, f *flow, create bool, now time.Time) (
 	return xlat{icmpSrc: t.OverlayIP}, ReasonNotForUs
 }
 
+// decide runs the walk step for a packet arriving from dir (DESIGN §4). create says
+// whether it may make leases (an ICMP error may not).
+func (e *Engine) decide(dir int, st *state, f *flow, create bool, now time.Time) (xlat, Reason) {
+	if dir == dirSite {
+		return e.decideSite(st, f, create, now)
+	}
+	return e.decideOverlay(st, f, create, now)
+}
+
 // icmpError translates an ICMP error. It belongs to the flow of the packet it quotes:
 // that packet went the other way, so the error is decided as the reverse of the quoted
 // packet (lookups only: an error never makes a lease), the outer header is rewritten
@@ -317,13 +320,7 @@ func (e *Engine) icmpError(dir int, st *state, p *packet, now time.Time) Result 
 	f := flow{src: p.inDst, dst: p.inSrc, proto: p.inProto, sport: p.inDport, dport: p.inSport,
 		echoReq:   p.inProto == protoICMP && p.inType == icmpEchoReply,
 		echoReply: p.inProto == protoICMP && p.inType == icmpEchoRequest}
-	var x xlat
-	var r Reason
-	if dir == dirSite {
-		x, r = e.decideSite(st, &f, false, now)
-	} else {
-		x, r = e.decideOverlay(st, &f, false, now)
-	}
+	x, r := e.decide(dir, st, &f, false, now)
 	if r != ReasonOK {
 		if !r.denied() {
 			r = ReasonICMPNoMapping
