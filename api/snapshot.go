@@ -56,17 +56,51 @@ type Snapshot struct {
 	// a rule allows it (second enforcement point).
 	Relay []RelayRule `json:"relay,omitempty"`
 
+	// Links is filled only for a hub: every pair of gateways the configuration links (a
+	// service at one's site exposed to the other's site, whatever the policies say), by
+	// overlay IP, each pair once with A < B, sorted by (A, B). The hub relays ciphertext
+	// only between the two gateways of a link (the hub's pair filter). Hub gateways are
+	// never part of a link: edges reach a hub on their own session with it.
+	Links []Link `json:"links,omitempty"`
+
 	// DNSZone is the zone under which EService domainNames are answered (e.g. "egw.local.").
 	DNSZone string `json:"dnsZone,omitempty"`
 }
 
 // Peer is a WireGuard peer of a gateway.
+//
+// An edge's peers are the hub (Hub set, AllowedIPs the whole OverlayCIDR: control traffic
+// and cloud-site services) and every gateway linked with it (see Snapshot.Links), each
+// with AllowedIPs = exactly the parts of its overlay prefix that carry traffic between the
+// two: the ov(S) /32 of every service at the peer's site exposed to this gateway's site,
+// and the peer's client half if a service at this gateway's site is exposed to the peer's
+// site. WireGuard's longest-prefix match sends those to the peer's own session; the rest
+// of the overlay goes to the hub. A hub's peers are every other gateway (AllowedIPs: its
+// overlay prefix).
 type Peer struct {
 	Name       string         `json:"name"` // EGateway name
 	Site       string         `json:"site"`
 	PublicKey  string         `json:"publicKey"`          // base64 WireGuard public key; empty until registered
 	Endpoint   string         `json:"endpoint,omitempty"` // host:port; set for the hub
 	AllowedIPs []netip.Prefix `json:"allowedIPs"`
+	// OverlayIP is the peer gateway's own overlay address (the first of its prefix): its
+	// name in the relay header and in the hub's pair filter.
+	OverlayIP netip.Addr `json:"overlayIP,omitzero"`
+	// Hub marks a cloud hub: it carries control traffic and cloud-site services and relays
+	// ciphertext between linked gateways.
+	Hub bool `json:"hub,omitempty"`
+	// Candidates are UDP endpoints at which a non-hub peer may be reached directly, best
+	// first: the public endpoint a hub saw on its authenticated WireGuard session with the
+	// peer, then the LAN endpoints the peer reported (Report.Candidates). Empty while
+	// unknown; the peer is then reached through a hub's relay.
+	Candidates []netip.AddrPort `json:"candidates,omitempty"`
+}
+
+// Link is a pair of gateways, by overlay IP (A < B), that the configuration links: the
+// hub relays ciphertext between them.
+type Link struct {
+	A netip.Addr `json:"a"`
+	B netip.Addr `json:"b"`
 }
 
 // GatewayRef ties a gateway's overlay prefix to its site.

@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // The JSON bodies of the control plane's status endpoints, shared by the server
 // (controlplane), the gateways that report to it (gateway) and egwctl (client).
@@ -36,6 +39,22 @@ type GatewayStatus struct {
 	Leases []PoolUse `json:"leases,omitempty"`
 	// Drops counts dropped packets by reason.
 	Drops map[string]uint64 `json:"drops,omitempty"`
+	// Paths is the gateway's path to each peer gateway it exchanges traffic with.
+	Paths []PathStatus `json:"paths,omitempty"`
+}
+
+// PathStatus is how a gateway currently reaches one peer gateway.
+type PathStatus struct {
+	Peer string `json:"peer"` // EGateway name
+	// Mode is "direct" (the peer's own UDP endpoint, proven both ways) or "relayed"
+	// (ciphertext through a hub).
+	Mode string `json:"mode"`
+	// Since is when the path took this mode.
+	Since time.Time `json:"since,omitzero"`
+	// Endpoint is the UDP endpoint in use: the peer's when direct, the hub's when relayed.
+	Endpoint string `json:"endpoint,omitempty"`
+	// RTTMS is the latest probe round trip on the direct path, in milliseconds (0: none).
+	RTTMS float64 `json:"rttMs,omitempty"`
 }
 
 // PoolUse is how full one lease pool of a gateway is.
@@ -57,6 +76,11 @@ type Report struct {
 	// SyncLatencyMS is the duration of the gateway's last sync poll that delivered a
 	// snapshot, in milliseconds (zero for the hub, which follows its snapshot in-process).
 	SyncLatencyMS float64 `json:"syncLatencyMs,omitempty"`
+	// Candidates are the gateway's own LAN UDP endpoints (its WireGuard listen port on
+	// each local unicast address), so linked gateways can try a direct path to it.
+	Candidates []netip.AddrPort `json:"candidates,omitempty"`
+	// Paths is the gateway's current path to each peer gateway.
+	Paths []PathStatus `json:"paths,omitempty"`
 	// Received is set by the server.
 	Received time.Time `json:"received,omitzero"`
 }
