@@ -16,9 +16,15 @@ import (
 // exposure names, or the whole site if a policy names it; a reference to an object that
 // does not exist grants nothing.
 func Compile(objs []api.Object, ipam IPAM, cfg Config) map[string]*api.Snapshot {
+	return CompileWith(objs, ipam, nil, cfg)
+}
+
+// CompileWith is Compile with the gateways' known UDP endpoints (Store.Endpoints), which
+// become the Candidates of the peers linked gateways hold.
+func CompileWith(objs []api.Object, ipam IPAM, eps map[string]GatewayEndpoints, cfg Config) map[string]*api.Snapshot {
 	cfg = cfg.WithDefaults()
 	ix := newIndex(objs)
-	c := &compiler{ix: ix, ipam: ipam, cfg: cfg, names: ix.gatewayNames}
+	c := &compiler{ix: ix, ipam: ipam, cfg: cfg, names: ix.gatewayNames, eps: eps}
 	c.exposures()
 	out := make(map[string]*api.Snapshot, len(c.names))
 	for _, n := range c.names {
@@ -42,6 +48,13 @@ type compiler struct {
 	// reach maps a home site to the gateways of the sites its hosted services are exposed
 	// to (whether or not a policy allows them now): the sources an edge must tell apart.
 	reach map[string]map[string]bool
+	// peerIPs maps a gateway to its linked gateways (see api.Snapshot.Links) and, for each,
+	// the AllowedIPs of that peer: the ov(S) of the peer's services exposed to the
+	// gateway's site, and the peer's client half if the gateway hosts a service exposed to
+	// the peer's site. Hubs are never in it.
+	peerIPs map[string]map[string][]netip.Prefix
+	// eps are the gateways' known UDP endpoints (may be nil).
+	eps map[string]GatewayEndpoints
 }
 
 // gatewayPrefix is the overlay prefix of a gateway that serves an existing site.
@@ -60,6 +73,7 @@ func (c *compiler) exposures() {
 	c.vips = map[string][]api.VIP{}
 	c.hosted = map[string][]api.Hosted{}
 	c.reach = map[string]map[string]bool{}
+	c.peerIPs = map[string]map[string][]netip.Prefix{}
 
 	// The VIP of (service, consuming site): a pin, else the managed VirtualPresence of
 	// the exposure at that site.
@@ -122,6 +136,7 @@ func (c *compiler) exposures() {
 				c.reach[svc.ESiteName] = map[string]bool{}
 			}
 			c.reach[svc.ESiteName][siteGw.Metadata.Name] = true
+			c.link(homeGw.Metadata.Name, siteGw.Metadata.Name, ov.Addr, prefix)
 			vip, ok := pinned[pair{svc.Metadata.Name, site}]
 			if !ok {
 				if vip, ok = managed[[2]string{en, site}]; !ok {
@@ -178,6 +193,81 @@ func (c *compiler) exposures() {
 	}
 }
 
+// link records that the service with overlay address ov at home's site is exposed to the
+// site of consumer, whose overlay prefix is prefix: consumer holds home as a peer for ov,
+// home holds consumer as a peer for consumer's client half. A gateway is not its own
+// peer, and hubs are never linked (edges reach a hub on their own session with it).
+func (c *compiler) link(home, consumer string, ov netip.Addr, prefix netip.Prefix) {
+	if home == consumer || home == c.cfg.HubGateway || consumer == c.cfg.HubGateway {
+		return
+	}
+	add := func(gw, peer string, p netip.Prefix) {
+		m := c.peerIPs[gw]
+		if m == nil {
+			m = map[string][]netip.Prefix{}
+			c.peerIPs[gw] = m
+		}
+		if !slices.Contains(m[peer], p) {
+			m[peer] = append(m[peer], p)
+		}
+	}
+	add(consumer, home, netip.PrefixFrom(ov, 32))
+	add(home, consumer, clientHalf(prefix))
+}
+
+// edgePeer is the peer entry of linked gateway n in the snapshot of another gateway.
+func (c *compiler) edgePeer(n string, allowed []netip.Prefix) (api.Peer, bool) {
+	o, ok := c.ix.gateways[n]
+	if !ok {
+		return api.Peer{}, false
+	}
+	p, ok := c.ipam.Gateways[n]
+	if !ok {
+		return api.Peer{}, false
+	}
+	allowed = slices.Clone(allowed)
+	slices.SortFunc(allowed, comparePrefix)
+	return api.Peer{Name: n, Site: o.ESiteName, PublicKey: o.PublicKey, Endpoint: o.Endpoint,
+		AllowedIPs: allowed, OverlayIP: firstAddr(p), Candidates: c.eps[n].Candidates()}, true
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}
+
+// links lists every linked pair by overlay IP, A < B, sorted.
+func (c *compiler) links() []api.Link {
+	var out []api.Link
+	for gw, peers := range c.peerIPs {
+		pa, ok := c.ipam.Gateways[gw]
+		if !ok {
+			continue
+		}
+		a := firstAddr(pa)
+		for peer := range peers {
+			pb, ok := c.ipam.Gateways[peer]
+			if !ok {
+				continue
+			}
+			if b := firstAddr(pb); a.Less(b) {
+				out = append(out, api.Link{A: a, B: b})
+			}
+		}
+	}
+	slices.SortFunc(out, compareLink)
+	return slices.Compact(out)
+}
+
+func compareLink(x, y api.Link) int {
+	if c := x.A.Compare(y.A); c != 0 {
+		return c
+	}
+	return x.B.Compare(y.B)
+}
+
 func fqdn(s string) string {
 	if s == "" || strings.HasSuffix(s, ".") {
 		return s
@@ -217,7 +307,7 @@ func (c *compiler) gateway(g *api.EGateway) *api.Snapshot {
 			s.Gateways = append(s.Gateways, api.GatewayRef{Name: n, Site: o.ESiteName, OverlayPrefix: p})
 			if n != name {
 				s.Peers = append(s.Peers, api.Peer{Name: n, Site: o.ESiteName, PublicKey: o.PublicKey,
-					Endpoint: o.Endpoint, AllowedIPs: []netip.Prefix{p}})
+					Endpoint: o.Endpoint, AllowedIPs: []netip.Prefix{p}, OverlayIP: firstAddr(p)})
 			}
 		}
 	} else {
@@ -242,7 +332,7 @@ func (c *compiler) gateway(g *api.EGateway) *api.Snapshot {
 	}
 	if !s.Hub {
 		hub := api.Peer{Name: cfg.HubGateway, Site: cfg.HubSite, PublicKey: cfg.PublicKey, Endpoint: cfg.Endpoint,
-			AllowedIPs: []netip.Prefix{cfg.OverlayCIDR}}
+			AllowedIPs: []netip.Prefix{cfg.OverlayCIDR}, OverlayIP: cfg.HubOverlayIP(), Hub: true}
 		if h, ok := ix.gateways[cfg.HubGateway]; ok {
 			hub.Site = h.ESiteName
 			if h.PublicKey != "" {
@@ -253,12 +343,24 @@ func (c *compiler) gateway(g *api.EGateway) *api.Snapshot {
 			}
 		}
 		s.Peers = []api.Peer{hub}
+		// The gateways linked with this one, each on its own end-to-end session. Only the
+		// site's serving gateway has any: exposures name sites, and a site's traffic goes
+		// through its serving gateway.
+		if serves {
+			peers := c.peerIPs[name]
+			for _, n := range sortedKeys(peers) {
+				if p, ok := c.edgePeer(n, peers[n]); ok {
+					s.Peers = append(s.Peers, p)
+				}
+			}
+		}
 	}
 	if serves {
 		s.VIPs = c.vips[g.ESiteName]
 		s.Hosted = c.hosted[g.ESiteName]
 	}
 	if s.Hub {
+		s.Links = c.links()
 		for _, site := range sortedKeys(c.hosted) {
 			for _, h := range c.hosted[site] {
 				if len(h.AllowedPrefixes) == 0 {

@@ -138,7 +138,10 @@ func TestCompileSnapshotShape(t *testing.T) {
 		t.Fatalf("gw-a:\n got %+v\nwant %+v", got, wantA)
 	}
 	wantPeers := []api.Peer{{Name: "cloud-gw", Site: "cloud", PublicKey: "HUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBA=", Endpoint: "198.51.100.1:51820",
-		AllowedIPs: []netip.Prefix{prefix("100.64.0.0/10")}}}
+		AllowedIPs: []netip.Prefix{prefix("100.64.0.0/10")}, OverlayIP: addr("100.64.0.1"), Hub: true},
+		// web at site-b is exposed to site-a: gw-a reaches ov(web) on its own session with gw-b.
+		{Name: "gw-b", Site: "site-b", PublicKey: "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA=", AllowedIPs: []netip.Prefix{prefix("100.64.8.2/32")},
+			OverlayIP: addr("100.64.8.1")}}
 	if !reflect.DeepEqual(a.Peers, wantPeers) {
 		t.Fatalf("edge peers %+v", a.Peers)
 	}
@@ -147,8 +150,8 @@ func TestCompileSnapshotShape(t *testing.T) {
 		t.Fatal("Hub flag")
 	}
 	wantHubPeers := []api.Peer{
-		{Name: "gw-a", Site: "site-a", PublicKey: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", AllowedIPs: []netip.Prefix{prefix("100.64.4.0/22")}},
-		{Name: "gw-b", Site: "site-b", PublicKey: "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA=", AllowedIPs: []netip.Prefix{prefix("100.64.8.0/22")}},
+		{Name: "gw-a", Site: "site-a", PublicKey: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", AllowedIPs: []netip.Prefix{prefix("100.64.4.0/22")}, OverlayIP: addr("100.64.4.1")},
+		{Name: "gw-b", Site: "site-b", PublicKey: "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA=", AllowedIPs: []netip.Prefix{prefix("100.64.8.0/22")}, OverlayIP: addr("100.64.8.1")},
 	}
 	if !reflect.DeepEqual(hub.Peers, wantHubPeers) {
 		t.Fatalf("hub peers %+v", hub.Peers)
@@ -318,5 +321,121 @@ func TestRelayOnlyClientHalves(t *testing.T) {
 	}
 	if v := pc.CheckRelay(gwA, ovS, tcp, 22, 8080, false, false); v == policy.Allow {
 		t.Error("a request from gateway A's own overlay address was relayed")
+	}
+}
+
+// linkWorld: hub cloud-gw; edges gw-a, gw-b, gw-c at site-a, site-b, site-c; site-d has no
+// gateway. web lives at site-b, api at site-a, cache at site-c (no overlay address), ui at
+// the cloud site.
+const linkWorld = `
+{"kind":"ESite","metadata":{"name":"cloud"}}
+{"kind":"ESite","metadata":{"name":"site-a"}}
+{"kind":"ESite","metadata":{"name":"site-b"}}
+{"kind":"ESite","metadata":{"name":"site-c"}}
+{"kind":"ESite","metadata":{"name":"site-d"}}
+{"kind":"EGateway","metadata":{"name":"cloud-gw"},"virtualPresenceIPcidr":"192.168.9.0/24","eSiteName":"cloud","endpoint":"198.51.100.1:51820"}
+{"kind":"EGateway","metadata":{"name":"gw-a"},"virtualPresenceIPcidr":"192.168.0.0/24","eSiteName":"site-a","publicKey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+{"kind":"EGateway","metadata":{"name":"gw-b"},"virtualPresenceIPcidr":"172.16.5.0/24","eSiteName":"site-b","publicKey":"BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA="}
+{"kind":"EGateway","metadata":{"name":"gw-c"},"virtualPresenceIPcidr":"172.16.6.0/24","eSiteName":"site-c","publicKey":"CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCA="}
+{"kind":"EService","metadata":{"name":"web"},"protocol":"TCP","port":80,"ip":"10.0.0.10","eSiteName":"site-b"}
+{"kind":"EService","metadata":{"name":"api"},"protocol":"TCP","port":443,"ip":"10.0.0.11","eSiteName":"site-a"}
+{"kind":"EService","metadata":{"name":"cache"},"protocol":"UDP","port":11211,"ip":"10.0.0.12","eSiteName":"site-c"}
+{"kind":"EService","metadata":{"name":"ui"},"protocol":"TCP","port":443,"ip":"10.9.0.10","eSiteName":"cloud"}
+`
+
+var linkIPAM = IPAM{
+	Gateways: map[string]netip.Prefix{"cloud-gw": prefix("100.64.0.0/22"), "gw-a": prefix("100.64.4.0/22"),
+		"gw-b": prefix("100.64.8.0/22"), "gw-c": prefix("100.64.12.0/22")},
+	Services: map[string]ServiceAddr{"web": {Gateway: "gw-b", Addr: addr("100.64.8.2")},
+		"api": {Gateway: "gw-a", Addr: addr("100.64.4.2")}, "ui": {Gateway: "cloud-gw", Addr: addr("100.64.0.2")}},
+}
+
+// TestCompilePeersAndLinks: an edge holds the hub and every gateway linked with it (an
+// exposure between their sites, whatever the policies say), each with exactly the
+// overlay addresses their traffic uses; the hub lists the linked pairs.
+func TestCompilePeersAndLinks(t *testing.T) {
+	exp := func(name, svc, sites, policies string) string {
+		return `{"kind":"ServiceExpose","metadata":{"name":"` + name + `"},"eServiceName":"` + svc + `","eSites":` + sites + `,"ePolicys":` + policies + `}`
+	}
+	type peerIPs map[string][]string // peer -> AllowedIPs
+	cases := []struct {
+		name  string
+		objs  string
+		eps   map[string]GatewayEndpoints
+		peers map[string]peerIPs // gateway -> linked peers (the hub is checked apart)
+		links [][2]string
+		cands map[[2]string][]netip.AddrPort // (gateway, peer) -> Candidates
+	}{
+		{name: "nothing exposed: only the hub", peers: map[string]peerIPs{"gw-a": {}, "gw-b": {}, "gw-c": {}}},
+		{name: "exposed without a policy still links", objs: exp("web", "web", `["site-a"]`, `[]`),
+			peers: map[string]peerIPs{"gw-a": {"gw-b": {"100.64.8.2/32"}}, "gw-b": {"gw-a": {"100.64.6.0/23"}}, "gw-c": {}},
+			links: [][2]string{{"100.64.4.1", "100.64.8.1"}}},
+		{name: "both ways", objs: exp("web", "web", `["site-a","site-c"]`, `["ghost"]`) + exp("api", "api", `["site-b"]`, `[]`),
+			peers: map[string]peerIPs{
+				"gw-a": {"gw-b": {"100.64.8.2/32", "100.64.10.0/23"}},
+				"gw-b": {"gw-a": {"100.64.4.2/32", "100.64.6.0/23"}, "gw-c": {"100.64.14.0/23"}},
+				"gw-c": {"gw-b": {"100.64.8.2/32"}}},
+			links: [][2]string{{"100.64.4.1", "100.64.8.1"}, {"100.64.8.1", "100.64.12.1"}}},
+		{name: "same site, cloud site, site without gateway, no overlay address: no link",
+			objs: exp("web", "web", `["site-b","cloud","site-d","nowhere"]`, `[]`) + exp("ui", "ui", `["site-a"]`, `[]`) +
+				exp("cache", "cache", `["site-a"]`, `[]`),
+			peers: map[string]peerIPs{"gw-a": {}, "gw-b": {}, "gw-c": {}}},
+		{name: "candidates: observed first, then reported, no repeat",
+			objs: exp("web", "web", `["site-a"]`, `[]`),
+			eps: map[string]GatewayEndpoints{
+				"gw-b": {Observed: netip.MustParseAddrPort("198.51.100.7:40000"),
+					Reported: []netip.AddrPort{netip.MustParseAddrPort("10.1.0.5:51820"), netip.MustParseAddrPort("198.51.100.7:40000")}},
+				"gw-a": {Reported: []netip.AddrPort{netip.MustParseAddrPort("10.2.0.5:51820")}},
+				"gw-c": {Observed: netip.MustParseAddrPort("198.51.100.9:1")}},
+			peers: map[string]peerIPs{"gw-a": {"gw-b": {"100.64.8.2/32"}}, "gw-b": {"gw-a": {"100.64.6.0/23"}}, "gw-c": {}},
+			links: [][2]string{{"100.64.4.1", "100.64.8.1"}},
+			cands: map[[2]string][]netip.AddrPort{
+				{"gw-a", "gw-b"}: {netip.MustParseAddrPort("198.51.100.7:40000"), netip.MustParseAddrPort("10.1.0.5:51820")},
+				{"gw-b", "gw-a"}: {netip.MustParseAddrPort("10.2.0.5:51820")}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			snaps := CompileWith(decode(t, linkWorld+c.objs), linkIPAM, c.eps, testConfig())
+			for gw, want := range c.peers {
+				s := snaps[gw]
+				if len(s.Peers) == 0 || !s.Peers[0].Hub || s.Peers[0].Name != "cloud-gw" || s.Peers[0].OverlayIP != addr("100.64.0.1") ||
+					!reflect.DeepEqual(s.Peers[0].AllowedIPs, []netip.Prefix{prefix("100.64.0.0/10")}) || s.Peers[0].Candidates != nil {
+					t.Fatalf("%s: first peer is not the hub: %+v", gw, s.Peers)
+				}
+				got := peerIPs{}
+				for _, p := range s.Peers[1:] {
+					if p.Hub || p.OverlayIP != firstAddr(linkIPAM.Gateways[p.Name]) || p.PublicKey == "" {
+						t.Errorf("%s: peer %+v", gw, p)
+					}
+					for _, a := range p.AllowedIPs {
+						got[p.Name] = append(got[p.Name], a.String())
+					}
+					if want := c.cands[[2]string{gw, p.Name}]; !reflect.DeepEqual(p.Candidates, want) {
+						t.Errorf("%s: candidates of %s %v, want %v", gw, p.Name, p.Candidates, want)
+					}
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%s: peers %v, want %v", gw, got, want)
+				}
+			}
+			hub := snaps["cloud-gw"]
+			var links [][2]string
+			for _, l := range hub.Links {
+				links = append(links, [2]string{l.A.String(), l.B.String()})
+			}
+			if !reflect.DeepEqual(links, c.links) {
+				t.Errorf("hub links %v, want %v", links, c.links)
+			}
+			for _, p := range hub.Peers {
+				if p.Hub || len(p.Candidates) != 0 || p.OverlayIP != firstAddr(linkIPAM.Gateways[p.Name]) {
+					t.Errorf("hub peer %+v", p)
+				}
+			}
+			for gw, s := range snaps {
+				if gw != "cloud-gw" && s.Links != nil {
+					t.Errorf("%s has links", gw)
+				}
+			}
+		})
 	}
 }

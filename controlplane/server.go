@@ -78,6 +78,14 @@ type Server struct {
 	peerStats func() map[string]PeerStats
 	// polls holds, per gateway, its waiting /v1/sync long polls, oldest first.
 	polls map[string][]*poll
+
+	// epMu guards the endpoint changes not yet stored and whether a goroutine is storing
+	// them (see queueEndpoints).
+	epMu       sync.Mutex
+	epPending  map[string]endpointChange
+	epFlushing bool
+	// epIdle, if set, is closed (and cleared) when the flusher finds nothing more to do.
+	epIdle chan struct{}
 }
 
 // gwSnap is the current snapshot of one gateway and, computed once on first use, its
@@ -167,7 +175,7 @@ func (s *Server) refresh() error {
 	for _, o := range st.Objects {
 		objs = append(objs, o)
 	}
-	next := Compile(objs, st.IPAM, s.cfg)
+	next := CompileWith(objs, st.IPAM, st.Endpoints, s.cfg)
 	objs = nil
 
 	// Compare outside mu: only refresh writes hashes, and refreshMu is held.
@@ -320,13 +328,123 @@ func (s *Server) GatewayByAddr(addr netip.Addr) (string, bool) {
 	return "", false
 }
 
-// Report records a gateway's report.
+// MaxReportPaths bounds the paths kept from one report (api.Report.Paths).
+const MaxReportPaths = 4096
+
+// Report records a gateway's report. Its LAN candidates are stored (when they changed) and
+// reach the gateway's linked peers through their snapshots; its paths are kept in memory
+// and shown by Status.
 func (s *Server) Report(gateway string, r api.Report) {
 	r.Gateway = gateway
 	r.Received = s.opts.Now()
+	cands := cleanCandidates(r.Candidates)
+	r.Candidates = cands
+	if len(r.Paths) > MaxReportPaths {
+		r.Paths = r.Paths[:MaxReportPaths]
+	}
 	s.mu.Lock()
 	s.reports[gateway] = r
 	s.mu.Unlock()
+	s.queueEndpoints(gateway, endpointChange{reported: cands, setReported: true})
+}
+
+// SetObservedEndpoint records the UDP endpoint the hub's WireGuard currently sees for
+// gateway (its public endpoint, behind whatever NAT): the hub's data plane calls it when
+// wireguard-go's endpoint for that peer changes. The endpoint becomes the first of the
+// gateway's Candidates in its linked peers' snapshots. An invalid ep forgets it. It does
+// not block on the store: changes are stored (one transaction for all that queued up,
+// only when something changed) by a goroutine of their own.
+func (s *Server) SetObservedEndpoint(gateway string, ep netip.AddrPort) {
+	ep = netip.AddrPortFrom(ep.Addr().Unmap().WithZone(""), ep.Port())
+	if !usableEndpoint(ep) {
+		ep = netip.AddrPort{}
+	}
+	s.queueEndpoints(gateway, endpointChange{observed: ep, setObserved: true})
+}
+
+// queueEndpoints queues a change of gateway's endpoints unless the store has them already,
+// and starts the goroutine that stores queued changes if none runs.
+func (s *Server) queueEndpoints(gateway string, c endpointChange) {
+	s.epMu.Lock()
+	defer s.epMu.Unlock()
+	p, queued := s.epPending[gateway]
+	if !queued {
+		cur, _ := s.storedEndpoints(gateway)
+		if (!c.setObserved || cur.Observed == c.observed) && (!c.setReported || slices.Equal(cur.Reported, c.reported)) {
+			return // nothing new
+		}
+	}
+	if c.setObserved {
+		p.observed, p.setObserved = c.observed, true
+	}
+	if c.setReported {
+		p.reported, p.setReported = c.reported, true
+	}
+	if s.epPending == nil {
+		s.epPending = map[string]endpointChange{}
+	}
+	s.epPending[gateway] = p
+	if !s.epFlushing {
+		s.epFlushing = true
+		go s.flushEndpoints()
+	}
+}
+
+// storedEndpoints returns gateway's endpoints as the store holds them (from its cache).
+func (s *Server) storedEndpoints(gateway string) (GatewayEndpoints, bool) {
+	st := s.store.cached()
+	if st == nil {
+		return GatewayEndpoints{}, false
+	}
+	e, ok := st.Endpoints[gateway]
+	return e, ok
+}
+
+// flushEndpoints stores the queued endpoint changes, in one transaction per round, until
+// none are left, and recompiles the snapshots.
+func (s *Server) flushEndpoints() {
+	for {
+		s.epMu.Lock()
+		batch := s.epPending
+		s.epPending = nil
+		if len(batch) == 0 {
+			s.epFlushing = false
+			if s.epIdle != nil {
+				close(s.epIdle)
+				s.epIdle = nil
+			}
+			s.epMu.Unlock()
+			return
+		}
+		s.epMu.Unlock()
+		rev, err := s.store.setEndpoints(batch)
+		if err != nil {
+			s.log.Error("storing gateway endpoints", "gateways", len(batch), "err", err)
+			continue
+		}
+		if rev == 0 {
+			continue
+		}
+		if err := s.refresh(); err != nil {
+			s.log.Error("compiling snapshots", "err", err)
+		}
+	}
+}
+
+// endpointsIdle returns a channel closed once no endpoint change is queued or being
+// stored.
+func (s *Server) endpointsIdle() <-chan struct{} {
+	s.epMu.Lock()
+	defer s.epMu.Unlock()
+	if !s.epFlushing {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	if s.epIdle == nil {
+		s.epIdle = make(chan struct{})
+	}
+	return s.epIdle
 }
 
 // Apply, Create, Update, Delete and DeleteAll write through the store and recompile.
@@ -449,6 +567,7 @@ func (s *Server) Status() (*api.StatusReport, error) {
 			gs.AppliedRevision = r.AppliedRevision
 			gs.Leases = slices.Clone(r.Leases)
 			gs.Drops = r.Drops
+			gs.Paths = slices.Clone(r.Paths)
 		}
 		if ps, ok := stats[n]; ok {
 			gs.Connected, gs.LastHandshake, gs.RxBytes, gs.TxBytes = ps.Connected, ps.LastHandshake, ps.RxBytes, ps.TxBytes

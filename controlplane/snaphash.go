@@ -34,6 +34,13 @@ func (h *snapHasher) sum(s *api.Snapshot) [sha256.Size]byte {
 		h.str(p.PublicKey)
 		h.str(p.Endpoint)
 		h.prefixes(p.AllowedIPs)
+		h.addr(p.OverlayIP)
+		h.bool(p.Hub)
+		h.len(len(p.Candidates))
+		for _, c := range p.Candidates {
+			h.addr(c.Addr())
+			h.u16(c.Port())
+		}
 	}
 	h.len(len(s.Gateways))
 	for _, g := range s.Gateways {
@@ -91,6 +98,11 @@ func (h *snapHasher) sum(s *api.Snapshot) [sha256.Size]byte {
 		h.str(r.Protocol)
 		h.u16(r.Port)
 		h.prefixes(r.AllowedPrefixes)
+	}
+	h.len(len(s.Links))
+	for _, l := range s.Links {
+		h.addr(l.A)
+		h.addr(l.B)
 	}
 	h.str(s.DNSZone)
 	return sha256.Sum256(h.b)

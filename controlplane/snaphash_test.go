@@ -12,6 +12,7 @@ import (
 var (
 	addrType   = reflect.TypeFor[netip.Addr]()
 	prefixType = reflect.TypeFor[netip.Prefix]()
+	apType     = reflect.TypeFor[netip.AddrPort]()
 )
 
 // fill sets every leaf under v to a distinct non-zero value and every slice to one
@@ -24,6 +25,9 @@ func fill(t *testing.T, v reflect.Value, n *int) {
 		return
 	case v.Type() == prefixType:
 		v.Set(reflect.ValueOf(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 2, byte(*n), 0}), 24)))
+		return
+	case v.Type() == apType:
+		v.Set(reflect.ValueOf(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 3, byte(*n), 1}), uint16(*n))))
 		return
 	}
 	switch v.Kind() {
@@ -63,6 +67,18 @@ func mutations(t *testing.T, v reflect.Value, path string, at func(reflect.Value
 			f := at(root)
 			p := f.Interface().(netip.Prefix)
 			f.Set(reflect.ValueOf(netip.PrefixFrom(p.Addr(), p.Bits()+1)))
+		}
+		return out
+	case v.Type() == apType:
+		out[path+".addr"] = func(root reflect.Value) {
+			f := at(root)
+			ap := f.Interface().(netip.AddrPort)
+			f.Set(reflect.ValueOf(netip.AddrPortFrom(ap.Addr().Next(), ap.Port())))
+		}
+		out[path+".port"] = func(root reflect.Value) {
+			f := at(root)
+			ap := f.Interface().(netip.AddrPort)
+			f.Set(reflect.ValueOf(netip.AddrPortFrom(ap.Addr(), ap.Port()+1)))
 		}
 		return out
 	}

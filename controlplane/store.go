@@ -70,6 +70,8 @@ type State struct {
 	Revision int64
 	Objects  map[string]api.Object
 	IPAM     IPAM
+	// Endpoints are the gateways' known UDP endpoints (bucket endpoints).
+	Endpoints map[string]GatewayEndpoints
 }
 
 // List returns the objects of kind, sorted by name; every kind if kind is "".
@@ -242,6 +244,13 @@ func (s *Store) load(tx Tx) (*State, error) {
 	return st, nil
 }
 
+// cached returns the cached state (nil if none); it is shared: do not modify.
+func (s *Store) cached() *State {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	return s.cache
+}
+
 // setCache remembers st unless the cache holds a later revision already.
 func (s *Store) setCache(st *State) {
 	s.cacheMu.Lock()
@@ -252,7 +261,11 @@ func (s *Store) setCache(st *State) {
 }
 
 func (st *State) clone() *State {
-	c := &State{Revision: st.Revision, Objects: make(map[string]api.Object, len(st.Objects)), IPAM: st.IPAM.clone()}
+	c := &State{Revision: st.Revision, Objects: make(map[string]api.Object, len(st.Objects)), IPAM: st.IPAM.clone(),
+		Endpoints: make(map[string]GatewayEndpoints, len(st.Endpoints))}
+	for k, e := range st.Endpoints {
+		c.Endpoints[k] = e
+	}
 	for k, o := range st.Objects {
 		c.Objects[k] = o
 	}
@@ -284,7 +297,12 @@ func load(tx Tx) (*State, error) {
 		}
 	}
 	st.IPAM = st.IPAM.clone()
-	err := tx.ForEach(bucketObjects, func(key string, val []byte) error {
+	eps, err := loadEndpoints(tx)
+	if err != nil {
+		return nil, err
+	}
+	st.Endpoints = eps
+	err = tx.ForEach(bucketObjects, func(key string, val []byte) error {
 		kind, _, ok := strings.Cut(key, "/")
 		if !ok {
 			return fmt.Errorf("store: bad key %q", key)
@@ -356,11 +374,20 @@ func (s *Store) write(mut func(st *State) ([]Result, error)) (int64, []Result, e
 				return err
 			}
 		}
-		for k := range orig {
+		for k, o := range orig {
 			if _, ok := st.Objects[k]; !ok {
 				changed = true
 				if err := tx.Delete(bucketObjects, k); err != nil {
 					return err
+				}
+				// A gateway's endpoints go with it.
+				if g, ok := o.(*api.EGateway); ok {
+					if _, had := st.Endpoints[g.Metadata.Name]; had {
+						delete(st.Endpoints, g.Metadata.Name)
+						if err := tx.Delete(bucketEndpoints, g.Metadata.Name); err != nil {
+							return err
+						}
+					}
 				}
 			}
 		}

@@ -480,7 +480,10 @@ func TestStatus(t *testing.T) {
 				"drops":  map[string]int{}},
 			{"name": "edge-a", "site": "site-a", "connected": false, "lastHandshake": testNow.Add(-3*time.Minute - 7*time.Second),
 				"rxBytes": 10, "txBytes": 0, "appliedRevision": 9, "latestRevision": 11,
-				"drops": map[string]int{"denied": 4, "malformed": 1, "noroute": 0}},
+				"drops": map[string]int{"denied": 4, "malformed": 1, "noroute": 0},
+				"paths": []map[string]any{
+					{"peer": "edge-c", "mode": "relayed", "since": testNow.Add(-2 * time.Minute), "endpoint": "203.0.113.1:51820"},
+					{"peer": "edge-b", "mode": "direct", "since": testNow.Add(-45 * time.Second), "endpoint": "198.51.100.9:41641", "rttMs": 2.5}}},
 			{"name": "edge-b", "site": "site-b", "appliedRevision": 0},
 		},
 	})
@@ -490,6 +493,10 @@ func TestStatus(t *testing.T) {
 		{"cloud", "cloud", "hub", "yes", "-", "-", "-", "12/12", "client", "2/510,", "presence", "1/126", "0"},
 		{"edge-a", "site-a", "edge", "no", "3m7s", "10", "B", "0", "B", "9/11", "behind", "-", "denied=4", "malformed=1"},
 		{"edge-b", "site-b", "edge", "no", "never", "0", "B", "0", "B", "0/12", "behind", "-", "0"},
+		{},
+		{"GATEWAY", "PEER", "PATH", "SINCE", "ENDPOINT", "RTT"},
+		{"edge-a", "edge-b", "direct", "45s", "198.51.100.9:41641", "2.5", "ms"},
+		{"edge-a", "edge-c", "relayed", "2m0s", "203.0.113.1:51820", "-"},
 	}
 	if !equalRows(got, want) {
 		t.Errorf("status =\n%q\nwant\n%q", got, want)

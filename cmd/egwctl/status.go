@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,7 +26,10 @@ func (a *app) newStatusCommand() *cobra.Command {
 		Long: `status shows, for every gateway, whether it is connected, the age of its last WireGuard
 handshake, bytes received and sent, the snapshot revision it applied against the latest one
 compiled for it (marked "behind" while they differ), how full its lease pools are, and its
-packet drops by reason. -o json and -o yaml print the API's answer unchanged.`,
+packet drops by reason. A second table shows, as each gateway reported it, the path to every
+peer gateway it exchanges traffic with: direct (the peer's own UDP endpoint) or relayed
+(through a hub), for how long, the endpoint in use and the round trip of the last probe.
+-o json and -o yaml print the API's answer unchanged.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkFormat(output, formatTable, formatJSON, formatYAML); err != nil {
@@ -86,6 +90,39 @@ func printStatus(w io.Writer, st *client.Status, now time.Time) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			g.Name, orDash(g.Site), role, connected, hs, rx, tx, rev, orDash(leases(g.Leases)), drops(g.Drops))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printPaths(w, st.Gateways, now)
+}
+
+// printPaths writes one row per (gateway, peer) path the gateways reported, if any.
+func printPaths(w io.Writer, gws []api.GatewayStatus, now time.Time) error {
+	n := 0
+	for _, g := range gws {
+		n += len(g.Paths)
+	}
+	if n == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := newTabWriter(w)
+	fmt.Fprintln(tw, "GATEWAY\tPEER\tPATH\tSINCE\tENDPOINT\tRTT")
+	for _, g := range gws {
+		paths := slices.Clone(g.Paths)
+		slices.SortStableFunc(paths, func(a, b api.PathStatus) int { return strings.Compare(a.Peer, b.Peer) })
+		for _, p := range paths {
+			rtt := "-"
+			if p.RTTMS > 0 {
+				rtt = strconv.FormatFloat(p.RTTMS, 'f', 1, 64) + " ms"
+			}
+			since := "-"
+			if !p.Since.IsZero() {
+				since = age(p.Since, now)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, orDash(p.Peer), orDash(p.Mode), since, orDash(p.Endpoint), rtt)
+		}
 	}
 	return tw.Flush()
 }
