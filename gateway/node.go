@@ -68,13 +68,21 @@ func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
 	n := &Node{cfg: cfg, opts: opts, log: log, stop: make(chan struct{})}
 	cc := cfg.Cloud
 	n.cloud.Store(&cc)
-	n.engine = nat.NewEngine(nat.Config{
+	ncfg := nat.Config{
 		MTU:               cfg.TUN.MTU,
 		RejectDenied:      &reject,
 		ClientLeaseIdle:   cfg.NAT.LeaseIdle,
 		PresenceLeaseIdle: cfg.NAT.LeaseIdle,
 		LeaseQuiet:        cfg.NAT.LeaseQuiet,
-	})
+	}
+	// The gateway's own overlay IP carries only control traffic: an edge's with the cloud,
+	// the hub's on its sync port.
+	if opts.Hub {
+		ncfg.ControlPort = uint16(cfg.Cloud.SyncPort)
+	} else {
+		ncfg.ControlPeer = cfg.CloudOverlay
+	}
+	n.engine = nat.NewEngine(ncfg)
 	if !opts.NoCache {
 		n.cache = NewSnapshotCache(cfg.StateDir)
 	}
@@ -93,13 +101,6 @@ func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
 			VPCIDR: cfg.VPCIDRP, VPAddr: cfg.VPAddr,
 			OverlayCIDR: cfg.OverlayCIDRP, OverlayIP: cfg.OverlayIPA,
 		},
-	}
-	// The gateway's own overlay IP carries only control traffic: an edge's with the cloud,
-	// the hub's on its sync port.
-	if opts.Hub {
-		ocfg.ControlPort = uint16(cfg.Cloud.SyncPort)
-	} else {
-		ocfg.ControlPeer = cfg.CloudOverlay
 	}
 	var err error
 	if opts.TUN == nil {

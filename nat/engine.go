@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/ip4"
 	"github.com/egw-project/egw/policy"
 	"github.com/egw-project/egw/vpresence"
 )
@@ -39,6 +40,13 @@ type Config struct {
 	// exchanges remembered (presence IP, service IP, echo id). Default 4096.
 	EchoTimeout time.Duration
 	EchoTable   int
+	// ControlPeer and ControlPort say which traffic of the gateway's own overlay IP is its
+	// control traffic, passed untranslated: an edge's overlay IP talks only with ControlPeer
+	// (the cloud's overlay IP); the hub's serves only TCP port ControlPort (its sync port).
+	// Anything else to or from the overlay IP is denied (ReasonDeniedControl), so no peer
+	// reaches other services of the gateway host through the overlay. Zero values: none.
+	ControlPeer netip.Addr
+	ControlPort uint16
 	// Now is the clock leases and timeouts are decided with. Default: monotonic (wall time
 	// at start plus monotonic time since), immune to steps of the system clock.
 	Now func() time.Time
@@ -113,8 +121,12 @@ type Engine struct {
 	st     atomic.Pointer[state]
 	applyM sync.Mutex // serializes Apply
 	lim    limiter
-	frags  fragTable
-	echo   *vpresence.EchoTable // echo requests handed to service hosts (outlives snapshots)
+	// ctlPeer (big-endian IPv4, 0 = none) and ctlPort (0 = none): Config.ControlPeer and
+	// Config.ControlPort.
+	ctlPeer uint32
+	ctlPort uint16
+	frags   fragTable
+	echo    *vpresence.EchoTable // echo requests handed to service hosts (outlives snapshots)
 
 	dirs  [2]dirCounters
 	drops [NumReasons]atomic.Uint64
@@ -134,7 +146,8 @@ const (
 // ReasonNoSnapshot (default deny).
 func NewEngine(cfg Config) *Engine {
 	cfg.setDefaults()
-	e := &Engine{cfg: cfg, mss: uint16(cfg.MTU - 40), reject: *cfg.RejectDenied}
+	e := &Engine{cfg: cfg, mss: uint16(cfg.MTU - 40), reject: *cfg.RejectDenied, ctlPort: cfg.ControlPort}
+	e.ctlPeer = ip4.U32(cfg.ControlPeer)
 	e.lim.interval = int64(time.Second) / int64(cfg.ICMPRate)
 	e.lim.burst = int64(cfg.ICMPBurst) * e.lim.interval
 	e.frags.init(cfg.FragmentTable, int64(cfg.FragmentTimeout))

@@ -621,15 +621,54 @@ func TestSameSiteHairpin(t *testing.T) {
 
 func TestOwnControlTrafficAndStrays(t *testing.T) {
 	clk := newClock()
-	a := newEngine(t, snapA(), clk)
+	a := newEngine(t, snapA(), clk, func(c *Config) { c.ControlPeer = ovHub })
 	b := tcpTo(ovA, ovHub, 7443).build(t)
 	in := append([]byte(nil), b...)
 	if r := a.FromSite(b, nil); r.Action != ToOverlay || !bytes.Equal(b, in) {
 		t.Fatalf("own traffic: %v", r.Reason)
 	}
 	b = mirror(in)
-	if r := a.FromOverlay(b, nil); r.Action != ToSite {
+	in = append([]byte(nil), b...)
+	if r := a.FromOverlay(b, nil); r.Action != ToSite || !bytes.Equal(b, in) {
 		t.Fatal(r.Reason)
+	}
+	// Only the cloud is the control peer: another gateway cannot reach this gateway's
+	// overlay IP (even where a VIP would otherwise match), and the overlay IP sends to
+	// nobody else. Denials are answered like every other denial.
+	reply := make([]byte, 1500)
+	for _, c := range []struct {
+		name     string
+		fromSite bool
+		pkt      []byte
+	}{
+		{"probe from another gateway", false, tcpTo(ovB, ovA, 22).build(t)},
+		{"overlay IP to another gateway", true, tcpTo(ovA, ovB, 22).build(t)},
+		{"overlay IP to a VIP", true, tcpTo(ovA, vipNginx, 8080).build(t)},
+	} {
+		var r Result
+		if c.fromSite {
+			r = a.FromSite(c.pkt, reply)
+		} else {
+			r = a.FromOverlay(c.pkt, reply)
+		}
+		if r.Action != Drop || r.Reason != ReasonDeniedControl || r.ReplyLen == 0 {
+			t.Errorf("%s: %v %v reply %d", c.name, r.Action, r.Reason, r.ReplyLen)
+		}
+		want := ToSite
+		if !c.fromSite {
+			want = ToOverlay
+		}
+		if r.ReplyAction != want || reply[20] != 3 || reply[21] != 13 {
+			t.Errorf("%s: reply %v type %d code %d", c.name, r.ReplyAction, reply[20], reply[21])
+		}
+	}
+	if got := a.Stats().Drops["denied-control"]; got != 3 {
+		t.Errorf("denied-control = %d, want 3", got)
+	}
+	// Without a control rule the overlay IP carries nothing.
+	none := newEngine(t, snapA(), clk)
+	if r := none.FromSite(tcpTo(ovA, ovHub, 7443).build(t), nil); r.Reason != ReasonDeniedControl {
+		t.Errorf("no control rule: %v", r.Reason)
 	}
 	if r := a.FromSite(tcpTo(clientA, ovHub, 7443).build(t), nil); r.Reason != ReasonDeniedOverlay {
 		t.Fatal(r.Reason)
@@ -646,6 +685,36 @@ func TestOwnControlTrafficAndStrays(t *testing.T) {
 	fake := tcpTo(ma("100.64.8.77"), srcOf(out), 40000).build(t)
 	if r := a.FromOverlay(fake, nil); r.Reason != ReasonNotServiceReply {
 		t.Fatal(r.Reason)
+	}
+}
+
+// TestHubControlPort: the hub's overlay IP serves only its TCP sync port.
+func TestHubControlPort(t *testing.T) {
+	h := newEngine(t, snapHub(), newClock(), func(c *Config) { c.ControlPort = 7443 })
+	if r := h.FromOverlay(tcpTo(ovA, ovHub, 7443).build(t), nil); r.Action != ToSite {
+		t.Fatalf("sync request: %v", r.Reason)
+	}
+	if r := h.FromSite(mirror(tcpTo(ovA, ovHub, 7443).build(t)), nil); r.Action != ToOverlay {
+		t.Fatalf("sync answer: %v", r.Reason)
+	}
+	for name, c := range map[string]struct {
+		fromSite bool
+		pkt      []byte
+	}{
+		"tcp to another port":    {false, tcpTo(ovA, ovHub, 22).build(t)},
+		"udp to the sync port":   {false, udpTo(ovA, ovHub, 7443).build(t)},
+		"tcp from another port":  {true, mirror(tcpTo(ovA, ovHub, 22).build(t))},
+		"echo to the overlay IP": {false, echoTo(ovA, ovHub, 1).build(t)},
+	} {
+		var r Result
+		if c.fromSite {
+			r = h.FromSite(c.pkt, nil)
+		} else {
+			r = h.FromOverlay(c.pkt, nil)
+		}
+		if r.Reason != ReasonDeniedControl {
+			t.Errorf("%s: %v %v", name, r.Action, r.Reason)
+		}
 	}
 }
 

@@ -66,11 +66,6 @@ type Config struct {
 	PrivateKey wgtypes.Key
 	ListenPort int // WireGuard UDP port; 0 picks one
 	Address    Addressing
-	// ControlPeer and ControlPort say which traffic of Address.OverlayIP is the gateway's
-	// control traffic (see Wrapper.SetControl): an edge sets ControlPeer to the cloud's
-	// overlay IP; the hub sets ControlPort to its sync port.
-	ControlPeer netip.Addr
-	ControlPort uint16
 	// UAPI serves /var/run/wireguard/<tun name>.sock so `wg show` and wgctrl read the
 	// live device. On by default in New; tests may turn it off.
 	NoUAPI bool
@@ -174,8 +169,6 @@ func start(cfg Config, tr Translator, tdev tun.Device, bind conn.Bind, logger *s
 	}
 	w := NewWrapper(tdev, tr, logger)
 	w.now = cfg.Now
-	w.SetLocal(cfg.Address.OverlayIP)
-	w.SetControl(cfg.ControlPeer, cfg.ControlPort)
 	o := &Overlay{
 		cfg:   cfg,
 		log:   logger.With("dev", name),

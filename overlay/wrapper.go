@@ -7,14 +7,12 @@ package overlay
 //     straight into WireGuard's buffers at its offset, and each packet is translated in
 //     place by Translator.FromSite: ToOverlay packets stay in the batch (compacted to its
 //     front), ToSite packets (same-site hairpin) are written back to the TUN in one batch,
-//     drops are counted by reason. A packet whose source is the gateway's own overlay IP is
-//     its control traffic and goes to WireGuard untranslated.
+//     drops are counted by reason.
 //  2. Overlay → site. wireguard-go's per-peer receive goroutines call Wrapper.Write with
 //     decrypted packets. Each is translated by Translator.FromOverlay: ToSite packets are
 //     written to the TUN in one batch, ToOverlay packets (the hub relaying to another
 //     gateway) are copied into the re-queue and the reader is woken so its next Read
-//     returns them. A packet addressed to the gateway's own overlay IP goes to the TUN
-//     untranslated.
+//     returns them.
 //  3. ICMP replies the engine wrote go to the TUN (batched with the step's TUN writes) or
 //     into the re-queue, as Result.ReplyAction says.
 //
@@ -29,10 +27,8 @@ package overlay
 // the TUN without blocking, so a hub relaying at full speed does not starve its own site.
 
 import (
-	"encoding/binary"
 	"errors"
 	"log/slog"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -59,11 +55,10 @@ const (
 
 // Wrapper drop reasons beyond the engine's (the engine's nat.Reason counters are kept too).
 const (
-	DropRequeueFull = "requeue-full"   // relay queue full
-	DropTooBig      = "too-big"        // re-queued packet larger than WireGuard's buffer
-	DropReplyLen    = "bad-reply-len"  // engine claimed a reply longer than the buffer
-	DropTUNWrite    = "tun-write"      // the TUN refused a write (counted per batch packet)
-	DropControl     = "control-denied" // to or from the gateway's overlay IP, but not its control traffic
+	DropRequeueFull = "requeue-full"  // relay queue full
+	DropTooBig      = "too-big"       // re-queued packet larger than WireGuard's buffer
+	DropReplyLen    = "bad-reply-len" // engine claimed a reply longer than the buffer
+	DropTUNWrite    = "tun-write"     // the TUN refused a write (counted per batch packet)
 )
 
 var errKicked = errors.New("overlay: TUN read interrupted for re-queued packets")
@@ -75,15 +70,8 @@ type Wrapper struct {
 	dev tun.Device
 	src siteSource
 	tr  atomic.Pointer[translatorBox]
-	// local is the gateway's own overlay IPv4 address as a big-endian uint32; 0 = none.
-	local atomic.Uint32
-	// ctlPeer (big-endian IPv4, 0 = none) and ctlPort (0 = none) say which traffic of the
-	// gateway's own overlay IP is control traffic: an edge talks only to the cloud's
-	// overlay IP; the hub serves only its sync port (TCP). See SetControl.
-	ctlPeer atomic.Uint32
-	ctlPort atomic.Uint32
-	log     *slog.Logger
-	now     func() time.Time
+	log *slog.Logger
+	now func() time.Time
 
 	queue requeue
 
@@ -113,7 +101,7 @@ type wrapperCounters struct {
 	hairpin, requeued, local, replies atomic.Uint64
 	natDrops                          [nat.NumReasons]atomic.Uint64
 	requeueFull, tooBig, replyLen     atomic.Uint64
-	tunWrite, control                 atomic.Uint64
+	tunWrite                          atomic.Uint64
 }
 
 // WrapperStats is a snapshot of the Wrapper's counters.
@@ -124,7 +112,6 @@ type WrapperStats struct {
 	ToSitePackets, ToSiteBytes           uint64 // written to the TUN (incl. hairpin, replies)
 	Hairpin                              uint64 // site packets written back to the site
 	Requeued                             uint64 // overlay packets relayed back to WireGuard
-	Local                                uint64 // control traffic passed untranslated
 	Replies                              uint64 // ICMP replies the engine generated
 	// Drops counts dropped packets by reason: the engine's nat.Reason names plus the
 	// Drop* constants of this package. Only non-zero reasons are present.
@@ -158,52 +145,6 @@ func (w *Wrapper) SetTranslator(tr Translator) {
 		tr = DropAll{}
 	}
 	w.tr.Store(&translatorBox{tr})
-}
-
-// SetControl says which traffic of the gateway's own overlay IP passes untranslated: to and
-// from peer (an edge: the cloud's overlay IP), or TCP to and from port on the local
-// address (the hub: its sync port). Anything else to or from the local address is dropped
-// (DropControl), so no peer reaches other services of the gateway host through the overlay.
-func (w *Wrapper) SetControl(peer netip.Addr, port uint16) {
-	if peer.Is4() {
-		b := peer.As4()
-		w.ctlPeer.Store(binary.BigEndian.Uint32(b[:]))
-	} else {
-		w.ctlPeer.Store(0)
-	}
-	w.ctlPort.Store(uint32(port))
-}
-
-// control reports whether pkt, whose source (fromSite) or destination is the gateway's own
-// overlay IP, is control traffic.
-func (w *Wrapper) control(pkt []byte, fromSite bool) bool {
-	peerOff, portOff := 12, 2 // from the overlay: the peer is the source, our port the destination
-	if fromSite {
-		peerOff, portOff = 16, 0
-	}
-	if p := w.ctlPeer.Load(); p != 0 && addrAt(pkt, peerOff) == p {
-		return true
-	}
-	port := w.ctlPort.Load()
-	if port == 0 || len(pkt) < 20 || pkt[9] != 6 || binary.BigEndian.Uint16(pkt[6:8])&0x1fff != 0 {
-		return false
-	}
-	ihl := int(pkt[0]&0x0f) * 4
-	if ihl < 20 || len(pkt) < ihl+4 {
-		return false
-	}
-	return uint32(binary.BigEndian.Uint16(pkt[ihl+portOff:])) == port
-}
-
-// SetLocal sets the gateway's own overlay IPv4 address, whose control traffic (SetControl)
-// passes untranslated. An invalid or non-IPv4 address turns the bypass off.
-func (w *Wrapper) SetLocal(a netip.Addr) {
-	if !a.Is4() {
-		w.local.Store(0)
-		return
-	}
-	b := a.As4()
-	w.local.Store(binary.BigEndian.Uint32(b[:]))
 }
 
 // Read implements tun.Device: see the walk at the top of this file.
@@ -292,7 +233,6 @@ func replySlot(slots *[][]byte, used int, offset int) []byte {
 // Must hold w.readMu.
 func (w *Wrapper) fromSite(bufs [][]byte, sizes []int, offset int) int {
 	tr := w.tr.Load().Translator
-	local := w.local.Load()
 	rs := &w.rs
 	if cap(rs.acts) < len(bufs) {
 		rs.acts = make([]nat.Action, len(bufs))
@@ -300,20 +240,10 @@ func (w *Wrapper) fromSite(bufs [][]byte, sizes []int, offset int) int {
 	acts := rs.acts[:len(bufs)]
 	rs.hair = rs.hair[:0]
 	rs.nreply = 0
-	var inBytes, hairpins, locals, replies uint64
+	var inBytes, hairpins, replies uint64
 	for i := range bufs {
 		pkt := bufs[i][offset : offset+sizes[i]]
 		inBytes += uint64(len(pkt))
-		if local != 0 && addrAt(pkt, 12) == local {
-			if w.control(pkt, true) {
-				acts[i] = nat.ToOverlay
-				locals++
-			} else {
-				acts[i] = nat.Drop
-				w.stats.control.Add(1)
-			}
-			continue
-		}
 		reply := replySlot(&rs.replies, rs.nreply, offset)
 		res := tr.FromSite(pkt, reply[offset:offset+ReplyBufferSize])
 		acts[i] = res.Action
@@ -337,9 +267,6 @@ func (w *Wrapper) fromSite(bufs [][]byte, sizes []int, offset int) int {
 	w.stats.fromSiteBytes.Add(inBytes)
 	if hairpins > 0 {
 		w.stats.hairpin.Add(hairpins)
-	}
-	if locals > 0 {
-		w.stats.local.Add(locals)
 	}
 	if replies > 0 {
 		w.stats.replies.Add(replies)
@@ -455,26 +382,16 @@ func (w *Wrapper) putScratch(ws *writeScratch) {
 // is one decrypted packet.
 func (w *Wrapper) Write(bufs [][]byte, offset int) (int, error) {
 	tr := w.tr.Load().Translator
-	local := w.local.Load()
 	ws := w.getScratch()
 	defer w.putScratch(ws)
 	nreply := 0
-	var inBytes, requeued, locals, replies uint64
+	var inBytes, requeued, replies uint64
 	for _, b := range bufs {
 		if len(b) <= offset {
 			continue
 		}
 		pkt := b[offset:]
 		inBytes += uint64(len(pkt))
-		if local != 0 && addrAt(pkt, 16) == local {
-			if w.control(pkt, false) {
-				ws.out = append(ws.out, b)
-				locals++
-			} else {
-				w.stats.control.Add(1)
-			}
-			continue
-		}
 		reply := replySlot(&ws.replies, nreply, offset)
 		res := tr.FromOverlay(pkt, reply[offset:offset+ReplyBufferSize])
 		switch res.Action {
@@ -504,9 +421,6 @@ func (w *Wrapper) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	w.stats.fromOverlayPkts.Add(uint64(len(bufs)))
 	w.stats.fromOverlayBytes.Add(inBytes)
-	if locals > 0 {
-		w.stats.local.Add(locals)
-	}
 	if replies > 0 {
 		w.stats.replies.Add(replies)
 	}
@@ -532,15 +446,6 @@ func (w *Wrapper) countDrop(r nat.Reason) {
 	}
 }
 
-// addrAt returns the IPv4 address at off (12: source, 16: destination) of an IPv4
-// packet as a big-endian uint32, or 0 when pkt is not IPv4 or too short.
-func addrAt(pkt []byte, off int) uint32 {
-	if len(pkt) < 20 || pkt[0]>>4 != 4 {
-		return 0
-	}
-	return binary.BigEndian.Uint32(pkt[off : off+4])
-}
-
 // Stats returns a snapshot of the counters.
 func (w *Wrapper) Stats() WrapperStats {
 	s := &w.stats
@@ -555,7 +460,6 @@ func (w *Wrapper) Stats() WrapperStats {
 		ToSiteBytes:        s.toSiteBytes.Load(),
 		Hairpin:            s.hairpin.Load(),
 		Requeued:           s.requeued.Load(),
-		Local:              s.local.Load(),
 		Replies:            s.replies.Load(),
 		Drops:              map[string]uint64{},
 	}
@@ -566,7 +470,7 @@ func (w *Wrapper) Stats() WrapperStats {
 	}
 	for name, c := range map[string]*atomic.Uint64{
 		DropRequeueFull: &s.requeueFull, DropTooBig: &s.tooBig,
-		DropReplyLen: &s.replyLen, DropTUNWrite: &s.tunWrite, DropControl: &s.control,
+		DropReplyLen: &s.replyLen, DropTUNWrite: &s.tunWrite,
 	} {
 		if v := c.Load(); v > 0 {
 			st.Drops[name] = v
