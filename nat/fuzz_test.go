@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/egw-project/egw/internal/ip4"
 )
 
 // fixChecksums recomputes every checksum of b (IPv4 header; TCP/UDP/ICMP of an
@@ -26,19 +28,19 @@ func fixChecksums(b []byte) {
 		return s>>16 + s&0xffff + d>>16 + d&0xffff + uint32(proto) + uint32(n)
 	}
 	switch p.proto {
-	case protoTCP:
+	case ip4.ProtoTCP:
 		put16(l4, 16, 0)
-		put16(l4, 16, checksum(l4, ps(p.src, p.dst, protoTCP, len(l4))))
-	case protoUDP:
+		put16(l4, 16, checksum(l4, ps(p.src, p.dst, ip4.ProtoTCP, len(l4))))
+	case ip4.ProtoUDP:
 		if get16(l4, 6) != 0 {
 			put16(l4, 6, 0)
-			c := checksum(l4, ps(p.src, p.dst, protoUDP, len(l4)))
+			c := checksum(l4, ps(p.src, p.dst, ip4.ProtoUDP, len(l4)))
 			if c == 0 {
 				c = 0xffff
 			}
 			put16(l4, 6, c)
 		}
-	case protoICMP:
+	case ip4.ProtoICMP:
 		if p.isErr {
 			in := b[p.in:]
 			put16(in, 10, 0)
@@ -47,19 +49,19 @@ func fixChecksums(b []byte) {
 				s, d := get32(in, 12), get32(in, 16)
 				il4 := in[p.inIHL:]
 				switch p.inProto {
-				case protoUDP:
+				case ip4.ProtoUDP:
 					if get16(il4, 6) != 0 {
 						put16(il4, 6, 0)
-						c := checksum(il4, ps(s, d, protoUDP, len(il4)))
+						c := checksum(il4, ps(s, d, ip4.ProtoUDP, len(il4)))
 						if c == 0 {
 							c = 0xffff
 						}
 						put16(il4, 6, c)
 					}
-				case protoTCP:
+				case ip4.ProtoTCP:
 					if len(il4) >= 20 {
 						put16(il4, 16, 0)
-						put16(il4, 16, checksum(il4, ps(s, d, protoTCP, len(il4))))
+						put16(il4, 16, checksum(il4, ps(s, d, ip4.ProtoTCP, len(il4))))
 					}
 				}
 			}
@@ -178,10 +180,10 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("bad offsets %+v", p)
 		}
 		if p.fragOff == 0 {
-			if p.l4+minL4(p.proto) > len(data) && (p.proto == protoTCP || p.proto == protoUDP || p.proto == protoICMP) {
+			if p.l4+minL4(p.proto) > len(data) && (p.proto == ip4.ProtoTCP || p.proto == ip4.ProtoUDP || p.proto == ip4.ProtoICMP) {
 				t.Fatal("L4 header past the buffer")
 			}
-			if p.proto == protoTCP && p.l4+p.tcpHdrLen > len(data) {
+			if p.proto == ip4.ProtoTCP && p.l4+p.tcpHdrLen > len(data) {
 				t.Fatal("TCP header past the buffer")
 			}
 			if p.isErr && p.in+p.inIHL+8 > len(data) {

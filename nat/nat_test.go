@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/ip4"
 	"github.com/google/gopacket/layers"
 )
 
@@ -150,7 +151,7 @@ func TestUDPChecksumComputedZeroBecomesFFFF(t *testing.T) {
 	put16(ab, 26, 0)
 	s := get32(ab, 12)
 	d := get32(ab, 16)
-	sum := ^checksum(ab[20:], s>>16+s&0xffff+d>>16+d&0xffff+protoUDP+uint32(len(ab)-20))
+	sum := ^checksum(ab[20:], s>>16+s&0xffff+d>>16+d&0xffff+uint32(ip4.ProtoUDP)+uint32(len(ab)-20))
 	x := ^sum
 	spec.payload[4], spec.payload[5] = byte(x>>8), byte(x)
 	b := spec.build(t)
@@ -773,11 +774,11 @@ func TestMalformed(t *testing.T) {
 		{"tcp offset < 5", mod(func(b []byte) []byte { b[32] = 0x30; return b }), ReasonBadTCPOffset},
 		{"tcp offset past", mod(func(b []byte) []byte { b[32] = 0xf0; return fixTL(b[:70]) }), ReasonBadTCPOffset},
 		{"tcp truncated", mod(func(b []byte) []byte { return fixTL(b[:30]) }), ReasonTruncated},
-		{"udp length", mod(func(b []byte) []byte { b[9] = protoUDP; put16(b, 24, 3); return b }), ReasonBadUDPLength},
-		{"short icmp", mod(func(b []byte) []byte { b[9] = protoICMP; return fixTL(b[:24]) }), ReasonShortICMP},
-		{"icmp error short quote", mod(func(b []byte) []byte { b[9] = protoICMP; b[20] = 3; return fixTL(b[:40]) }), ReasonShortICMP},
-		{"icmp error quoting ipv6", mod(func(b []byte) []byte { b[9] = protoICMP; b[20] = 3; b[28] = 0x60; return b }), ReasonBadICMPInner},
-		{"icmp timestamp", mod(func(b []byte) []byte { b[9] = protoICMP; b[20] = 13; return b }), ReasonICMPUnsupported},
+		{"udp length", mod(func(b []byte) []byte { b[9] = ip4.ProtoUDP; put16(b, 24, 3); return b }), ReasonBadUDPLength},
+		{"short icmp", mod(func(b []byte) []byte { b[9] = ip4.ProtoICMP; return fixTL(b[:24]) }), ReasonShortICMP},
+		{"icmp error short quote", mod(func(b []byte) []byte { b[9] = ip4.ProtoICMP; b[20] = 3; return fixTL(b[:40]) }), ReasonShortICMP},
+		{"icmp error quoting ipv6", mod(func(b []byte) []byte { b[9] = ip4.ProtoICMP; b[20] = 3; b[28] = 0x60; return b }), ReasonBadICMPInner},
+		{"icmp timestamp", mod(func(b []byte) []byte { b[9] = ip4.ProtoICMP; b[20] = 13; return b }), ReasonICMPUnsupported},
 	}
 	clk := newClock()
 	a := newEngine(t, snapA(), clk)
@@ -954,7 +955,7 @@ func TestQuotedPacketsWeDoNotTranslate(t *testing.T) {
 	}{
 		{"quoted later fragment", func(q []byte) { put16(q, 6, 3) }, ReasonBadICMPInner},
 		{"quoted GRE", func(q []byte) { q[9] = 47 }, ReasonICMPUnsupported},
-		{"quoted ICMP error", func(q []byte) { q[9] = protoICMP; q[20] = 3 }, ReasonICMPUnsupported},
+		{"quoted ICMP error", func(q []byte) { q[9] = ip4.ProtoICMP; q[20] = 3 }, ReasonICMPUnsupported},
 		{"quoted IHL < 5", func(q []byte) { q[0] = 0x43 }, ReasonBadICMPInner},
 	}
 	for _, c := range cases {

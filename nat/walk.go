@@ -94,12 +94,12 @@ func (e *Engine) walk(dir int, b, reply []byte) Result {
 	if p.isErr {
 		return e.icmpError(dir, st, &p, now)
 	}
-	if p.proto == protoICMP && p.icmpType != icmpEchoRequest && p.icmpType != icmpEchoReply {
+	if p.proto == ip4.ProtoICMP && p.icmpType != icmpEchoRequest && p.icmpType != icmpEchoReply {
 		return e.drop(dir, ReasonICMPUnsupported)
 	}
 	f := flow{src: p.src, dst: p.dst, proto: p.proto, sport: p.sport, dport: p.dport,
-		echoReq:   p.proto == protoICMP && p.icmpType == icmpEchoRequest,
-		echoReply: p.proto == protoICMP && p.icmpType == icmpEchoReply}
+		echoReq:   p.proto == ip4.ProtoICMP && p.icmpType == icmpEchoRequest,
+		echoReply: p.proto == ip4.ProtoICMP && p.icmpType == icmpEchoReply}
 	x, r := e.decide(dir, st, &f, true, now)
 	if r != ReasonOK {
 		res := e.drop(dir, r)
@@ -122,7 +122,7 @@ func (e *Engine) walk(dir int, b, reply []byte) Result {
 			fragVal{src: x.src, dst: x.dst, action: x.action, decTTL: x.decTTL, st: st}, nowNS)
 	}
 	rewrite(&p, x.src, x.dst, x.decTTL)
-	if x.clamp && p.proto == protoTCP && p.tcpFlags&tcpSYN != 0 {
+	if x.clamp && p.proto == ip4.ProtoTCP && p.tcpFlags&tcpSYN != 0 {
 		clampMSS(&p, e.mss)
 	}
 	return Result{Action: x.action}
@@ -314,7 +314,7 @@ func (e *Engine) control(f *flow, peer uint32, port uint16) bool {
 	if e.ctlPeer != 0 && peer == e.ctlPeer {
 		return true
 	}
-	return e.ctlPort != 0 && f.proto == protoTCP && port == e.ctlPort
+	return e.ctlPort != 0 && f.proto == ip4.ProtoTCP && port == e.ctlPort
 }
 
 // decide runs the walk step for a packet arriving from dir (DESIGN §4). create says
@@ -335,8 +335,8 @@ func (e *Engine) icmpError(dir int, st *state, p *packet, now time.Time) Result 
 		return e.drop(dir, ReasonICMPMismatch)
 	}
 	f := flow{src: p.inDst, dst: p.inSrc, proto: p.inProto, sport: p.inDport, dport: p.inSport,
-		echoReq:   p.inProto == protoICMP && p.inType == icmpEchoReply,
-		echoReply: p.inProto == protoICMP && p.inType == icmpEchoRequest}
+		echoReq:   p.inProto == ip4.ProtoICMP && p.inType == icmpEchoReply,
+		echoReply: p.inProto == ip4.ProtoICMP && p.inType == icmpEchoRequest}
 	x, r := e.decide(dir, st, &f, false, now)
 	if r != ReasonOK {
 		if !r.denied() {

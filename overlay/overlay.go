@@ -106,8 +106,7 @@ type peer struct {
 }
 
 // New creates the TUN cfg.TUN describes, addresses it, and starts a WireGuard device on
-// it with the default UDP bind. tr (nil: DropAll) translates packets; SetTranslator swaps
-// it later. Needs CAP_NET_ADMIN.
+// it with the default UDP bind. tr (nil: DropAll) translates packets. Needs CAP_NET_ADMIN.
 func New(cfg Config, tr Translator, logger *slog.Logger) (*Overlay, error) {
 	if err := cfg.TUN.validate(); err != nil {
 		return nil, err
@@ -243,9 +242,6 @@ func (o *Overlay) PublicKey() wgtypes.Key { return o.cfg.PrivateKey.PublicKey() 
 
 // Wrapper returns the NAT seam (for its Stats).
 func (o *Overlay) Wrapper() *Wrapper { return o.wrap }
-
-// SetTranslator swaps the NAT engine the seam runs.
-func (o *Overlay) SetTranslator(tr Translator) { o.wrap.SetTranslator(tr) }
 
 // ListenPort returns the UDP port WireGuard listens on.
 func (o *Overlay) ListenPort() (int, error) {

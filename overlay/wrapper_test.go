@@ -14,17 +14,22 @@ import (
 
 type readResult struct {
 	pkts [][]byte
+	n    int // what Read returned, counting packets of size 0
 	err  error
 }
 
-// readAsync runs one Read with wireguard-shaped buffers and reports the packets.
+// readAsync runs one Read with wireguard-shaped buffers and reports the packets, skipping
+// those of size 0 as wireguard-go does.
 func readAsync(w *Wrapper, batch int) <-chan readResult {
 	ch := make(chan readResult, 1)
 	go func() {
 		bufs, sizes := wgBufs(batch)
 		n, err := w.Read(bufs, sizes, wgOffset)
-		var r readResult
+		r := readResult{n: n}
 		for i := range n {
+			if sizes[i] == 0 {
+				continue
+			}
 			r.pkts = append(r.pkts, append([]byte(nil), bufs[i][wgOffset:wgOffset+sizes[i]]...))
 		}
 		r.err = err
@@ -104,6 +109,10 @@ func TestWrapperReadBatch(t *testing.T) {
 			}
 			if len(r.pkts) != len(tc.toOverlay) {
 				t.Fatalf("Read returned %d packets, want %d", len(r.pkts), len(tc.toOverlay))
+			}
+			// Dropped and hairpinned packets keep their place with size 0.
+			if r.n != len(tc.dsts) {
+				t.Errorf("Read returned n = %d, want the whole batch (%d)", r.n, len(tc.dsts))
 			}
 			for i, p := range r.pkts {
 				if dstOf(p) != addr(tc.toOverlay[i]) || srcOf(p) != translated {
@@ -352,7 +361,6 @@ func TestWrapperNoAllocs(t *testing.T) {
 	// (A Write that wakes a Read blocked in the TUN costs the os package's deadline
 	// error value: one allocation per wake-up, not per packet.)
 }
-
 
 // TestWrapperFairness: while the re-queue never runs dry (a hub relaying at full speed),
 // site packets still get through.
