@@ -186,9 +186,10 @@ func (n *Node) Bootstrap() *api.Snapshot {
 	}
 }
 
-// Apply makes s the gateway's configuration: the engine's tables (one atomic swap), the
-// WireGuard peers, the DNS zone, and the on-disk cache. A snapshot for another gateway, or
-// one older than the applied one, is refused and nothing changes.
+// Apply makes s the gateway's configuration: the WireGuard peers, the engine's tables (one
+// atomic swap), the DNS zone, and the on-disk cache. Every part is prepared (checked and
+// built) before any is installed, so a snapshot that is refused — for another gateway, older
+// than the applied one, or refused by any part — changes nothing.
 func (n *Node) Apply(s *api.Snapshot) error {
 	n.applyMu.Lock()
 	defer n.applyMu.Unlock()
@@ -208,14 +209,21 @@ func (n *Node) Apply(s *api.Snapshot) error {
 	if s.VPCIDR.IsValid() && s.VPCIDR != n.cfg.VPCIDRP {
 		return fmt.Errorf("snapshot gives VP CIDR %s but this gateway runs with %s: update vpCIDR in the config and restart", s.VPCIDR, n.cfg.VPCIDRP)
 	}
-	// Peers first: SetPeers checks everything before it changes anything, so a refused
-	// snapshot leaves the running configuration whole.
-	if err := n.ov.SetPeers(n.peersFor(s), n.keepalive()); err != nil {
+	// Prepare every part, then install: a snapshot any part refuses changes nothing.
+	peers, err := n.ov.PreparePeers(n.peersFor(s), n.keepalive())
+	if err != nil {
 		return fmt.Errorf("overlay peers: %w", err)
 	}
-	if err := n.engine.Apply(s); err != nil {
+	tables, err := n.engine.Prepare(s)
+	if err != nil {
 		return fmt.Errorf("nat: %w", err)
 	}
+	// (The DNS zone is built from s by Update, which refuses nothing: a bad entry is
+	// skipped and logged.) Only the device can still refuse, so the peers go first.
+	if err := n.ov.InstallPeers(peers); err != nil {
+		return fmt.Errorf("overlay peers: %w", err)
+	}
+	n.engine.Install(tables)
 	if len(s.Peers) > 0 {
 		n.seeded = true
 	}

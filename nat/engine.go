@@ -73,24 +73,39 @@ func NewEngine(cfg Config) *Engine {
 	return e
 }
 
-// Apply builds the translation table and the compiled policy of s off the packet path
-// and swaps them in with one atomic store. Leases carry over when this gateway's overlay
-// prefix and VP CIDR are unchanged. On error the current state stays.
-func (e *Engine) Apply(s *api.Snapshot) error {
+// Prepared is a snapshot compiled for an Engine (Engine.Prepare), ready to be installed.
+type Prepared struct {
+	table *vpresence.Table
+	pol   *policy.Compiled
+}
+
+// Revision is the revision of the prepared snapshot.
+func (p *Prepared) Revision() int64 { return p.table.Revision }
+
+// Prepare builds the translation table and the compiled policy of s off the packet path,
+// without changing the engine: a snapshot it refuses changes nothing.
+func (e *Engine) Prepare(s *api.Snapshot) (*Prepared, error) {
 	if s == nil {
-		return fmt.Errorf("nat: apply: nil snapshot")
+		return nil, fmt.Errorf("nat: apply: nil snapshot")
 	}
 	t, err := vpresence.NewTable(s)
 	if err != nil {
-		return fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
+		return nil, fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
 	}
 	pol, err := policy.Compile(s)
 	if err != nil {
-		return fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
+		return nil, fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
 	}
+	return &Prepared{table: t, pol: pol}, nil
+}
+
+// Install swaps in p with one atomic store. Leases carry over when this gateway's overlay
+// prefix and VP CIDR are unchanged. It cannot fail.
+func (e *Engine) Install(p *Prepared) {
+	t := p.table
 	e.applyM.Lock()
 	defer e.applyM.Unlock()
-	ns := &state{table: t, pol: pol}
+	ns := &state{table: t, pol: p.pol}
 	if old := e.st.Load(); old != nil && old.client.Range() == t.ClientRange {
 		ns.client = old.client
 	} else {
@@ -102,6 +117,15 @@ func (e *Engine) Apply(s *api.Snapshot) error {
 		ns.presence = vpresence.NewPool(t.PresenceRange, vpresence.PoolConfig{Idle: e.cfg.PresenceLeaseIdle, Quiet: e.cfg.LeaseQuiet})
 	}
 	e.st.Store(ns)
+}
+
+// Apply is Prepare then Install. On error the current state stays.
+func (e *Engine) Apply(s *api.Snapshot) error {
+	p, err := e.Prepare(s)
+	if err != nil {
+		return err
+	}
+	e.Install(p)
 	return nil
 }
 
