@@ -196,19 +196,6 @@ func start(cfg Config, tr Translator, tdev tun.Device, bind conn.Bind, logger *s
 	return o, nil
 }
 
-// wgLogger routes wireguard-go's logs to slog (verbose as debug).
-func wgLogger(l *slog.Logger) *device.Logger {
-	l = l.With("component", "wireguard")
-	return &device.Logger{
-		Verbosef: func(format string, args ...any) {
-			if l.Enabled(context.Background(), slog.LevelDebug) {
-				l.Debug(fmt.Sprintf(format, args...))
-			}
-		},
-		Errorf: func(format string, args ...any) { l.Error(fmt.Sprintf(format, args...)) },
-	}
-}
-
 func (o *Overlay) serveUAPI() error {
 	f, err := ipc.UAPIOpen(o.name)
 	if err != nil {
