@@ -8,6 +8,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/egw-project/egw/internal/ip4"
+	"github.com/egw-project/egw/internal/pkttest"
 )
 
 // fixChecksums recomputes every checksum of b (IPv4 header; TCP/UDP/ICMP of an
@@ -19,22 +20,20 @@ func fixChecksums(b []byte) {
 		return
 	}
 	put16(b, 10, 0)
-	put16(b, 10, checksum(b[:p.ihl], 0))
+	put16(b, 10, pkttest.Checksum(b[:p.ihl], 0))
 	if p.fragOff != 0 || p.mf {
 		return
 	}
 	l4 := b[p.ihl:]
-	ps := func(s, d uint32, proto uint8, n int) uint32 {
-		return s>>16 + s&0xffff + d>>16 + d&0xffff + uint32(proto) + uint32(n)
-	}
+	ps := pkttest.Pseudo
 	switch p.proto {
 	case ip4.ProtoTCP:
 		put16(l4, 16, 0)
-		put16(l4, 16, checksum(l4, ps(p.src, p.dst, ip4.ProtoTCP, len(l4))))
+		put16(l4, 16, pkttest.Checksum(l4, ps(p.src, p.dst, ip4.ProtoTCP, len(l4))))
 	case ip4.ProtoUDP:
 		if get16(l4, 6) != 0 {
 			put16(l4, 6, 0)
-			c := checksum(l4, ps(p.src, p.dst, ip4.ProtoUDP, len(l4)))
+			c := pkttest.Checksum(l4, ps(p.src, p.dst, ip4.ProtoUDP, len(l4)))
 			if c == 0 {
 				c = 0xffff
 			}
@@ -44,7 +43,7 @@ func fixChecksums(b []byte) {
 		if p.isErr {
 			in := b[p.in:]
 			put16(in, 10, 0)
-			put16(in, 10, checksum(in[:p.inIHL], 0))
+			put16(in, 10, pkttest.Checksum(in[:p.inIHL], 0))
 			if itl := int(get16(in, 2)); itl == len(in) && get16(in, 6)&0x3fff == 0 {
 				s, d := get32(in, 12), get32(in, 16)
 				il4 := in[p.inIHL:]
@@ -52,7 +51,7 @@ func fixChecksums(b []byte) {
 				case ip4.ProtoUDP:
 					if get16(il4, 6) != 0 {
 						put16(il4, 6, 0)
-						c := checksum(il4, ps(s, d, ip4.ProtoUDP, len(il4)))
+						c := pkttest.Checksum(il4, ps(s, d, ip4.ProtoUDP, len(il4)))
 						if c == 0 {
 							c = 0xffff
 						}
@@ -61,13 +60,13 @@ func fixChecksums(b []byte) {
 				case ip4.ProtoTCP:
 					if len(il4) >= 20 {
 						put16(il4, 16, 0)
-						put16(il4, 16, checksum(il4, ps(s, d, ip4.ProtoTCP, len(il4))))
+						put16(il4, 16, pkttest.Checksum(il4, ps(s, d, ip4.ProtoTCP, len(il4))))
 					}
 				}
 			}
 		}
 		put16(l4, 2, 0)
-		put16(l4, 2, checksum(l4, 0))
+		put16(l4, 2, pkttest.Checksum(l4, 0))
 	}
 }
 
@@ -200,7 +199,7 @@ func verifyReply(b []byte) string {
 	if pkt.Layer(layers.LayerTypeIPv4) == nil || pkt.Layer(layers.LayerTypeICMPv4) == nil {
 		return "gopacket does not decode IPv4/ICMPv4"
 	}
-	if len(b) < 48 || int(get16(b, 2)) != len(b) || checksum(b[:20], 0) != 0 || checksum(b[20:], 0) != 0 {
+	if len(b) < 48 || int(get16(b, 2)) != len(b) || pkttest.Checksum(b[:20], 0) != 0 || pkttest.Checksum(b[20:], 0) != 0 {
 		return "bad length or checksum"
 	}
 	if b[28]>>4 != 4 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/ip4"
+	"github.com/egw-project/egw/internal/pkttest"
 	"github.com/google/gopacket/layers"
 )
 
@@ -115,7 +116,7 @@ func TestChecksumRFC1624(t *testing.T) {
 		nv := i*2654435761 + 1
 		put32(h, 12, nv)
 		put16(h, 10, csum32(c, old, nv))
-		if checksum(h, 0) != 0 {
+		if pkttest.Checksum(h, 0) != 0 {
 			t.Fatalf("incremental checksum wrong for %#x", nv)
 		}
 	}
@@ -151,7 +152,7 @@ func TestUDPChecksumComputedZeroBecomesFFFF(t *testing.T) {
 	put16(ab, 26, 0)
 	s := get32(ab, 12)
 	d := get32(ab, 16)
-	sum := ^checksum(ab[20:], s>>16+s&0xffff+d>>16+d&0xffff+uint32(ip4.ProtoUDP)+uint32(len(ab)-20))
+	sum := pkttest.Sum(ab[20:], pkttest.Pseudo(s, d, ip4.ProtoUDP, len(ab)-20))
 	x := ^sum
 	spec.payload[4], spec.payload[5] = byte(x>>8), byte(x)
 	b := spec.build(t)
@@ -218,10 +219,10 @@ func icmpErr(t testing.TB, src, dst netip.Addr, typ, code uint8, q []byte) []byt
 	// gopacket put Id/Seq in the rest-of-header; errors carry zeros (or the MTU).
 	put32(b, 24, 0)
 	put16(b, 22, 0)
-	put16(b, 22, checksum(b[20:], 0))
+	put16(b, 22, pkttest.Checksum(b[20:], 0))
 	b[21] = code
 	put16(b, 22, 0)
-	put16(b, 22, checksum(b[20:], 0))
+	put16(b, 22, pkttest.Checksum(b[20:], 0))
 	return b
 }
 
@@ -250,7 +251,7 @@ func TestICMPErrorFragNeededOnly8Bytes(t *testing.T) {
 	e := icmpErr(t, ma("10.0.0.1"), srcOf(atS), 3, 4, atS[:28])
 	put16(e, 26, 1300) // next-hop MTU
 	put16(e, 22, 0)
-	put16(e, 22, checksum(e[20:], 0))
+	put16(e, 22, pkttest.Checksum(e[20:], 0))
 	got := w.toClient(t, e)
 	if got == nil {
 		t.Fatalf("dropped: A %v B %v", w.lastA.Reason, w.lastB.Reason)
@@ -323,7 +324,7 @@ func fragment(full []byte, from, to int, mf bool) []byte {
 	}
 	put16(b, 6, ff)
 	put16(b, 10, 0)
-	put16(b, 10, checksum(b[:ihl], 0))
+	put16(b, 10, pkttest.Checksum(b[:ihl], 0))
 	return b
 }
 
@@ -340,7 +341,7 @@ func TestFragments(t *testing.T) {
 	if r := w.a.FromSite(second, nil); r.Action != ToOverlay {
 		t.Fatalf("later fragment: %v", r.Reason)
 	}
-	if srcOf(first) != srcOf(second) || dstOf(second) != ovDNS || checksum(second[:20], 0) != 0 {
+	if srcOf(first) != srcOf(second) || dstOf(second) != ovDNS || pkttest.Checksum(second[:20], 0) != 0 {
 		t.Fatal("later fragment not mapped like its first")
 	}
 	// Reassembled, the datagram's UDP checksum verifies.
@@ -349,7 +350,7 @@ func TestFragments(t *testing.T) {
 	put16(re, 2, uint16(len(re)))
 	put16(re, 6, 0)
 	put16(re, 10, 0)
-	put16(re, 10, checksum(re[:20], 0))
+	put16(re, 10, pkttest.Checksum(re[:20], 0))
 	verify(t, re)
 
 	t.Run("later without first", func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/egw-project/egw/internal/ip4"
+	"github.com/egw-project/egw/internal/pkttest"
 )
 
 // mirror turns a packet into its reply: addresses and ports swapped, an echo request
@@ -31,7 +32,7 @@ func mirror(b []byte) []byte {
 			out[ihl] = icmpEchoRequest
 		}
 		put16(out, ihl+2, 0)
-		put16(out, ihl+2, checksum(out[ihl:], 0))
+		put16(out, ihl+2, pkttest.Checksum(out[ihl:], 0))
 	}
 	return out
 }
