@@ -9,6 +9,7 @@ import (
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/ip4"
+	"github.com/egw-project/egw/internal/snapidx"
 	"github.com/egw-project/egw/policy"
 	"github.com/egw-project/egw/vpresence"
 )
@@ -79,20 +80,22 @@ type Prepared struct {
 	pol   *policy.Compiled
 }
 
-// Revision is the revision of the prepared snapshot.
-func (p *Prepared) Revision() int64 { return p.table.Revision }
-
 // Prepare builds the translation table and the compiled policy of s off the packet path,
 // without changing the engine: a snapshot it refuses changes nothing.
 func (e *Engine) Prepare(s *api.Snapshot) (*Prepared, error) {
 	if s == nil {
 		return nil, fmt.Errorf("nat: apply: nil snapshot")
 	}
-	t, err := vpresence.NewTable(s)
+	// One index of the snapshot (VIPs, gateway prefixes) for the table and the ACL.
+	idx, err := snapidx.Build(s)
 	if err != nil {
 		return nil, fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
 	}
-	pol, err := policy.Compile(s)
+	t, err := vpresence.NewTableIndexed(s, idx)
+	if err != nil {
+		return nil, fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
+	}
+	pol, err := policy.CompileIndexed(s, idx)
 	if err != nil {
 		return nil, fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
 	}
