@@ -2,7 +2,6 @@ package nat
 
 import (
 	"fmt"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,13 +187,4 @@ func (e *Engine) Sweep() {
 		st.client.Sweep(now)
 		st.presence.Sweep(now)
 	}
-}
-
-// Explain says whether src may reach dst under the current policy and what decided it.
-func (e *Engine) Explain(src, dst netip.Addr) policy.Explanation {
-	st := e.st.Load()
-	if st == nil {
-		return policy.Explanation{DecidedBy: policy.ByNoPolicy}
-	}
-	return st.pol.Explain(src, dst)
 }

@@ -802,26 +802,13 @@ func TestNoSnapshotDenies(t *testing.T) {
 	if r := e.FromSite(tcpTo(clientA, vipNginx, 8080).build(t), nil); r.Reason != ReasonNoSnapshot {
 		t.Fatal(r.Reason)
 	}
-	if x := e.Explain(clientA, vipNginx); x.Allowed {
-		t.Fatal("allowed without policy")
-	}
 	if err := e.Apply(&api.Snapshot{}); err == nil {
 		t.Fatal("empty snapshot applied")
 	}
 }
 
-func TestExplainAndStats(t *testing.T) {
+func TestStats(t *testing.T) {
 	w := newWorld(t)
-	x := w.a.Explain(clientA, vipNginx)
-	if !x.Allowed || x.DecidedBy != "server" || x.Policy != "p1" || x.Server != "client1" {
-		t.Fatalf("%+v", x)
-	}
-	if x := w.a.Explain(clientA2, vipDNS); !x.Allowed || x.DecidedBy != "site" || x.Policy != "p2" {
-		t.Fatalf("%+v", x)
-	}
-	if x := w.a.Explain(clientA2, vipNginx); x.Allowed || x.DecidedBy != "no policy" {
-		t.Fatalf("%+v", x)
-	}
 	w.toService(t, tcpTo(clientA, vipNginx, 8080).build(t))
 	s := w.a.Stats()
 	if s.FromSite.Packets != 1 || s.FromSite.Bytes == 0 || s.ClientPool.InUse != 1 || s.Revision != 1 {
