@@ -90,7 +90,7 @@ func (e *Engine) Prepare(s *api.Snapshot) (*Prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
 	}
-	t, err := vpresence.NewTableIndexed(s, idx)
+	t, err := vpresence.NewTable(s, idx)
 	if err != nil {
 		return nil, fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
 	}

@@ -102,22 +102,14 @@ func prefixRange(p netip.Prefix) Range {
 	return Range{First: base, Last: base + (uint32(1)<<(32-p.Bits()) - 1)}
 }
 
-// NewTable builds the table of one snapshot. It fails, naming the field, on what the data
-// plane cannot use (non-IPv4 prefixes, a VP CIDR inside the overlay, duplicate VIPs).
-func NewTable(s *api.Snapshot) (*Table, error) {
-	if s == nil {
-		return nil, fmt.Errorf("vpresence: nil snapshot")
+// NewTable builds the table of one snapshot, with idx the snapshot's index (snapidx.Build
+// of the same s, which the engine shares with policy). It fails, naming the field, on what
+// the data plane cannot use (non-IPv4 prefixes, a VP CIDR inside the overlay, VIPs outside
+// the VP CIDR).
+func NewTable(s *api.Snapshot, idx *snapidx.Index) (*Table, error) {
+	if s == nil || idx == nil {
+		return nil, fmt.Errorf("vpresence: nil snapshot or index")
 	}
-	idx, err := snapidx.Build(s)
-	if err != nil {
-		return nil, fmt.Errorf("vpresence: %w", err)
-	}
-	return NewTableIndexed(s, idx)
-}
-
-// NewTableIndexed is NewTable with the snapshot's index already built (snapidx.Build of
-// the same s), so the engine builds it once for the table and the ACL.
-func NewTableIndexed(s *api.Snapshot, idx *snapidx.Index) (*Table, error) {
 	t := &Table{
 		Revision:      s.Revision,
 		Hub:           s.Hub,

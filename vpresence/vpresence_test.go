@@ -9,6 +9,7 @@ import (
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/ip4"
+	"github.com/egw-project/egw/internal/snapidx"
 )
 
 var (
@@ -39,8 +40,17 @@ func snap() *api.Snapshot {
 	}
 }
 
+// newTable builds s's table with its own index, as the engine does.
+func newTable(s *api.Snapshot) (*Table, error) {
+	idx, err := snapidx.Build(s)
+	if err != nil {
+		return nil, err
+	}
+	return NewTable(s, idx)
+}
+
 func TestTableLookups(t *testing.T) {
-	tb, err := NewTable(snap())
+	tb, err := newTable(snap())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +99,11 @@ func TestTableErrors(t *testing.T) {
 	for name, mod := range cases {
 		s := snap()
 		mod(s)
-		if _, err := NewTable(s); err == nil {
+		if _, err := newTable(s); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := NewTable(nil); err == nil {
+	if _, err := newTable(nil); err == nil {
 		t.Error("nil accepted")
 	}
 }
