@@ -105,6 +105,9 @@ func fuzzWorld(f *testing.F) (*world, [][]byte) {
 	add(ov)
 	add(mirror(ov))
 	add(icmpErr(f, ovHub, srcOf(ov), 11, 0, ov[:28]))
+	add(tcpTo(ovA, ovHub, 7443).build(f)) // control traffic (edge → hub's sync port)
+	add(mirror(tcpTo(ovA, ovHub, 7443).build(f)))
+	add(tcpTo(ovB, ovA, 22).build(f)) // denied-control
 	return w, seeds
 }
 

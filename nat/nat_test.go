@@ -21,10 +21,14 @@ type world struct {
 	lastA, lastB Result
 }
 
+// newWorld makes the three engines with the control rules a real deployment gives them:
+// the edges talk control traffic with the hub's overlay IP, the hub serves sync port 7443.
 func newWorld(t testing.TB, mod ...func(*Config)) *world {
 	clk := newClock()
-	return &world{clk: clk, a: newEngine(t, snapA(), clk, mod...), hub: newEngine(t, snapHub(), clk, mod...),
-		b: newEngine(t, snapB(), clk, mod...), reply: make([]byte, 1500)}
+	edge := append([]func(*Config){func(c *Config) { c.ControlPeer = ovHub }}, mod...)
+	hub := append([]func(*Config){func(c *Config) { c.ControlPort = 7443 }}, mod...)
+	return &world{clk: clk, a: newEngine(t, snapA(), clk, edge...), hub: newEngine(t, snapHub(), clk, hub...),
+		b: newEngine(t, snapB(), clk, edge...), reply: make([]byte, 1500)}
 }
 
 // toService walks a packet from a site-a client to site-b's service host; it returns the
