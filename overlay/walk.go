@@ -11,7 +11,7 @@ import (
 	"github.com/egw-project/egw/nat"
 )
 
-// Read implements tun.Device: see the walk at the top of this file.
+// Read implements tun.Device: see the walk at the top of wrapper.go.
 func (w *Wrapper) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	w.readMu.Lock()
 	defer w.readMu.Unlock()
@@ -230,7 +230,7 @@ func (w *Wrapper) putScratch(ws *writeScratch) {
 	w.scratchMu.Unlock()
 }
 
-// Write implements tun.Device: see the walk at the top of this file. bufs[i][offset:]
+// Write implements tun.Device: see the walk at the top of wrapper.go. bufs[i][offset:]
 // is one decrypted packet.
 func (w *Wrapper) Write(bufs [][]byte, offset int) (int, error) {
 	ws := w.getScratch()
