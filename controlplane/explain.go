@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/ip4"
+	"github.com/egw-project/egw/policy"
 )
 
 // Explain decides, from the compiled snapshot of site's gateway, whether a client with
@@ -47,29 +49,47 @@ func (s *Server) Explain(site, src, to string) (*api.Explanation, error) {
 		return ex, nil
 	}
 	ex.Service, ex.Expose, ex.VIP, ex.Protocol, ex.Port = v.Service, v.Expose, v.VIP.String(), v.Protocol, int(v.Port)
-	for _, d := range v.Decisions {
-		if d.Server != "" && d.IP == ip {
-			ex.Allowed, ex.Verdict = true, "allowed"
-			ex.Decisions = append(ex.Decisions, d)
-			if ex.Reason == "" {
-				ex.Reason = fmt.Sprintf("EPolicy %q allows EServer %q (%s)", d.Policy, d.Server, ip)
-			}
-		}
+	// The verdict is the packet path's: the gateway's compiled ACL asked whether a packet
+	// from ip to the VIP, on the service's protocol and port, passes.
+	pol, err := policy.Compile(snap)
+	if err != nil {
+		ex.Reason = fmt.Sprintf("the snapshot of site %q does not compile (%v): its gateway keeps its previous one", site, err)
+		return ex, nil
 	}
-	if !ex.Allowed {
-		for _, d := range v.Decisions {
-			if d.Server == "" && d.Site == site {
-				ex.Allowed, ex.Verdict = true, "allowed"
-				ex.Decisions = append(ex.Decisions, d)
-				if ex.Reason == "" {
-					ex.Reason = fmt.Sprintf("EPolicy %q allows site %q", d.Policy, site)
-				}
-			}
-		}
-	}
-	if !ex.Allowed {
+	proto, _ := ip4.ParseProto(v.Protocol)
+	verdict := pol.CheckVIP(ip4.U32(v.VIP), ip4.U32(ip), proto, v.Port, false)
+	if verdict != policy.Allow {
 		ex.Decisions = v.Decisions
 		ex.Reason = fmt.Sprintf("no policy of ServiceExpose %q allows %s at site %q (default deny)", v.Expose, ip, site)
+		if verdict != policy.DenyClient {
+			ex.Reason = fmt.Sprintf("ServiceExpose %q: %s", v.Expose, verdict)
+		}
+		return ex, nil
+	}
+	ex.Allowed, ex.Verdict = true, "allowed"
+	// What allowed it, in the ACL's own terms: the client's address, else its whole site.
+	if pol.Explain(ip, v.VIP).DecidedBy == policy.ByServer {
+		for _, d := range v.Decisions {
+			if d.Server != "" && d.IP == ip {
+				ex.Decisions = append(ex.Decisions, d)
+			}
+		}
+		if len(ex.Decisions) > 0 {
+			d := ex.Decisions[0]
+			ex.Reason = fmt.Sprintf("EPolicy %q allows EServer %q (%s)", d.Policy, d.Server, ip)
+		}
+	} else {
+		for _, d := range v.Decisions {
+			if d.Server == "" && d.Site == site {
+				ex.Decisions = append(ex.Decisions, d)
+			}
+		}
+		if len(ex.Decisions) > 0 {
+			ex.Reason = fmt.Sprintf("EPolicy %q allows site %q", ex.Decisions[0].Policy, site)
+		}
+	}
+	if ex.Reason == "" {
+		ex.Reason = fmt.Sprintf("the ACL of site %q allows %s", site, ip)
 	}
 	return ex, nil
 }

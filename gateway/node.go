@@ -68,13 +68,21 @@ func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
 	n := &Node{cfg: cfg, opts: opts, log: log, stop: make(chan struct{})}
 	cc := cfg.Cloud
 	n.cloud.Store(&cc)
-	n.engine = nat.NewEngine(nat.Config{
+	ncfg := nat.Config{
 		MTU:               cfg.TUN.MTU,
 		RejectDenied:      &reject,
 		ClientLeaseIdle:   cfg.NAT.LeaseIdle,
 		PresenceLeaseIdle: cfg.NAT.LeaseIdle,
 		LeaseQuiet:        cfg.NAT.LeaseQuiet,
-	})
+	}
+	// The gateway's own overlay IP carries only control traffic: an edge's with the cloud,
+	// the hub's on its sync port.
+	if opts.Hub {
+		ncfg.ControlPort = uint16(cfg.Cloud.SyncPort)
+	} else {
+		ncfg.ControlPeer = cfg.CloudOverlay
+	}
+	n.engine = nat.NewEngine(ncfg)
 	if !opts.NoCache {
 		n.cache = NewSnapshotCache(cfg.StateDir)
 	}
@@ -93,13 +101,6 @@ func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
 			VPCIDR: cfg.VPCIDRP, VPAddr: cfg.VPAddr,
 			OverlayCIDR: cfg.OverlayCIDRP, OverlayIP: cfg.OverlayIPA,
 		},
-	}
-	// The gateway's own overlay IP carries only control traffic: an edge's with the cloud,
-	// the hub's on its sync port.
-	if opts.Hub {
-		ocfg.ControlPort = uint16(cfg.Cloud.SyncPort)
-	} else {
-		ocfg.ControlPeer = cfg.CloudOverlay
 	}
 	var err error
 	if opts.TUN == nil {
@@ -185,9 +186,10 @@ func (n *Node) Bootstrap() *api.Snapshot {
 	}
 }
 
-// Apply makes s the gateway's configuration: the engine's tables (one atomic swap), the
-// WireGuard peers, the DNS zone, and the on-disk cache. A snapshot for another gateway, or
-// one older than the applied one, is refused and nothing changes.
+// Apply makes s the gateway's configuration: the WireGuard peers, the engine's tables (one
+// atomic swap), the DNS zone, and the on-disk cache. Every part is prepared (checked and
+// built) before any is installed, so a snapshot that is refused — for another gateway, older
+// than the applied one, or refused by any part — changes nothing.
 func (n *Node) Apply(s *api.Snapshot) error {
 	n.applyMu.Lock()
 	defer n.applyMu.Unlock()
@@ -207,14 +209,21 @@ func (n *Node) Apply(s *api.Snapshot) error {
 	if s.VPCIDR.IsValid() && s.VPCIDR != n.cfg.VPCIDRP {
 		return fmt.Errorf("snapshot gives VP CIDR %s but this gateway runs with %s: update vpCIDR in the config and restart", s.VPCIDR, n.cfg.VPCIDRP)
 	}
-	// Peers first: SetPeers checks everything before it changes anything, so a refused
-	// snapshot leaves the running configuration whole.
-	if err := n.ov.SetPeers(n.peersFor(s), n.keepalive()); err != nil {
+	// Prepare every part, then install: a snapshot any part refuses changes nothing.
+	peers, err := n.ov.PreparePeers(n.peersFor(s), n.keepalive())
+	if err != nil {
 		return fmt.Errorf("overlay peers: %w", err)
 	}
-	if err := n.engine.Apply(s); err != nil {
+	tables, err := n.engine.Prepare(s)
+	if err != nil {
 		return fmt.Errorf("nat: %w", err)
 	}
+	// (The DNS zone is built from s by Update, which refuses nothing: a bad entry is
+	// skipped and logged.) Only the device can still refuse, so the peers go first.
+	if err := n.ov.InstallPeers(peers); err != nil {
+		return fmt.Errorf("overlay peers: %w", err)
+	}
+	n.engine.Install(tables)
 	if len(s.Peers) > 0 {
 		n.seeded = true
 	}

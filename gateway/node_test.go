@@ -10,6 +10,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/membind"
 )
 
@@ -86,5 +87,48 @@ func TestRestartKeys(t *testing.T) {
 	b.DNS.Upstreams = []string{"10.0.0.53:53"}
 	if k := strings.Join(restartKeys(a, b), ","); k != "dns,tun" {
 		t.Fatalf("restart keys %q (the endpoint applies live)", k)
+	}
+}
+
+// TestApplyAllOrNothing: a snapshot that one part refuses (here the engine: no overlay
+// prefix) changes no part — not the WireGuard peers that were checked before it.
+func TestApplyAllOrNothing(t *testing.T) {
+	c := validEdgeConfig(t.TempDir())
+	c.Cloud.PublicKey = mustKey(t).PublicKey().String()
+	p, err := Parse(c, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := membind.NewSwitch()
+	n, err := NewNode(p, NodeOptions{Hub: true, NoCache: true, Key: mustKey(t), TUN: tuntest.NewChannelTUN().TUN(),
+		Bind: sw.Bind(netip.MustParseAddr("10.99.0.2"))}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	peer := func(name string) api.Peer {
+		return api.Peer{Name: name, PublicKey: mustKey(t).PublicKey().String(),
+			AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.64.8.0/22")}}
+	}
+	good := n.Bootstrap()
+	good.Revision, good.Peers = 1, []api.Peer{peer("edge-b")}
+	if err := n.Apply(good); err != nil {
+		t.Fatal(err)
+	}
+	bad := n.Bootstrap()
+	bad.Revision, bad.Peers = 2, []api.Peer{peer("edge-c")}
+	bad.OverlayPrefix = netip.Prefix{}
+	if err := n.Apply(bad); err == nil {
+		t.Fatal("a snapshot without an overlay prefix was applied")
+	}
+	st, err := n.Overlay().PeerStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].PublicKey.String() != good.Peers[0].PublicKey {
+		t.Errorf("peers after a refused snapshot: %+v, want only edge-b", st)
+	}
+	if n.Engine().Revision() != 1 || n.Applied().Revision != 1 {
+		t.Errorf("engine revision %d, applied %d; want 1", n.Engine().Revision(), n.Applied().Revision)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"reflect"
 	"sort"
+
+	"github.com/egw-project/egw/api"
 )
 
 // RunEdge runs an edge gateway until ctx ends: key (generated on first start), device, the
@@ -25,7 +27,7 @@ func RunEdge(ctx context.Context, cfg *Parsed, reload func() (*Parsed, error), h
 	}
 	log.Info("starting edge gateway", "name", cfg.Name, "site", cfg.Site, "publicKey", key.PublicKey().String(),
 		"overlayIP", cfg.OverlayIPA, "vpCIDR", cfg.VPCIDRP, "cloud", cfg.Cloud.Endpoint, "tunDriver", cfg.TUN.Driver)
-	node, err := NewNode(cfg, NodeOptions{Key: key}, log)
+	node, err := Launch(ctx, cfg, NodeOptions{Key: key}, nil, log)
 	if err != nil {
 		return err
 	}
@@ -35,35 +37,7 @@ func RunEdge(ctx context.Context, cfg *Parsed, reload func() (*Parsed, error), h
 		}
 		log.Info("edge gateway stopped")
 	}()
-
-	var since int64
-	cached, err := node.cache.Load()
-	switch {
-	case err != nil:
-		log.Warn("ignoring unreadable snapshot cache", "err", err)
-	case cached != nil && cached.Gateway != cfg.Name:
-		log.Warn("ignoring snapshot cache of another gateway", "gateway", cached.Gateway)
-		cached = nil
-	}
-	if cached != nil {
-		if err := node.Apply(cached); err != nil {
-			log.Warn("cached snapshot not applied", "revision", cached.Revision, "err", err)
-		} else {
-			since = cached.Revision
-			log.Info("running from the cached snapshot until the cloud answers", "revision", since)
-		}
-	}
-	if node.Applied() == nil {
-		if err := node.Apply(node.Bootstrap()); err != nil {
-			return err
-		}
-	}
-	if err := node.Start(); err != nil {
-		return err
-	}
-	if err := node.ServeMetrics(ctx, cfg.Metrics.Listen); err != nil {
-		log.Warn("metrics not served", "err", err)
-	}
+	since := node.Applied().Revision
 
 	syncCtx, stopSync := context.WithCancel(ctx)
 	syncDone := make(chan struct{})
@@ -96,6 +70,54 @@ func RunEdge(ctx context.Context, cfg *Parsed, reload func() (*Parsed, error), h
 			log.Info("reload: cloud peer applied (endpoint, publicKey, keepalive)", "endpoint", next.Cloud.Endpoint)
 		}
 	}
+}
+
+// Launch starts a gateway's node, edge and hub alike: it builds the node, applies its
+// first snapshot, starts DNS and the lease sweeper, and serves metrics. The first snapshot
+// is initial when given (the hub's own, from its store: an error if it does not apply),
+// else the on-disk cache (ignored with a warning if unreadable, of another gateway or
+// refused), else the bootstrap snapshot. On error nothing is left running; otherwise the
+// caller closes the node.
+func Launch(ctx context.Context, cfg *Parsed, opts NodeOptions, initial *api.Snapshot, log *slog.Logger) (*Node, error) {
+	node, err := NewNode(cfg, opts, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := node.first(initial); err == nil {
+		err = node.Start()
+	}
+	if err != nil {
+		node.Close()
+		return nil, err
+	}
+	if err := node.ServeMetrics(ctx, cfg.Metrics.Listen); err != nil {
+		log.Warn("metrics not served", "err", err)
+	}
+	return node, nil
+}
+
+// first applies the node's first snapshot: see Launch.
+func (n *Node) first(initial *api.Snapshot) error {
+	if initial != nil {
+		return n.Apply(initial)
+	}
+	if n.cache != nil {
+		cached, err := n.cache.Load()
+		switch {
+		case err != nil:
+			n.log.Warn("ignoring unreadable snapshot cache", "err", err)
+		case cached != nil && cached.Gateway != n.cfg.Name:
+			n.log.Warn("ignoring snapshot cache of another gateway", "gateway", cached.Gateway)
+		case cached != nil:
+			if err := n.Apply(cached); err != nil {
+				n.log.Warn("cached snapshot not applied", "revision", cached.Revision, "err", err)
+			} else {
+				n.log.Info("running from the cached snapshot until the cloud answers", "revision", cached.Revision)
+				return nil
+			}
+		}
+	}
+	return n.Apply(n.Bootstrap())
 }
 
 // restartKeys names the configuration keys that differ between a and b and that only a

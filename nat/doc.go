@@ -5,9 +5,13 @@
 //
 // The contract:
 //
-//   - NewEngine(Config) makes an Engine; Apply(*api.Snapshot) compiles the snapshot into a
-//     vpresence.Table and a policy.Compiled off the packet path and swaps them in with one
-//     atomic store (leases carry over). Until the first Apply every packet is dropped.
+//   - NewEngine(Config) makes an Engine; Apply(*api.Snapshot) — Prepare then Install —
+//     compiles the snapshot into a vpresence.Table and a policy.Compiled (sharing one
+//     snapidx.Index) off the packet path and swaps them in with one atomic store (leases
+//     carry over). Until the first Apply every packet is dropped.
+//   - The gateway's own overlay IP carries its control traffic (Config.ControlPeer,
+//     ControlPort) untranslated and nothing else (denied-control): the engine decides every
+//     packet's fate; the overlay seam holds no policy.
 //   - FromSite(pkt, reply) / FromOverlay(pkt, reply) translate one packet in place and say
 //     where it goes (Result.Action) or why it was dropped (Result.Reason, counted). They
 //     may write an ICMP message (admin-prohibited for a denied packet, host-unreachable
@@ -34,5 +38,5 @@
 //     protocol, for FragmentTimeout); fragments that arrive before their first are dropped
 //     rather than reassembled (fragment-no-mapping), as are tiny first fragments and later
 //     fragments overlapping the L4 header (RFC 1858).
-//   - Stats() and Explain() are for status and egwctl; they are not on the packet path.
+//   - Stats() is for status; it is not on the packet path.
 package nat

@@ -2,90 +2,16 @@ package nat
 
 import (
 	"fmt"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/ip4"
+	"github.com/egw-project/egw/internal/snapidx"
 	"github.com/egw-project/egw/policy"
 	"github.com/egw-project/egw/vpresence"
 )
-
-// Config configures an Engine. The zero value is usable: every field has a default.
-type Config struct {
-	// MTU is the tunnel MTU; TCP MSS on SYN and SYN-ACK is clamped to MTU-40.
-	// Default 1420 (MSS 1380).
-	MTU int
-	// RejectDenied: answer a denied packet with ICMP administratively-prohibited (and an
-	// exhausted pool with host-unreachable) so the client fails fast. nil means true.
-	RejectDenied *bool
-	// ICMPRate and ICMPBurst rate-limit every ICMP message the engine generates
-	// (rejects and time-exceeded): messages per second, burst. Defaults 50/s, 20.
-	ICMPRate  int
-	ICMPBurst int
-	// ClientLeaseIdle, PresenceLeaseIdle: idle timeout of ov(c) and presence leases.
-	// Default 30m. LeaseQuiet: how long a freed address rests before reuse. Default 2m.
-	ClientLeaseIdle   time.Duration
-	PresenceLeaseIdle time.Duration
-	LeaseQuiet        time.Duration
-	// FragmentTimeout: how long later fragments may follow their first. Default 30s.
-	// FragmentTable bounds the number of datagrams tracked. Default 4096.
-	FragmentTimeout time.Duration
-	FragmentTable   int
-	// EchoTimeout: how long the gateway of a service host remembers which service an
-	// ICMP echo request was sent to (refreshed by each request), so the host's reply is
-	// attributed to that service. Default 30s. EchoTable bounds the number of echo
-	// exchanges remembered (presence IP, service IP, echo id). Default 4096.
-	EchoTimeout time.Duration
-	EchoTable   int
-	// Now is the clock leases and timeouts are decided with. Default: monotonic (wall time
-	// at start plus monotonic time since), immune to steps of the system clock.
-	Now func() time.Time
-}
-
-func (c *Config) setDefaults() {
-	if c.MTU <= 0 {
-		c.MTU = 1420
-	}
-	if c.MTU < 68 {
-		c.MTU = 68
-	}
-	if c.RejectDenied == nil {
-		t := true
-		c.RejectDenied = &t
-	}
-	if c.ICMPRate <= 0 {
-		c.ICMPRate = 50
-	}
-	if c.ICMPBurst <= 0 {
-		c.ICMPBurst = 20
-	}
-	if c.ClientLeaseIdle <= 0 {
-		c.ClientLeaseIdle = 30 * time.Minute
-	}
-	if c.PresenceLeaseIdle <= 0 {
-		c.PresenceLeaseIdle = 30 * time.Minute
-	}
-	if c.LeaseQuiet <= 0 {
-		c.LeaseQuiet = 2 * time.Minute
-	}
-	if c.FragmentTimeout <= 0 {
-		c.FragmentTimeout = 30 * time.Second
-	}
-	if c.FragmentTable <= 0 {
-		c.FragmentTable = 4096
-	}
-	if c.EchoTimeout <= 0 {
-		c.EchoTimeout = 30 * time.Second
-	}
-	if c.EchoTable <= 0 {
-		c.EchoTable = 4096
-	}
-	if c.Now == nil {
-		c.Now = monotonicNow
-	}
-}
 
 // state is everything the hot path reads, swapped in with one atomic store. The table
 // and the policy are immutable; the pools are shared with the previous state when their
@@ -113,8 +39,12 @@ type Engine struct {
 	st     atomic.Pointer[state]
 	applyM sync.Mutex // serializes Apply
 	lim    limiter
-	frags  fragTable
-	echo   *vpresence.EchoTable // echo requests handed to service hosts (outlives snapshots)
+	// ctlPeer (big-endian IPv4, 0 = none) and ctlPort (0 = none): Config.ControlPeer and
+	// Config.ControlPort.
+	ctlPeer uint32
+	ctlPort uint16
+	frags   fragTable
+	echo    *vpresence.EchoTable // echo requests handed to service hosts (outlives snapshots)
 
 	dirs  [2]dirCounters
 	drops [NumReasons]atomic.Uint64
@@ -134,7 +64,8 @@ const (
 // ReasonNoSnapshot (default deny).
 func NewEngine(cfg Config) *Engine {
 	cfg.setDefaults()
-	e := &Engine{cfg: cfg, mss: uint16(cfg.MTU - 40), reject: *cfg.RejectDenied}
+	e := &Engine{cfg: cfg, mss: uint16(cfg.MTU - 40), reject: *cfg.RejectDenied, ctlPort: cfg.ControlPort}
+	e.ctlPeer = ip4.U32(cfg.ControlPeer)
 	e.lim.interval = int64(time.Second) / int64(cfg.ICMPRate)
 	e.lim.burst = int64(cfg.ICMPBurst) * e.lim.interval
 	e.frags.init(cfg.FragmentTable, int64(cfg.FragmentTimeout))
@@ -142,24 +73,41 @@ func NewEngine(cfg Config) *Engine {
 	return e
 }
 
-// Apply builds the translation table and the compiled policy of s off the packet path
-// and swaps them in with one atomic store. Leases carry over when this gateway's overlay
-// prefix and VP CIDR are unchanged. On error the current state stays.
-func (e *Engine) Apply(s *api.Snapshot) error {
+// Prepared is a snapshot compiled for an Engine (Engine.Prepare), ready to be installed.
+type Prepared struct {
+	table *vpresence.Table
+	pol   *policy.Compiled
+}
+
+// Prepare builds the translation table and the compiled policy of s off the packet path,
+// without changing the engine: a snapshot it refuses changes nothing.
+func (e *Engine) Prepare(s *api.Snapshot) (*Prepared, error) {
 	if s == nil {
-		return fmt.Errorf("nat: apply: nil snapshot")
+		return nil, fmt.Errorf("nat: apply: nil snapshot")
 	}
-	t, err := vpresence.NewTable(s)
+	// One index of the snapshot (VIPs, gateway prefixes) for the table and the ACL.
+	idx, err := snapidx.Build(s)
 	if err != nil {
-		return fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
+		return nil, fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
 	}
-	pol, err := policy.Compile(s)
+	t, err := vpresence.NewTable(s, idx)
 	if err != nil {
-		return fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
+		return nil, fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
 	}
+	pol, err := policy.CompileIndexed(s, idx)
+	if err != nil {
+		return nil, fmt.Errorf("nat: apply revision %d: %w", s.Revision, err)
+	}
+	return &Prepared{table: t, pol: pol}, nil
+}
+
+// Install swaps in p with one atomic store. Leases carry over when this gateway's overlay
+// prefix and VP CIDR are unchanged. It cannot fail.
+func (e *Engine) Install(p *Prepared) {
+	t := p.table
 	e.applyM.Lock()
 	defer e.applyM.Unlock()
-	ns := &state{table: t, pol: pol}
+	ns := &state{table: t, pol: p.pol}
 	if old := e.st.Load(); old != nil && old.client.Range() == t.ClientRange {
 		ns.client = old.client
 	} else {
@@ -171,6 +119,15 @@ func (e *Engine) Apply(s *api.Snapshot) error {
 		ns.presence = vpresence.NewPool(t.PresenceRange, vpresence.PoolConfig{Idle: e.cfg.PresenceLeaseIdle, Quiet: e.cfg.LeaseQuiet})
 	}
 	e.st.Store(ns)
+}
+
+// Apply is Prepare then Install. On error the current state stays.
+func (e *Engine) Apply(s *api.Snapshot) error {
+	p, err := e.Prepare(s)
+	if err != nil {
+		return err
+	}
+	e.Install(p)
 	return nil
 }
 
@@ -231,104 +188,3 @@ func (e *Engine) Sweep() {
 		st.presence.Sweep(now)
 	}
 }
-
-// Explain says whether src may reach dst under the current policy and what decided it.
-func (e *Engine) Explain(src, dst netip.Addr) policy.Explanation {
-	st := e.st.Load()
-	if st == nil {
-		return policy.Explanation{DecidedBy: policy.ByNoPolicy}
-	}
-	return st.pol.Explain(src, dst)
-}
-
-// limiter is a lock-free GCRA rate limiter over the injected clock.
-type limiter struct {
-	tat      atomic.Int64 // theoretical arrival time, unix ns
-	interval int64
-	burst    int64
-}
-
-func (l *limiter) allow(now int64) bool {
-	for {
-		old := l.tat.Load()
-		tat := old
-		if tat < now {
-			tat = now
-		}
-		if tat-now > l.burst {
-			return false
-		}
-		if l.tat.CompareAndSwap(old, tat+l.interval) {
-			return true
-		}
-	}
-}
-
-// fragTable remembers how the first fragment of a datagram was translated so later
-// fragments (which carry no ports) follow the same address mapping.
-type fragTable struct {
-	mu      sync.Mutex // guards m
-	m       map[fragKey]fragVal
-	max     int
-	timeout int64
-}
-
-type fragKey struct {
-	src, dst uint32
-	id       uint16
-	proto    uint8
-	dir      uint8
-}
-
-type fragVal struct {
-	src, dst uint32
-	action   Action
-	decTTL   bool
-	st       *state // the state that decided; a later fragment after a swap is dropped
-	expires  int64
-}
-
-func (f *fragTable) init(max int, timeout int64) {
-	f.m = make(map[fragKey]fragVal, 64)
-	f.max, f.timeout = max, timeout
-}
-
-func (f *fragTable) put(k fragKey, v fragVal, now int64) {
-	v.expires = now + f.timeout
-	f.mu.Lock()
-	if _, ok := f.m[k]; !ok && len(f.m) >= f.max {
-		for k2, v2 := range f.m {
-			if v2.expires < now {
-				delete(f.m, k2)
-			}
-		}
-		if len(f.m) >= f.max {
-			for k2 := range f.m { // evict one at random
-				delete(f.m, k2)
-				break
-			}
-		}
-	}
-	f.m[k] = v
-	f.mu.Unlock()
-}
-
-func (f *fragTable) get(k fragKey, now int64) (fragVal, bool) {
-	f.mu.Lock()
-	v, ok := f.m[k]
-	if ok && v.expires < now {
-		delete(f.m, k)
-		ok = false
-	}
-	f.mu.Unlock()
-	return v, ok
-}
-
-// clockEpoch anchors monotonicNow.
-var clockEpoch = time.Now()
-
-// monotonicNow is the default clock: wall time at start plus monotonic time since, so a step
-// of the system clock (common on edge boxes without an RTC, when NTP catches up) neither
-// expires every lease nor stretches them. Leases, quiet periods and rate limits only compare
-// times taken from this clock with each other.
-func monotonicNow() time.Time { return clockEpoch.Add(time.Since(clockEpoch)) }

@@ -6,6 +6,9 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/egw-project/egw/internal/ip4"
+	"github.com/egw-project/egw/internal/pkttest"
 )
 
 // fixChecksums recomputes every checksum of b (IPv4 header; TCP/UDP/ICMP of an
@@ -17,55 +20,53 @@ func fixChecksums(b []byte) {
 		return
 	}
 	put16(b, 10, 0)
-	put16(b, 10, checksum(b[:p.ihl], 0))
+	put16(b, 10, pkttest.Checksum(b[:p.ihl], 0))
 	if p.fragOff != 0 || p.mf {
 		return
 	}
 	l4 := b[p.ihl:]
-	ps := func(s, d uint32, proto uint8, n int) uint32 {
-		return s>>16 + s&0xffff + d>>16 + d&0xffff + uint32(proto) + uint32(n)
-	}
+	ps := pkttest.Pseudo
 	switch p.proto {
-	case protoTCP:
+	case ip4.ProtoTCP:
 		put16(l4, 16, 0)
-		put16(l4, 16, checksum(l4, ps(p.src, p.dst, protoTCP, len(l4))))
-	case protoUDP:
+		put16(l4, 16, pkttest.Checksum(l4, ps(p.src, p.dst, ip4.ProtoTCP, len(l4))))
+	case ip4.ProtoUDP:
 		if get16(l4, 6) != 0 {
 			put16(l4, 6, 0)
-			c := checksum(l4, ps(p.src, p.dst, protoUDP, len(l4)))
+			c := pkttest.Checksum(l4, ps(p.src, p.dst, ip4.ProtoUDP, len(l4)))
 			if c == 0 {
 				c = 0xffff
 			}
 			put16(l4, 6, c)
 		}
-	case protoICMP:
+	case ip4.ProtoICMP:
 		if p.isErr {
 			in := b[p.in:]
 			put16(in, 10, 0)
-			put16(in, 10, checksum(in[:p.inIHL], 0))
+			put16(in, 10, pkttest.Checksum(in[:p.inIHL], 0))
 			if itl := int(get16(in, 2)); itl == len(in) && get16(in, 6)&0x3fff == 0 {
 				s, d := get32(in, 12), get32(in, 16)
 				il4 := in[p.inIHL:]
 				switch p.inProto {
-				case protoUDP:
+				case ip4.ProtoUDP:
 					if get16(il4, 6) != 0 {
 						put16(il4, 6, 0)
-						c := checksum(il4, ps(s, d, protoUDP, len(il4)))
+						c := pkttest.Checksum(il4, ps(s, d, ip4.ProtoUDP, len(il4)))
 						if c == 0 {
 							c = 0xffff
 						}
 						put16(il4, 6, c)
 					}
-				case protoTCP:
+				case ip4.ProtoTCP:
 					if len(il4) >= 20 {
 						put16(il4, 16, 0)
-						put16(il4, 16, checksum(il4, ps(s, d, protoTCP, len(il4))))
+						put16(il4, 16, pkttest.Checksum(il4, ps(s, d, ip4.ProtoTCP, len(il4))))
 					}
 				}
 			}
 		}
 		put16(l4, 2, 0)
-		put16(l4, 2, checksum(l4, 0))
+		put16(l4, 2, pkttest.Checksum(l4, 0))
 	}
 }
 
@@ -104,6 +105,9 @@ func fuzzWorld(f *testing.F) (*world, [][]byte) {
 	add(ov)
 	add(mirror(ov))
 	add(icmpErr(f, ovHub, srcOf(ov), 11, 0, ov[:28]))
+	add(tcpTo(ovA, ovHub, 7443).build(f)) // control traffic (edge → hub's sync port)
+	add(mirror(tcpTo(ovA, ovHub, 7443).build(f)))
+	add(tcpTo(ovB, ovA, 22).build(f)) // denied-control
 	return w, seeds
 }
 
@@ -178,10 +182,10 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("bad offsets %+v", p)
 		}
 		if p.fragOff == 0 {
-			if p.l4+minL4(p.proto) > len(data) && (p.proto == protoTCP || p.proto == protoUDP || p.proto == protoICMP) {
+			if p.l4+minL4(p.proto) > len(data) && (p.proto == ip4.ProtoTCP || p.proto == ip4.ProtoUDP || p.proto == ip4.ProtoICMP) {
 				t.Fatal("L4 header past the buffer")
 			}
-			if p.proto == protoTCP && p.l4+p.tcpHdrLen > len(data) {
+			if p.proto == ip4.ProtoTCP && p.l4+p.tcpHdrLen > len(data) {
 				t.Fatal("TCP header past the buffer")
 			}
 			if p.isErr && p.in+p.inIHL+8 > len(data) {
@@ -198,7 +202,7 @@ func verifyReply(b []byte) string {
 	if pkt.Layer(layers.LayerTypeIPv4) == nil || pkt.Layer(layers.LayerTypeICMPv4) == nil {
 		return "gopacket does not decode IPv4/ICMPv4"
 	}
-	if len(b) < 48 || int(get16(b, 2)) != len(b) || checksum(b[:20], 0) != 0 || checksum(b[20:], 0) != 0 {
+	if len(b) < 48 || int(get16(b, 2)) != len(b) || pkttest.Checksum(b[:20], 0) != 0 || pkttest.Checksum(b[20:], 0) != 0 {
 		return "bad length or checksum"
 	}
 	if b[28]>>4 != 4 {

@@ -2,13 +2,12 @@ package nat
 
 // The parser reads an IPv4 packet into offsets and a few header fields without
 // allocating (in the style of Tailscale's net/packet). It validates exactly what the
-// rewrite relies on, so the rewrite never indexes past the buffer.
+// rewrite relies on, so the rewrite never indexes past the buffer. Protocol numbers are
+// ip4's, the one set the data-plane packages share.
+
+import "github.com/egw-project/egw/internal/ip4"
 
 const (
-	protoICMP = 1
-	protoTCP  = 6
-	protoUDP  = 17
-
 	icmpEchoReply    = 0
 	icmpUnreachable  = 3
 	icmpSourceQuench = 4
@@ -59,7 +58,7 @@ func (p *packet) first() bool { return p.fragOff == 0 && p.mf }
 
 // minL4 is the smallest L4 header the walk needs for proto (TCP: the fixed header).
 func minL4(proto uint8) int {
-	if proto == protoTCP {
+	if proto == ip4.ProtoTCP {
 		return 20
 	}
 	return 8
@@ -115,7 +114,7 @@ func parse(b []byte, p *packet) Reason {
 		short = ReasonFragmentTiny
 	}
 	switch p.proto {
-	case protoTCP:
+	case ip4.ProtoTCP:
 		if len(l4) < 20 {
 			return short
 		}
@@ -132,7 +131,7 @@ func parse(b []byte, p *packet) Reason {
 		p.tcpHdrLen = hl
 		p.sport, p.dport = get16(l4, 0), get16(l4, 2)
 		p.tcpFlags = l4[13]
-	case protoUDP:
+	case ip4.ProtoUDP:
 		if len(l4) < 8 {
 			return short
 		}
@@ -141,7 +140,7 @@ func parse(b []byte, p *packet) Reason {
 			return ReasonBadUDPLength
 		}
 		p.sport, p.dport = get16(l4, 0), get16(l4, 2)
-	case protoICMP:
+	case ip4.ProtoICMP:
 		if len(l4) < 8 {
 			if p.mf {
 				return ReasonFragmentTiny
@@ -193,9 +192,9 @@ func parseInner(p *packet) Reason {
 	l4 := in + ihl
 	p.inL4Len = len(b) - l4
 	switch p.inProto {
-	case protoTCP, protoUDP:
+	case ip4.ProtoTCP, ip4.ProtoUDP:
 		p.inSport, p.inDport = get16(b, l4), get16(b, l4+2)
-	case protoICMP:
+	case ip4.ProtoICMP:
 		p.inType = b[l4]
 		if p.inType != icmpEchoRequest && p.inType != icmpEchoReply {
 			return ReasonICMPUnsupported // no errors about errors

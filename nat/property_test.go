@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/google/gopacket/layers"
+
+	"github.com/egw-project/egw/internal/ip4"
+	"github.com/egw-project/egw/internal/pkttest"
 )
 
 // mirror turns a packet into its reply: addresses and ports swapped, an echo request
@@ -18,10 +21,10 @@ func mirror(b []byte) []byte {
 	copy(out[16:20], b[12:16])
 	ihl := int(b[0]&0xf) * 4
 	switch b[9] {
-	case protoTCP, protoUDP:
+	case ip4.ProtoTCP, ip4.ProtoUDP:
 		copy(out[ihl:ihl+2], b[ihl+2:ihl+4])
 		copy(out[ihl+2:ihl+4], b[ihl:ihl+2])
-	case protoICMP:
+	case ip4.ProtoICMP:
 		switch out[ihl] {
 		case icmpEchoRequest:
 			out[ihl] = icmpEchoReply
@@ -29,7 +32,7 @@ func mirror(b []byte) []byte {
 			out[ihl] = icmpEchoRequest
 		}
 		put16(out, ihl+2, 0)
-		put16(out, ihl+2, checksum(out[ihl:], 0))
+		put16(out, ihl+2, pkttest.Checksum(out[ihl:], 0))
 	}
 	return out
 }

@@ -31,6 +31,7 @@ const (
 	ReasonDeniedPort    // protocol/port is not the service's
 	ReasonDeniedSource  // overlay source belongs to no known gateway
 	ReasonDeniedRelay   // hub: no relay rule allows the packet
+	ReasonDeniedControl // to or from the gateway's own overlay IP, but not its control traffic
 	ReasonDeniedNoRoute // from the site to an address that is no VIP, presence IP or own traffic
 	ReasonDeniedOverlay // from the site into the overlay without being this gateway's own traffic
 	ReasonNotForUs      // from the overlay to an address this gateway does not serve
@@ -69,6 +70,7 @@ var reasonNames = [NumReasons]string{
 	ReasonDeniedPort:        "denied-port",
 	ReasonDeniedSource:      "denied-unknown-source",
 	ReasonDeniedRelay:       "denied-relay",
+	ReasonDeniedControl:     "denied-control",
 	ReasonDeniedNoRoute:     "denied-no-route",
 	ReasonDeniedOverlay:     "denied-site-to-overlay",
 	ReasonNotForUs:          "not-for-this-gateway",
@@ -91,5 +93,5 @@ func (r Reason) String() string {
 
 // denied reports whether r is a policy denial (answered with admin-prohibited).
 func (r Reason) denied() bool {
-	return r >= ReasonDeniedClient && r <= ReasonDeniedRelay
+	return r >= ReasonDeniedClient && r <= ReasonDeniedControl
 }

@@ -1,5 +1,7 @@
 package nat
 
+import "github.com/egw-project/egw/internal/ip4"
+
 // rewrite sets the outer addresses (and decrements TTL), updating the IPv4 header
 // checksum and, for an unfragmented packet or a first fragment, the TCP/UDP checksum
 // (whose pseudo-header holds the addresses) incrementally. ICMP has no pseudo-header.
@@ -24,11 +26,11 @@ func rewrite(p *packet, src, dst uint32, decTTL bool) {
 		return
 	}
 	switch p.proto {
-	case protoTCP:
+	case ip4.ProtoTCP:
 		o := p.l4 + 16
 		c := csum32(csum32(get16(b, o), p.src, src), p.dst, dst)
 		put16(b, o, c)
-	case protoUDP:
+	case ip4.ProtoUDP:
 		o := p.l4 + 6
 		if c := get16(b, o); c != 0 { // 0: no checksum, stays 0
 			c = csum32(csum32(c, p.src, src), p.dst, dst)
@@ -63,7 +65,7 @@ func rewriteInner(p *packet, src, dst uint32) {
 	// Quoted L4 checksum (pseudo-header), when present in the quote.
 	l4 := in + p.inIHL
 	switch p.inProto {
-	case protoUDP:
+	case ip4.ProtoUDP:
 		o := l4 + 6
 		if old := get16(b, o); old != 0 {
 			n := csum32(csum32(old, oldSrc, src), oldDst, dst)
@@ -73,7 +75,7 @@ func rewriteInner(p *packet, src, dst uint32) {
 			put16(b, o, n)
 			ic = csum16(ic, old, n)
 		}
-	case protoTCP:
+	case ip4.ProtoTCP:
 		if p.inL4Len >= 18 {
 			o := l4 + 16
 			old := get16(b, o)
@@ -154,7 +156,7 @@ func (e *Engine) sendICMP(dir int, reply []byte, p *packet, typ, code uint8, src
 	put16(r, 2, uint16(n))
 	put16(r, 4, 0)
 	put16(r, 6, 0)
-	r[8], r[9] = 64, protoICMP
+	r[8], r[9] = 64, ip4.ProtoICMP
 	put16(r, 10, 0)
 	put32(r, 12, src)
 	put32(r, 16, p.src)

@@ -6,6 +6,8 @@ package nat
 //   1. parse (malformed → counted drop); later fragments follow their first (frag table)
 //   2. ICMP errors are decided as the flow they belong to: the reverse of the quoted packet
 //   3. decide, against the current policy (one atomic load per packet):
+//      (o) src is our own overlay IP: control traffic (Config.ControlPeer/ControlPort)
+//          untranslated, ToOverlay; anything else from it denied (denied-control)
 //      (a) dst is a VIP here:   ACL(client, proto/port | echo) → remote: lease ov(c),
 //          c→VIP ⇒ ov(c)→ov(S), ToOverlay; local: lease presence p, c→VIP ⇒ p→S, ToSite
 //          (an echo request also records (p, S, id) → VIP in the echo table)
@@ -13,19 +15,19 @@ package nat
 //          its peer a local client c: S→p ⇒ VIP→c, ToSite. The service is found by
 //          (S, proto, sport); an echo reply (no port) by the echo table instead: the
 //          service its request was sent to, else drop (icmp-echo-no-request)
-//      (c) src is our own overlay IP: untranslated, ToOverlay
-//      (d) else drop
+//      (c) else drop
 //   4. TTL: decrement when forwarding; expiring → drop + time-exceeded into reply
 //   5. rewrite addresses in place, checksums incrementally (RFC 1624), MSS clamp on SYN
 //
 //  FromOverlay (decrypted by WireGuard): the same steps, deciding
+//      (o) dst is our own overlay IP: control traffic untranslated, ToSite; anything
+//          else to it denied (denied-control)
 //      (a) dst is a hosted ov(S): ACL(source site, proto/port | echo), lease presence p
 //          for ov(c): ov(c)→ov(S) ⇒ p→S, ToSite (an echo request also records
 //          (p, S, id) → ov(S) in the echo table)
 //      (b) dst is a leased ov(c): reply from ov(S) consumed here: ov(S)→ov(c) ⇒ VIP→c
-//      (c) dst is our own overlay IP: untranslated, ToSite
-//      (d) hub: dst in another gateway's prefix: relay rule → unchanged (TTL-1), ToOverlay
-//      (e) else drop
+//      (c) hub: dst in another gateway's prefix: relay rule → unchanged (TTL-1), ToOverlay
+//      (d) else drop
 //
 // Ports are never rewritten: leases are 1:1 address mappings.
 
@@ -92,12 +94,12 @@ func (e *Engine) walk(dir int, b, reply []byte) Result {
 	if p.isErr {
 		return e.icmpError(dir, st, &p, now)
 	}
-	if p.proto == protoICMP && p.icmpType != icmpEchoRequest && p.icmpType != icmpEchoReply {
+	if p.proto == ip4.ProtoICMP && p.icmpType != icmpEchoRequest && p.icmpType != icmpEchoReply {
 		return e.drop(dir, ReasonICMPUnsupported)
 	}
 	f := flow{src: p.src, dst: p.dst, proto: p.proto, sport: p.sport, dport: p.dport,
-		echoReq:   p.proto == protoICMP && p.icmpType == icmpEchoRequest,
-		echoReply: p.proto == protoICMP && p.icmpType == icmpEchoReply}
+		echoReq:   p.proto == ip4.ProtoICMP && p.icmpType == icmpEchoRequest,
+		echoReply: p.proto == ip4.ProtoICMP && p.icmpType == icmpEchoReply}
 	x, r := e.decide(dir, st, &f, true, now)
 	if r != ReasonOK {
 		res := e.drop(dir, r)
@@ -120,7 +122,7 @@ func (e *Engine) walk(dir int, b, reply []byte) Result {
 			fragVal{src: x.src, dst: x.dst, action: x.action, decTTL: x.decTTL, st: st}, nowNS)
 	}
 	rewrite(&p, x.src, x.dst, x.decTTL)
-	if x.clamp && p.proto == protoTCP && p.tcpFlags&tcpSYN != 0 {
+	if x.clamp && p.proto == ip4.ProtoTCP && p.tcpFlags&tcpSYN != 0 {
 		clampMSS(&p, e.mss)
 	}
 	return Result{Action: x.action}
@@ -161,6 +163,13 @@ func lease(pool *vpresence.Pool, key uint64, create bool, now time.Time) (uint32
 // only through an ICMP error (an error never makes a lease).
 func (e *Engine) decideSite(st *state, f *flow, create bool, now time.Time) (xlat, Reason) {
 	t, pol := st.table, st.pol
+	// (o) the gateway's own overlay IP carries its control traffic and nothing else.
+	if f.src == t.OverlayIP && f.src != 0 {
+		if !e.control(f, f.dst, f.sport) {
+			return xlat{icmpSrc: f.dst}, ReasonDeniedControl
+		}
+		return xlat{src: f.src, dst: f.dst, action: ToOverlay}, ReasonOK
+	}
 	// (a) to a VIP of this site.
 	if v, ok := t.VIP(f.dst); ok {
 		x := xlat{icmpSrc: f.dst}
@@ -234,11 +243,7 @@ func (e *Engine) decideSite(st *state, f *flow, create bool, now time.Time) (xla
 		}
 		return xlat{src: v.VIP, dst: peer, action: ToSite, decTTL: true, icmpSrc: t.VPAddr}, ReasonOK
 	}
-	// (c) the gateway's own control traffic.
-	if f.src == t.OverlayIP {
-		return xlat{src: f.src, dst: f.dst, action: ToOverlay}, ReasonOK
-	}
-	// (d) nothing else leaves the site.
+	// (c) nothing else leaves the site.
 	if t.InOverlay(f.dst) {
 		return xlat{icmpSrc: t.VPAddr}, ReasonDeniedOverlay
 	}
@@ -248,6 +253,13 @@ func (e *Engine) decideSite(st *state, f *flow, create bool, now time.Time) (xla
 // decideOverlay decides a flow that arrived from WireGuard.
 func (e *Engine) decideOverlay(st *state, f *flow, create bool, now time.Time) (xlat, Reason) {
 	t, pol := st.table, st.pol
+	// (o) control traffic to this gateway, and nothing else to its overlay IP.
+	if f.dst == t.OverlayIP && f.dst != 0 {
+		if !e.control(f, f.src, f.dport) {
+			return xlat{icmpSrc: f.dst}, ReasonDeniedControl
+		}
+		return xlat{src: f.src, dst: f.dst, action: ToSite}, ReasonOK
+	}
 	// (a) to a service hosted here.
 	if h, ok := t.Hosted(f.dst); ok {
 		x := xlat{icmpSrc: f.dst}
@@ -285,11 +297,7 @@ func (e *Engine) decideOverlay(st *state, f *flow, create bool, now time.Time) (
 		}
 		return xlat{src: v.VIP, dst: c, action: ToSite, clamp: true, decTTL: true, icmpSrc: t.OverlayIP}, ReasonOK
 	}
-	// (c) control traffic to this gateway.
-	if f.dst == t.OverlayIP {
-		return xlat{src: f.src, dst: f.dst, action: ToSite}, ReasonOK
-	}
-	// (d) the hub relays between other gateways.
+	// (c) the hub relays between other gateways.
 	if t.Hub && t.InOverlay(f.dst) && !t.InOwnPrefix(f.dst) {
 		x := xlat{icmpSrc: t.OverlayIP}
 		if pol.CheckRelay(f.src, f.dst, f.proto, f.sport, f.dport, f.echoReq, f.echoReply) != policy.Allow {
@@ -298,6 +306,15 @@ func (e *Engine) decideOverlay(st *state, f *flow, create bool, now time.Time) (
 		return xlat{src: f.src, dst: f.dst, action: ToOverlay, decTTL: true, icmpSrc: t.OverlayIP}, ReasonOK
 	}
 	return xlat{icmpSrc: t.OverlayIP}, ReasonNotForUs
+}
+
+// control reports whether f, between the gateway's own overlay IP and peer (port: the
+// overlay IP's side), is the gateway's control traffic (Config.ControlPeer/ControlPort).
+func (e *Engine) control(f *flow, peer uint32, port uint16) bool {
+	if e.ctlPeer != 0 && peer == e.ctlPeer {
+		return true
+	}
+	return e.ctlPort != 0 && f.proto == ip4.ProtoTCP && port == e.ctlPort
 }
 
 // decide runs the walk step for a packet arriving from dir (DESIGN §4). create says
@@ -318,8 +335,8 @@ func (e *Engine) icmpError(dir int, st *state, p *packet, now time.Time) Result 
 		return e.drop(dir, ReasonICMPMismatch)
 	}
 	f := flow{src: p.inDst, dst: p.inSrc, proto: p.inProto, sport: p.inDport, dport: p.inSport,
-		echoReq:   p.inProto == protoICMP && p.inType == icmpEchoReply,
-		echoReply: p.inProto == protoICMP && p.inType == icmpEchoRequest}
+		echoReq:   p.inProto == ip4.ProtoICMP && p.inType == icmpEchoReply,
+		echoReply: p.inProto == ip4.ProtoICMP && p.inType == icmpEchoRequest}
 	x, r := e.decide(dir, st, &f, false, now)
 	if r != ReasonOK {
 		if !r.denied() {

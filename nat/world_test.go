@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/ip4"
+	"github.com/egw-project/egw/internal/pkttest"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 )
@@ -208,54 +210,52 @@ func verifyErr(b []byte) string {
 		return "gopacket does not decode IPv4"
 	}
 	if p.fragOff == 0 && !p.mf {
-		lt := map[uint8]gopacket.LayerType{protoTCP: layers.LayerTypeTCP, protoUDP: layers.LayerTypeUDP, protoICMP: layers.LayerTypeICMPv4}[p.proto]
+		lt := map[uint8]gopacket.LayerType{ip4.ProtoTCP: layers.LayerTypeTCP, ip4.ProtoUDP: layers.LayerTypeUDP, ip4.ProtoICMP: layers.LayerTypeICMPv4}[p.proto]
 		if lt != 0 && pkt.Layer(lt) == nil {
 			return "gopacket does not decode " + lt.String()
 		}
 	}
-	if checksum(b[:p.ihl], 0) != 0 {
+	if pkttest.Checksum(b[:p.ihl], 0) != 0 {
 		return "bad IPv4 header checksum"
 	}
 	if p.fragOff != 0 || p.mf {
 		return ""
 	}
-	pseudo := func(proto uint8, n int) uint32 {
-		return p.src>>16 + p.src&0xffff + p.dst>>16 + p.dst&0xffff + uint32(proto) + uint32(n)
-	}
+	pseudo := func(proto uint8, n int) uint32 { return pkttest.Pseudo(p.src, p.dst, proto, n) }
 	l4 := b[p.ihl:]
 	switch p.proto {
-	case protoTCP:
-		if checksum(l4, pseudo(protoTCP, len(l4))) != 0 {
+	case ip4.ProtoTCP:
+		if pkttest.Checksum(l4, pseudo(ip4.ProtoTCP, len(l4))) != 0 {
 			return "bad TCP checksum"
 		}
-	case protoUDP:
-		if get16(l4, 6) != 0 && checksum(l4, pseudo(protoUDP, len(l4))) != 0 {
+	case ip4.ProtoUDP:
+		if get16(l4, 6) != 0 && pkttest.Checksum(l4, pseudo(ip4.ProtoUDP, len(l4))) != 0 {
 			return "bad UDP checksum"
 		}
-	case protoICMP:
-		if checksum(l4, 0) != 0 {
+	case ip4.ProtoICMP:
+		if pkttest.Checksum(l4, 0) != 0 {
 			return "bad ICMP checksum"
 		}
 		if p.isErr {
 			in := b[p.in:]
-			if checksum(in[:p.inIHL], 0) != 0 {
+			if pkttest.Checksum(in[:p.inIHL], 0) != 0 {
 				return "bad quoted IPv4 checksum"
 			}
 			itl := int(get16(in, 2))
 			if get16(in, 6)&0x3fff != 0 {
 				itl = -1 // a fragment: its L4 checksum covers the whole datagram
 			}
-			if p.inProto == protoUDP && itl == len(in) && get16(in, p.inIHL+6) != 0 {
+			if p.inProto == ip4.ProtoUDP && itl == len(in) && get16(in, p.inIHL+6) != 0 {
 				s, d := get32(in, 12), get32(in, 16)
-				ps := s>>16 + s&0xffff + d>>16 + d&0xffff + protoUDP + uint32(itl-p.inIHL)
-				if checksum(in[p.inIHL:], ps) != 0 {
+				ps := pkttest.Pseudo(s, d, ip4.ProtoUDP, itl-p.inIHL)
+				if pkttest.Checksum(in[p.inIHL:], ps) != 0 {
 					return "bad quoted UDP checksum"
 				}
 			}
-			if p.inProto == protoTCP && itl == len(in) {
+			if p.inProto == ip4.ProtoTCP && itl == len(in) {
 				s, d := get32(in, 12), get32(in, 16)
-				ps := s>>16 + s&0xffff + d>>16 + d&0xffff + protoTCP + uint32(itl-p.inIHL)
-				if checksum(in[p.inIHL:], ps) != 0 {
+				ps := pkttest.Pseudo(s, d, ip4.ProtoTCP, itl-p.inIHL)
+				if pkttest.Checksum(in[p.inIHL:], ps) != 0 {
 					return "bad quoted TCP checksum"
 				}
 			}

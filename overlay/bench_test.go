@@ -91,7 +91,7 @@ func BenchmarkRead(b *testing.B) {
 	}
 }
 
-// alternate drops every other packet (so Read compacts the batch).
+// alternate drops every other packet (Read sets their sizes to 0).
 type alternate struct{ n int }
 
 func (a *alternate) FromSite(pkt, reply []byte) nat.Result {

@@ -14,12 +14,14 @@
 //	                                                                      ├─ ToOverlay ─▶ re-queue ─▶ next Read (hub relay)
 //	                                                                      └─ Drop
 //
-// ICMP replies the engine writes go where Result.ReplyAction says. Packets whose source
-// (site side) or destination (overlay side) is the gateway's own overlay IP are the
-// gateway's control traffic (DESIGN.md §6) and pass untranslated.
+// ICMP replies the engine writes go where Result.ReplyAction says. The Wrapper holds no
+// policy: the engine decides every packet, the gateway's own control traffic included
+// (nat.Config.ControlPeer/ControlPort). A packet that does not go to WireGuard keeps its
+// slot in Read's batch with size 0, which wireguard-go skips.
 //
 // Overlay ties it together: New creates the TUN, addresses it (vp0 gets the VP address
 // with the VP CIDR route and the overlay IP with a route to the overlay CIDR), starts the
-// device and serves /var/run/wireguard/<name>.sock; SetPeers applies api.Peers; PeerStats
+// device and serves /var/run/wireguard/<name>.sock; SetPeers (PreparePeers, then
+// InstallPeers) applies api.Peers; PeerStats
 // reads handshakes and traffic back; Close removes all of it.
 package overlay

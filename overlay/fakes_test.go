@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/egw-project/egw/internal/pkttest"
 	"github.com/egw-project/egw/nat"
 )
 
@@ -31,23 +32,12 @@ func udp4Into(p []byte, src, dst netip.Addr, payload string) int {
 	s, d := src.As4(), dst.As4()
 	copy(p[12:], s[:])
 	copy(p[16:], d[:])
-	binary.BigEndian.PutUint16(p[10:], ^sum16(p[:20]))
+	binary.BigEndian.PutUint16(p[10:], pkttest.Checksum(p[:20], 0))
 	binary.BigEndian.PutUint16(p[20:], 1000)
 	binary.BigEndian.PutUint16(p[22:], 2000)
 	binary.BigEndian.PutUint16(p[24:], uint16(8+len(payload)))
 	copy(p[28:], payload)
 	return len(p)
-}
-
-func sum16(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
 }
 
 func srcOf(p []byte) netip.Addr { return netip.AddrFrom4([4]byte(p[12:16])) }

@@ -45,7 +45,6 @@ func FuzzWrapper(f *testing.F) {
 		dev := newBatchTUN(8)
 		w := NewWrapper(dev, &scripted{script: script}, nil)
 		defer w.Close()
-		w.SetLocal(localOvIP)
 		go func() { // drain TUN writes
 			for {
 				select {

@@ -66,11 +66,6 @@ type Config struct {
 	PrivateKey wgtypes.Key
 	ListenPort int // WireGuard UDP port; 0 picks one
 	Address    Addressing
-	// ControlPeer and ControlPort say which traffic of Address.OverlayIP is the gateway's
-	// control traffic (see Wrapper.SetControl): an edge sets ControlPeer to the cloud's
-	// overlay IP; the hub sets ControlPort to its sync port.
-	ControlPeer netip.Addr
-	ControlPort uint16
 	// UAPI serves /var/run/wireguard/<tun name>.sock so `wg show` and wgctrl read the
 	// live device. On by default in New; tests may turn it off.
 	NoUAPI bool
@@ -111,8 +106,7 @@ type peer struct {
 }
 
 // New creates the TUN cfg.TUN describes, addresses it, and starts a WireGuard device on
-// it with the default UDP bind. tr (nil: DropAll) translates packets; SetTranslator swaps
-// it later. Needs CAP_NET_ADMIN.
+// it with the default UDP bind. tr (nil: DropAll) translates packets. Needs CAP_NET_ADMIN.
 func New(cfg Config, tr Translator, logger *slog.Logger) (*Overlay, error) {
 	if err := cfg.TUN.validate(); err != nil {
 		return nil, err
@@ -174,8 +168,6 @@ func start(cfg Config, tr Translator, tdev tun.Device, bind conn.Bind, logger *s
 	}
 	w := NewWrapper(tdev, tr, logger)
 	w.now = cfg.Now
-	w.SetLocal(cfg.Address.OverlayIP)
-	w.SetControl(cfg.ControlPeer, cfg.ControlPort)
 	o := &Overlay{
 		cfg:   cfg,
 		log:   logger.With("dev", name),
@@ -202,19 +194,6 @@ func start(cfg Config, tr Translator, tdev tun.Device, bind conn.Bind, logger *s
 	o.wg.Add(1)
 	go o.maintain()
 	return o, nil
-}
-
-// wgLogger routes wireguard-go's logs to slog (verbose as debug).
-func wgLogger(l *slog.Logger) *device.Logger {
-	l = l.With("component", "wireguard")
-	return &device.Logger{
-		Verbosef: func(format string, args ...any) {
-			if l.Enabled(context.Background(), slog.LevelDebug) {
-				l.Debug(fmt.Sprintf(format, args...))
-			}
-		},
-		Errorf: func(format string, args ...any) { l.Error(fmt.Sprintf(format, args...)) },
-	}
 }
 
 func (o *Overlay) serveUAPI() error {
@@ -250,9 +229,6 @@ func (o *Overlay) PublicKey() wgtypes.Key { return o.cfg.PrivateKey.PublicKey() 
 
 // Wrapper returns the NAT seam (for its Stats).
 func (o *Overlay) Wrapper() *Wrapper { return o.wrap }
-
-// SetTranslator swaps the NAT engine the seam runs.
-func (o *Overlay) SetTranslator(tr Translator) { o.wrap.SetTranslator(tr) }
 
 // ListenPort returns the UDP port WireGuard listens on.
 func (o *Overlay) ListenPort() (int, error) {

@@ -26,10 +26,25 @@ func hexKey(k wgtypes.Key) string { return hex.EncodeToString(k[:]) }
 // Peers without a public key (not yet registered) are skipped. An endpoint may be
 // "ip:port" or "host:port"; a host name is resolved now (a failure leaves the peer without
 // an endpoint until a later resolution succeeds) and again when handshakes stop (see
-// Reresolve). Invalid input is rejected before anything is changed.
+// Reresolve). Invalid input is rejected before anything is changed. SetPeers is
+// PreparePeers then InstallPeers.
 func (o *Overlay) SetPeers(peers []api.Peer, keepalive time.Duration) error {
+	ps, err := o.PreparePeers(peers, keepalive)
+	if err != nil {
+		return err
+	}
+	return o.InstallPeers(ps)
+}
+
+// PeerSet is a validated set of peers (PreparePeers), ready for InstallPeers.
+type PeerSet struct {
+	want map[wgtypes.Key]*peer
+}
+
+// PreparePeers checks peers and keepalive as SetPeers does, without changing the device.
+func (o *Overlay) PreparePeers(peers []api.Peer, keepalive time.Duration) (*PeerSet, error) {
 	if keepalive < 0 || keepalive > 65535*time.Second {
-		return fmt.Errorf("overlay: keepalive %v: must be 0-65535s", keepalive)
+		return nil, fmt.Errorf("overlay: keepalive %v: must be 0-65535s", keepalive)
 	}
 	want := make(map[wgtypes.Key]*peer, len(peers))
 	for i, p := range peers {
@@ -39,18 +54,18 @@ func (o *Overlay) SetPeers(peers []api.Peer, keepalive time.Duration) error {
 		}
 		k, err := wgtypes.ParseKey(p.PublicKey)
 		if err != nil {
-			return fmt.Errorf("overlay: peers[%d] (%s): publicKey: %w", i, p.Name, err)
+			return nil, fmt.Errorf("overlay: peers[%d] (%s): publicKey: %w", i, p.Name, err)
 		}
 		if _, dup := want[k]; dup {
-			return fmt.Errorf("overlay: peers[%d] (%s): publicKey used by two peers", i, p.Name)
+			return nil, fmt.Errorf("overlay: peers[%d] (%s): publicKey used by two peers", i, p.Name)
 		}
 		if k == o.cfg.PrivateKey.PublicKey() {
-			return fmt.Errorf("overlay: peers[%d] (%s): publicKey is this device's own", i, p.Name)
+			return nil, fmt.Errorf("overlay: peers[%d] (%s): publicKey is this device's own", i, p.Name)
 		}
 		np := &peer{name: p.Name, endpoint: p.Endpoint, keepalive: keepalive}
 		for j, a := range p.AllowedIPs {
 			if !a.IsValid() {
-				return fmt.Errorf("overlay: peers[%d] (%s): allowedIPs[%d] is invalid", i, p.Name, j)
+				return nil, fmt.Errorf("overlay: peers[%d] (%s): allowedIPs[%d] is invalid", i, p.Name, j)
 			}
 			np.allowed = append(np.allowed, a.Masked())
 		}
@@ -64,11 +79,11 @@ func (o *Overlay) SetPeers(peers []api.Peer, keepalive time.Duration) error {
 		if p.Endpoint != "" {
 			host, port, err := net.SplitHostPort(p.Endpoint)
 			if err != nil {
-				return fmt.Errorf("overlay: peers[%d] (%s): endpoint %q: %w", i, p.Name, p.Endpoint, err)
+				return nil, fmt.Errorf("overlay: peers[%d] (%s): endpoint %q: %w", i, p.Name, p.Endpoint, err)
 			}
 			pn, err := strconv.ParseUint(port, 10, 16)
 			if err != nil || pn == 0 {
-				return fmt.Errorf("overlay: peers[%d] (%s): endpoint %q: bad port", i, p.Name, p.Endpoint)
+				return nil, fmt.Errorf("overlay: peers[%d] (%s): endpoint %q: bad port", i, p.Name, p.Endpoint)
 			}
 			if a, err := netip.ParseAddr(host); err == nil {
 				np.resolved = netip.AddrPortFrom(a.Unmap(), uint16(pn))
@@ -78,7 +93,13 @@ func (o *Overlay) SetPeers(peers []api.Peer, keepalive time.Duration) error {
 		}
 		want[k] = np
 	}
+	return &PeerSet{want: want}, nil
+}
 
+// InstallPeers makes the device's peers exactly ps: see SetPeers. A DNS endpoint is
+// resolved here. Only the device can refuse (an error of wireguard-go's IpcSet).
+func (o *Overlay) InstallPeers(ps *PeerSet) error {
+	want := ps.want
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	now := o.cfg.Now()

@@ -189,7 +189,6 @@ func TestNetnsChildNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer o.Close()
-		o.Wrapper().SetLocal(netip.Addr{}) // every packet through the engine
 		if err := o.SetPeers([]api.Peer{peer}, 0); err != nil {
 			t.Fatal(err)
 		}

@@ -57,8 +57,7 @@ func (e Explanation) String() string {
 // relayed service's overlay address.
 func (c *Compiled) Explain(src, dst netip.Addr) Explanation {
 	s, d := ip4.U32(src), ip4.U32(dst)
-	if i, ok := c.vips[d]; ok {
-		r := &c.vipList[i]
+	if r := c.vipRule(d); r != nil {
 		v := r.v
 		e := Explanation{Service: v.Service, Expose: v.Expose, Protocol: v.Protocol, Port: v.Port, DecidedBy: ByNoPolicy}
 		if !r.valid {
@@ -95,8 +94,8 @@ func (c *Compiled) Explain(src, dst netip.Addr) Explanation {
 		if !r.valid {
 			return e
 		}
-		if si, ok := c.gateways.Lookup(s); ok {
-			e.Site = c.sites[si]
+		if si, ok := c.idx.SiteOf(s); ok {
+			e.Site = c.idx.SiteName(si)
 		}
 		if c.CheckHosted(d, s, r.proto, r.port, false) == Allow {
 			e.Allowed, e.DecidedBy = true, BySite
@@ -105,8 +104,8 @@ func (c *Compiled) Explain(src, dst netip.Addr) Explanation {
 	}
 	if rules, ok := c.relay[d]; ok {
 		e := Explanation{DecidedBy: ByNoPolicy}
-		if si, ok := c.gateways.Lookup(s); ok {
-			e.Site = c.sites[si]
+		if si, ok := c.idx.SiteOf(s); ok {
+			e.Site = c.idx.SiteName(si)
 		}
 		for _, r := range rules {
 			if _, ok := r.prefixes.Lookup(s); ok {

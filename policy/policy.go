@@ -22,6 +22,7 @@ import (
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/ip4"
+	"github.com/egw-project/egw/internal/snapidx"
 )
 
 // Verdict is the answer of a Check: Allow, or why not. Verdicts are constants so a drop
@@ -88,11 +89,7 @@ type Compiled struct {
 	Revision int64
 	site     string
 
-	vips map[uint32]int32 // VIP -> index in vipList
-	// vipIdx indexes vipList directly by VIP - vipBase (-1: none) when the VP CIDR is
-	// small enough (≤ /14): one array load instead of a map probe.
-	vipBase    uint32
-	vipIdx     []int32
+	idx        *snapidx.Index // VIP -> index in vipList (parallel to Snapshot.VIPs); gateway prefix -> site
 	vipList    []vipRule
 	clientsAll []uint32 // every VIP's sorted allowed clients, back to back
 
@@ -100,9 +97,6 @@ type Compiled struct {
 	hostedList []hostedRule
 
 	relay map[uint32][]relayRule // ov(S) -> rules
-
-	gateways ip4.PrefixSet // overlay prefix -> site index
-	sites    []string      // site index -> name
 }
 
 // Compile builds the ACL from a snapshot. It returns an error naming the object for
@@ -112,22 +106,22 @@ func Compile(s *api.Snapshot) (*Compiled, error) {
 	if s == nil {
 		return nil, fmt.Errorf("policy: nil snapshot")
 	}
+	idx, err := snapidx.Build(s)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return CompileIndexed(s, idx)
+}
+
+// CompileIndexed is Compile with the snapshot's index already built (snapidx.Build of the
+// same s), so the engine builds it once for the translation table and the ACL.
+func CompileIndexed(s *api.Snapshot, idx *snapidx.Index) (*Compiled, error) {
 	c := &Compiled{
 		Revision: s.Revision,
 		site:     s.Site,
-		vips:     make(map[uint32]int32, len(s.VIPs)),
+		idx:      idx,
 		hosted:   make(map[uint32]int32, len(s.Hosted)),
 		relay:    make(map[uint32][]relayRule, len(s.Relay)),
-	}
-	siteIdx := map[string]int32{}
-	site := func(name string) int32 {
-		if i, ok := siteIdx[name]; ok {
-			return i
-		}
-		i := int32(len(c.sites))
-		c.sites = append(c.sites, name)
-		siteIdx[name] = i
-		return i
 	}
 	nclients := 0
 	for i := range s.VIPs {
@@ -136,14 +130,7 @@ func Compile(s *api.Snapshot) (*Compiled, error) {
 	c.clientsAll = make([]uint32, 0, nclients)
 	c.vipList = make([]vipRule, 0, len(s.VIPs))
 	for i := range s.VIPs {
-		v := &s.VIPs[i]
-		if !v.VIP.Is4() {
-			return nil, fmt.Errorf("policy: VIP %q of service %q: not an IPv4 address", v.VIP, v.Service)
-		}
-		k := ip4.U32(v.VIP)
-		if _, dup := c.vips[k]; dup {
-			return nil, fmt.Errorf("policy: VIP %s given to two services (second: %q)", v.VIP, v.Service)
-		}
+		v := &s.VIPs[i] // IPv4 and unique: checked by snapidx.Build
 		proto, ok := ip4.ParseProto(v.Protocol)
 		start := len(c.clientsAll)
 		for _, a := range v.AllowedClients {
@@ -154,28 +141,7 @@ func Compile(s *api.Snapshot) (*Compiled, error) {
 		}
 		cl := c.clientsAll[start:len(c.clientsAll):len(c.clientsAll)]
 		slices.Sort(cl)
-		c.vips[k] = int32(len(c.vipList))
 		c.vipList = append(c.vipList, vipRule{v: v, proto: proto, port: v.Port, allowSite: v.AllowSite, valid: ok, clients: cl})
-	}
-	if p := s.VPCIDR; p.IsValid() && p.Addr().Is4() && p.Bits() >= 14 && len(c.vips) > 0 {
-		c.vipBase = ip4.U32(p.Masked().Addr())
-		c.vipIdx = make([]int32, 1<<(32-p.Bits()))
-		for i := range c.vipIdx {
-			c.vipIdx[i] = -1
-		}
-		for k, i := range c.vips {
-			if k-c.vipBase >= uint32(len(c.vipIdx)) {
-				c.vipIdx = nil // a VIP outside the VP CIDR: keep to the map
-				break
-			}
-			c.vipIdx[k-c.vipBase] = i
-		}
-	}
-	for _, g := range s.Gateways {
-		if !g.OverlayPrefix.Addr().Is4() {
-			return nil, fmt.Errorf("policy: gateway %q: overlay prefix %s is not IPv4", g.Name, g.OverlayPrefix)
-		}
-		c.gateways.Add(g.OverlayPrefix, site(g.Site))
 	}
 	c.hostedList = make([]hostedRule, 0, len(s.Hosted))
 	for i := range s.Hosted {
@@ -190,7 +156,10 @@ func Compile(s *api.Snapshot) (*Compiled, error) {
 		proto, ok := ip4.ParseProto(h.Protocol)
 		r := hostedRule{h: h, proto: proto, port: h.Port, valid: ok}
 		for _, sn := range h.AllowedSites {
-			r.sites = append(r.sites, site(sn))
+			// A site with no gateway in the snapshot holds no source address: skip it.
+			if si, ok := idx.SiteIndex(sn); ok {
+				r.sites = append(r.sites, si)
+			}
 		}
 		slices.Sort(r.sites)
 		for _, p := range h.AllowedPrefixes {
@@ -264,7 +233,7 @@ func (c *Compiled) CheckHosted(ov, src uint32, proto uint8, port uint16, echo bo
 	allowed := false
 	if _, ok := r.prefixes.Lookup(src); ok {
 		allowed = true
-	} else if si, ok := c.gateways.Lookup(src); ok {
+	} else if si, ok := c.idx.SiteOf(src); ok {
 		_, allowed = slices.BinarySearch(r.sites, si)
 	} else {
 		return DenyUnknownSrc
@@ -309,15 +278,6 @@ func (c *Compiled) CheckRelay(src, dst uint32, proto uint8, sport, dport uint16,
 	return v
 }
 
-// SiteOf returns the site whose gateway's overlay prefix holds the overlay address a.
-func (c *Compiled) SiteOf(a uint32) (string, bool) {
-	i, ok := c.gateways.Lookup(a)
-	if !ok {
-		return "", false
-	}
-	return c.sites[i], true
-}
-
 func (r *vipRule) hasClient(a uint32) bool {
 	_, ok := slices.BinarySearch(r.clients, a)
 	return ok
@@ -325,15 +285,7 @@ func (r *vipRule) hasClient(a uint32) bool {
 
 // vipRule finds the rule of a VIP (nil if none).
 func (c *Compiled) vipRule(vip uint32) *vipRule {
-	if c.vipIdx != nil {
-		if o := vip - c.vipBase; o < uint32(len(c.vipIdx)) {
-			if i := c.vipIdx[o]; i >= 0 {
-				return &c.vipList[i]
-			}
-		}
-		return nil
-	}
-	if i, ok := c.vips[vip]; ok {
+	if i, ok := c.idx.VIP(vip); ok {
 		return &c.vipList[i]
 	}
 	return nil

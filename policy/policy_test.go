@@ -188,9 +188,7 @@ func TestVIPIndexAndMapAgree(t *testing.T) {
 	withMap, _ := Compile(s)
 	s.VPCIDR = mp("192.168.0.0/24")
 	withIdx, _ := Compile(s)
-	if withMap.vipIdx != nil || withIdx.vipIdx == nil {
-		t.Fatal("index not built as expected")
-	}
+	// (snapidx's own test checks which of the two lookups each index uses.)
 	for i := uint32(0); i < 300; i++ {
 		vip := u("192.168.0.0") + i - 20
 		for _, cl := range []string{"10.0.0.20", "10.0.0.21"} {

@@ -2,9 +2,9 @@
 //
 //   - Table: the immutable translation table built from one api.Snapshot — VIP → service
 //     (remote: its ov(S); local: its real IP), hosted ov(S) → real service, reverse lookups
-//     by (service IP, protocol, port) and by ov(S), and the overlay prefix → site map of
-//     every gateway. A new snapshot builds a new Table; the caller swaps it in with one
-//     atomic store.
+//     by (service IP, protocol, port) and by ov(S). VIPs are found through the snapshot's
+//     index (internal/snapidx), which policy shares. A new snapshot builds a new Table;
+//     the caller swaps it in with one atomic store.
 //   - Pool: a lease pool of 1:1 address mappings (client overlay addresses ov(c) from the
 //     upper half of the overlay prefix; presence IPs from the upper half of the VP CIDR).
 //     Pools outlive Tables: leases carry over across snapshot swaps. Leases are refreshed
@@ -23,10 +23,10 @@ package vpresence
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/ip4"
+	"github.com/egw-project/egw/internal/snapidx"
 )
 
 // Service is one entry of the table: a service consumed here at a VIP, or hosted here at
@@ -89,16 +89,12 @@ type Table struct {
 	overlayCIDR Range
 	ownPrefix   Range
 
-	vips        map[uint32]*Service // VIP -> consumed service
-	vipBase     uint32              // vipIdx[a-vipBase] is the VIP a (VP CIDR ≤ /14)
-	vipIdx      []*Service
+	idx         *snapidx.Index      // VIP -> index in vipList (parallel to Snapshot.VIPs)
+	vipList     []Service           // consumed services
 	byOverlay   map[uint32]*Service // ov(S) -> consumed remote service (its VIP here)
 	hosted      map[uint32]*Service // ov(S) -> hosted service
 	hostedBySvc map[svcKey]*Service // (service IP, proto, port) -> hosted
 	localBySvc  map[svcKey]*Service // (service IP, proto, port) -> local consumed service
-
-	gateways ip4.PrefixSet
-	sites    []string
 }
 
 func prefixRange(p netip.Prefix) Range {
@@ -106,11 +102,13 @@ func prefixRange(p netip.Prefix) Range {
 	return Range{First: base, Last: base + (uint32(1)<<(32-p.Bits()) - 1)}
 }
 
-// NewTable builds the table of one snapshot. It fails, naming the field, on what the data
-// plane cannot use (non-IPv4 prefixes, a VP CIDR inside the overlay, duplicate VIPs).
-func NewTable(s *api.Snapshot) (*Table, error) {
-	if s == nil {
-		return nil, fmt.Errorf("vpresence: nil snapshot")
+// NewTable builds the table of one snapshot, with idx the snapshot's index (snapidx.Build
+// of the same s, which the engine shares with policy). It fails, naming the field, on what
+// the data plane cannot use (non-IPv4 prefixes, a VP CIDR inside the overlay, VIPs outside
+// the VP CIDR).
+func NewTable(s *api.Snapshot, idx *snapidx.Index) (*Table, error) {
+	if s == nil || idx == nil {
+		return nil, fmt.Errorf("vpresence: nil snapshot or index")
 	}
 	t := &Table{
 		Revision:      s.Revision,
@@ -120,7 +118,8 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 		OverlayIP:     ip4.U32(s.OverlayIP),
 		VPCIDR:        s.VPCIDR,
 		VPAddr:        ip4.U32(s.VPAddr),
-		vips:          make(map[uint32]*Service, len(s.VIPs)),
+		idx:           idx,
+		vipList:       make([]Service, len(s.VIPs)),
 		byOverlay:     make(map[uint32]*Service, len(s.VIPs)),
 		hosted:        make(map[uint32]*Service, len(s.Hosted)),
 		hostedBySvc:   make(map[svcKey]*Service, 2*len(s.Hosted)),
@@ -146,17 +145,14 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 	}
 	for i := range s.VIPs {
 		v := &s.VIPs[i]
-		if !v.VIP.Is4() || !s.VPCIDR.Contains(v.VIP) {
+		if !s.VPCIDR.Contains(v.VIP) { // IPv4 and unique: checked by snapidx.Build
 			return nil, fmt.Errorf("vpresence: VIP %s of service %q: not an IPv4 address in vpCIDR %s", v.VIP, v.Service, s.VPCIDR)
 		}
 		if t.PresenceRange.Contains(ip4.U32(v.VIP)) {
 			return nil, fmt.Errorf("vpresence: VIP %s of service %q lies in the presence pool (upper half of %s)", v.VIP, v.Service, s.VPCIDR)
 		}
-		e := &Service{Name: v.Service, VIP: ip4.U32(v.VIP), Overlay: ip4.U32(v.ServiceOverlay), Proto: proto(v.Protocol), Port: v.Port, Local: v.Local}
-		if _, dup := t.vips[e.VIP]; dup {
-			return nil, fmt.Errorf("vpresence: VIP %s used twice (second: service %q)", v.VIP, v.Service)
-		}
-		t.vips[e.VIP] = e
+		e := &t.vipList[i]
+		*e = Service{Name: v.Service, VIP: ip4.U32(v.VIP), Overlay: ip4.U32(v.ServiceOverlay), Proto: proto(v.Protocol), Port: v.Port, Local: v.Local}
 		if v.Local {
 			if !v.ServiceIP.Is4() {
 				return nil, fmt.Errorf("vpresence: local service %q: serviceIP %q is not IPv4", v.Service, v.ServiceIP)
@@ -172,13 +168,6 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 			}
 		}
 	}
-	if s.VPCIDR.Bits() >= 14 && len(t.vips) > 0 {
-		t.vipBase = ip4.U32(s.VPCIDR.Masked().Addr())
-		t.vipIdx = make([]*Service, 1<<(32-s.VPCIDR.Bits()))
-		for a, e := range t.vips {
-			t.vipIdx[a-t.vipBase] = e // every VIP lies in the VP CIDR (checked above)
-		}
-	}
 	for i := range s.Hosted {
 		h := &s.Hosted[i]
 		if !h.ServiceOverlay.Is4() || !h.ServiceIP.Is4() {
@@ -190,19 +179,6 @@ func NewTable(s *api.Snapshot) (*Table, error) {
 		}
 		t.hosted[e.Overlay] = e
 		addSvc(t.hostedBySvc, e)
-	}
-	siteIdx := map[string]int32{}
-	for _, g := range s.Gateways {
-		if !g.OverlayPrefix.IsValid() || !g.OverlayPrefix.Addr().Is4() {
-			return nil, fmt.Errorf("vpresence: gateway %q: overlay prefix %s is not IPv4", g.Name, g.OverlayPrefix)
-		}
-		i, ok := siteIdx[g.Site]
-		if !ok {
-			i = int32(len(t.sites))
-			t.sites = append(t.sites, g.Site)
-			siteIdx[g.Site] = i
-		}
-		t.gateways.Add(g.OverlayPrefix, i)
 	}
 	return t, nil
 }
@@ -250,15 +226,10 @@ func lookupSvc(m map[svcKey]*Service, ip uint32, proto uint8, port uint16) (*Ser
 
 // VIP returns the service consumed at vip.
 func (t *Table) VIP(vip uint32) (*Service, bool) {
-	if t.vipIdx != nil {
-		if o := vip - t.vipBase; o < uint32(len(t.vipIdx)) {
-			e := t.vipIdx[o]
-			return e, e != nil
-		}
-		return nil, false
+	if i, ok := t.idx.VIP(vip); ok {
+		return &t.vipList[i], true
 	}
-	e, ok := t.vips[vip]
-	return e, ok
+	return nil, false
 }
 
 // Hosted returns the hosted service at overlay address ov.
@@ -280,35 +251,8 @@ func (t *Table) LocalByService(ip uint32, proto uint8, port uint16) (*Service, b
 	return lookupSvc(t.localBySvc, ip, proto, port)
 }
 
-// SiteOf returns the site whose gateway's overlay prefix holds a.
-func (t *Table) SiteOf(a uint32) (string, bool) {
-	i, ok := t.gateways.Lookup(a)
-	if !ok {
-		return "", false
-	}
-	return t.sites[i], true
-}
-
 // InOverlay reports whether a lies in the whole overlay CIDR.
 func (t *Table) InOverlay(a uint32) bool { return t.overlayCIDR.Contains(a) }
 
 // InOwnPrefix reports whether a lies in this gateway's overlay prefix.
 func (t *Table) InOwnPrefix(a uint32) bool { return t.ownPrefix.Contains(a) }
-
-// Services lists the table's entries (VIPs, then hosted), for status output.
-func (t *Table) Services() []Service {
-	out := make([]Service, 0, len(t.vips)+len(t.hosted))
-	for _, e := range t.vips {
-		out = append(out, *e)
-	}
-	for _, e := range t.hosted {
-		out = append(out, *e)
-	}
-	slices.SortFunc(out, func(a, b Service) int {
-		if a.VIP != b.VIP {
-			return int(int64(a.VIP) - int64(b.VIP))
-		}
-		return int(int64(a.Overlay) - int64(b.Overlay))
-	})
-	return out
-}

@@ -38,7 +38,11 @@ var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, 
 		return fmt.Errorf("registering the hub's public key: %w", err)
 	}
 	log.Info("hub node starting", "publicKey", key.PublicKey().String(), "overlayIP", pc.OverlayIPA, "listenPort", cfg.ListenPort, "tunDriver", pc.TUN.Driver)
-	node, err := gateway.NewNode(pc, gateway.NodeOptions{Hub: true, Key: key, NoCache: true}, log)
+	var initial *api.Snapshot // the hub's own snapshot, else Launch applies the bootstrap one
+	if s, ok := cp.Snapshot(cfg.Name); ok {
+		initial = s
+	}
+	node, err := gateway.Launch(ctx, pc, gateway.NodeOptions{Hub: true, Key: key, NoCache: true}, initial, log)
 	if err != nil {
 		return err
 	}
@@ -49,22 +53,8 @@ var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, 
 		log.Info("hub node stopped")
 	}()
 	report := func() { cp.Report(cfg.Name, node.Report()) }
-	var rev int64
-	if snap, ok := cp.Snapshot(cfg.Name); ok {
-		if err := node.Apply(snap); err != nil {
-			return err
-		}
-		rev = snap.Revision
-	} else if err := node.Apply(node.Bootstrap()); err != nil {
-		return err
-	}
-	if err := node.Start(); err != nil {
-		return err
-	}
+	rev := node.Applied().Revision
 	report()
-	if err := node.ServeMetrics(ctx, cfg.Metrics.Listen); err != nil {
-		log.Warn("metrics not served", "err", err)
-	}
 	cp.SetPeerStats(func() map[string]controlplane.PeerStats {
 		out := map[string]controlplane.PeerStats{}
 		stats, err := node.Overlay().PeerStats()

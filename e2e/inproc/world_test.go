@@ -29,6 +29,7 @@ import (
 	"github.com/egw-project/egw/gateway"
 	"github.com/egw-project/egw/internal/lantest"
 	"github.com/egw-project/egw/internal/membind"
+	"github.com/egw-project/egw/internal/pkttest"
 )
 
 // The topology of DESIGN.md §1: two edge sites whose LANs are both 10.0.0.0/24, and the
@@ -700,14 +701,14 @@ func checkICMPError(pkt []byte, src, dst netip.Addr, typ, code byte, inSrc, inDs
 	if s, d := netip.AddrFrom4([4]byte(pkt[12:16])), netip.AddrFrom4([4]byte(pkt[16:20])); s != src || d != dst {
 		return fmt.Errorf("outer %s → %s, want %s → %s", s, d, src, dst)
 	}
-	if sum(pkt[:ihl]) != 0xffff {
+	if pkttest.Sum(pkt[:ihl], 0) != 0xffff {
 		return fmt.Errorf("outer IP header checksum does not verify")
 	}
 	icmp := pkt[ihl:]
 	if icmp[0] != typ || icmp[1] != code {
 		return fmt.Errorf("ICMP type %d code %d, want %d/%d", icmp[0], icmp[1], typ, code)
 	}
-	if sum(icmp) != 0xffff {
+	if pkttest.Sum(icmp, 0) != 0xffff {
 		return fmt.Errorf("ICMP checksum does not verify")
 	}
 	in := icmp[8:]
@@ -715,7 +716,7 @@ func checkICMPError(pkt []byte, src, dst netip.Addr, typ, code byte, inSrc, inDs
 	if len(in) < inIHL+8 {
 		return fmt.Errorf("embedded packet too short")
 	}
-	if sum(in[:inIHL]) != 0xffff {
+	if pkttest.Sum(in[:inIHL], 0) != 0xffff {
 		return fmt.Errorf("embedded IP header checksum does not verify")
 	}
 	s := netip.AddrPortFrom(netip.AddrFrom4([4]byte(in[12:16])), uint16(in[inIHL])<<8|uint16(in[inIHL+1]))
@@ -724,21 +725,6 @@ func checkICMPError(pkt []byte, src, dst netip.Addr, typ, code byte, inSrc, inDs
 		return fmt.Errorf("embedded proto %d %s → %s, want UDP %s → %s", in[9], s, d, inSrc, inDst)
 	}
 	return nil
-}
-
-// sum is the ones' complement sum of b (0xffff when a checksum inside b verifies).
-func sum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
 }
 
 // dumpStats logs every node's seam counters and drops (for a failing step).
