@@ -75,8 +75,8 @@ func (s *Server) EdgeConfig(name string) (*EdgeConfig, error) {
 	var prefix netip.Prefix
 	var ok bool
 	err := s.store.read(func(m *model) error {
-		o = m.objs[api.KindEGateway+"/"+name]
-		hubObj = m.objs[api.KindEGateway+"/"+s.cfg.HubGateway]
+		o, _ = m.lookup(api.KindEGateway, name)
+		hubObj, _ = m.lookup(api.KindEGateway, s.cfg.HubGateway)
 		prefix, ok = m.ipam.Gateways[name]
 		return nil
 	})

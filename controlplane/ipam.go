@@ -355,14 +355,18 @@ func fullValidateReconcile(w *writeTx) error {
 	}
 	reconcileIndex(st, ix, m.cfg)
 	for k, o := range st.Objects {
-		if m.objs[k] != o {
+		if cur, _ := m.get(k); cur != o {
 			w.put(o)
 		}
 	}
-	for k := range m.objs {
-		if _, ok := st.Objects[k]; !ok {
-			w.del(k)
+	var gone []string
+	m.forEach(func(o api.Object) {
+		if _, ok := st.Objects[api.Key(o)]; !ok {
+			gone = append(gone, api.Key(o))
 		}
+	})
+	for _, k := range gone {
+		w.del(k)
 	}
 	for gw := range m.ipam.Gateways {
 		if _, ok := st.IPAM.Gateways[gw]; !ok {
@@ -403,7 +407,8 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 	gws, sites, svcs := set{}, set{}, set{}
 	pairs := map[pairKey]bool{}
 	for k, old := range w.before {
-		for _, o := range [2]api.Object{old, m.objs[k]} {
+		cur, _ := m.get(k)
+		for _, o := range [2]api.Object{old, cur} {
 			switch v := o.(type) {
 			case *api.ESite:
 				sites[v.Metadata.Name] = struct{}{}
@@ -557,7 +562,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 	done := map[pairKey]bool{}
 	for _, k := range keys {
 		done[k] = true
-		names := m.managedByPair[k].sortedKeys()
+		names := m.managedNames(k)
 		e, ok := m.exposes[k.expose]
 		var g *api.EGateway
 		if ok {
@@ -583,7 +588,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 			if err == nil && inLowerHalf(cidr, ip) && m.vipOwner[k.site][ip] == keep {
 				if _, pinned := m.pinAt(k.site, ip); !pinned {
 					if !isManagedAs(vp, vp.VirtualIP, e.EServiceName, k.site, k.expose) {
-						w.put(managedVP(keep, k.expose, e.EServiceName, k.site, vp.VirtualIP))
+						w.put(managedVP(m.labelsOf(k.expose), keep, e.EServiceName, k.site, vp.VirtualIP))
 					}
 					continue
 				}
@@ -602,11 +607,8 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 			if done[k] {
 				continue
 			}
-			for _, n := range m.managedByPair[k].sortedKeys() {
-				if m.vps[n].VirtualIP == "" {
-					jobs = append(jobs, job{key: k, name: n, service: m.exposes[en].EServiceName, cidr: vpCIDR(g)})
-				}
-				break
+			if n, ok := m.managedByPair[k]; ok && m.vps[n].VirtualIP == "" {
+				jobs = append(jobs, job{key: k, name: n, service: m.exposes[en].EServiceName, cidr: vpCIDR(g)})
 			}
 		}
 	}
@@ -626,13 +628,13 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 		name := j.name
 		if name == "" {
 			name = managedName(j.key.expose, j.key.site, func(n string) bool {
-				_, taken := m.objs[api.KindVirtualPresence+"/"+n]
+				_, taken := m.vps[n]
 				_, res := reserved[n]
 				return taken || res
 			})
 			reserved[name] = struct{}{}
 		}
-		w.put(managedVP(name, j.key.expose, j.service, j.key.site, vip))
+		w.put(managedVP(m.labelsOf(j.key.expose), name, j.service, j.key.site, vip))
 	}
 }
 
@@ -660,11 +662,11 @@ func sortPairs(keys []pairKey) {
 	})
 }
 
-// managedVP is the managed VirtualPresence of exposure expose at site.
-func managedVP(name, expose, service, site, vip string) *api.VirtualPresence {
+// managedVP is a managed VirtualPresence with labels (model.labelsOf its exposure).
+func managedVP(labels map[string]string, name, service, site, vip string) *api.VirtualPresence {
 	return &api.VirtualPresence{
 		TypeMeta:  api.TypeMeta{Kind: api.KindVirtualPresence, APIVersion: "v1"},
-		Metadata:  api.ObjectMeta{Name: name, Labels: map[string]string{LabelManaged: "true", LabelExpose: expose}},
+		Metadata:  api.ObjectMeta{Name: name, Labels: labels},
 		VirtualIP: vip, EServiceName: service, ESiteName: site,
 	}
 }

@@ -23,7 +23,6 @@ import (
 type model struct {
 	cfg  Config
 	rev  int64
-	objs map[string]api.Object // "Kind/name"
 	ipam IPAM
 	eps  map[string]GatewayEndpoints
 	// legacyIPAM is set when the IPAM state was read from the single blob of older
@@ -45,7 +44,14 @@ type model struct {
 	exposesBySite    map[string]set // site -> exposures naming it in eSites
 	exposesByPolicy  map[string]set
 	policiesByServer map[string]set
-	managedByPair    map[pairKey]set // (expose, site) -> managed VirtualPresences
+	// managedByPair maps an (expose, site) pair to its managed VirtualPresence (the first
+	// by name); managedExtra holds the others, should a pair have several (reconcile
+	// deletes them).
+	managedByPair map[pairKey]string
+	managedExtra  map[pairKey][]string
+	// labels holds the one Labels map shared by the managed VirtualPresences of each
+	// exposure (they are never modified in place).
+	labels map[string]map[string]string
 	pinVPs           set             // hand-applied VirtualPresences with a virtualIp
 	keyOwners        map[string]set  // decoded WireGuard key -> gateways
 
@@ -83,7 +89,7 @@ func (s set) sortedKeys() []string { return sortedKeys(s) }
 type pairKey struct{ expose, site string }
 
 func newModel(cfg Config) *model {
-	return &model{cfg: cfg, objs: map[string]api.Object{},
+	return &model{cfg: cfg,
 		ipam:  IPAM{Gateways: map[string]netip.Prefix{}, Services: map[string]ServiceAddr{}},
 		eps:   map[string]GatewayEndpoints{},
 		sites: map[string]*api.ESite{}, gateways: map[string]*api.EGateway{}, services: map[string]*api.EService{},
@@ -91,7 +97,8 @@ func newModel(cfg Config) *model {
 		vps:       map[string]*api.VirtualPresence{},
 		gwsBySite: map[string]set{}, servicesBySite: map[string]set{}, serversBySite: map[string]set{},
 		exposesByService: map[string]set{}, exposesBySite: map[string]set{}, exposesByPolicy: map[string]set{},
-		policiesByServer: map[string]set{}, managedByPair: map[pairKey]set{}, pinVPs: set{}, keyOwners: map[string]set{},
+		policiesByServer: map[string]set{}, managedByPair: map[pairKey]string{}, managedExtra: map[pairKey][]string{},
+		labels: map[string]map[string]string{}, pinVPs: set{}, keyOwners: map[string]set{},
 		prefixOwner: map[netip.Prefix]string{}, ovOwner: map[string]map[netip.Addr]string{},
 		vipOwner: map[string]map[netip.Addr]string{}, prefixHint: 1, sorted: map[string][]string{},
 		unallocated: set{},
@@ -135,9 +142,81 @@ func (m *model) record(f func()) {
 	}
 }
 
+// get returns the object stored under key ("Kind/name").
+func (m *model) get(key string) (api.Object, bool) {
+	kind, name, _ := strings.Cut(key, "/")
+	return m.lookup(kind, name)
+}
+
+// lookup returns the object of kind and name.
+func (m *model) lookup(kind, name string) (api.Object, bool) {
+	var o api.Object
+	switch kind {
+	case api.KindESite:
+		if v, ok := m.sites[name]; ok {
+			o = v
+		}
+	case api.KindEGateway:
+		if v, ok := m.gateways[name]; ok {
+			o = v
+		}
+	case api.KindEService:
+		if v, ok := m.services[name]; ok {
+			o = v
+		}
+	case api.KindEServer:
+		if v, ok := m.servers[name]; ok {
+			o = v
+		}
+	case api.KindEPolicy:
+		if v, ok := m.policies[name]; ok {
+			o = v
+		}
+	case api.KindServiceExpose:
+		if v, ok := m.exposes[name]; ok {
+			o = v
+		}
+	case api.KindVirtualPresence:
+		if v, ok := m.vps[name]; ok {
+			o = v
+		}
+	}
+	return o, o != nil
+}
+
+// forEach calls fn for every object.
+func (m *model) forEach(fn func(api.Object)) {
+	for _, v := range m.sites {
+		fn(v)
+	}
+	for _, v := range m.gateways {
+		fn(v)
+	}
+	for _, v := range m.services {
+		fn(v)
+	}
+	for _, v := range m.servers {
+		fn(v)
+	}
+	for _, v := range m.policies {
+		fn(v)
+	}
+	for _, v := range m.exposes {
+		fn(v)
+	}
+	for _, v := range m.vps {
+		fn(v)
+	}
+}
+
+// count is the number of objects.
+func (m *model) count() int {
+	return len(m.sites) + len(m.gateways) + len(m.services) + len(m.servers) + len(m.policies) + len(m.exposes) + len(m.vps)
+}
+
 // set puts o under key (nil removes it), keeping the indexes.
 func (m *model) set(key string, o api.Object) {
-	old, had := m.objs[key]
+	old, had := m.get(key)
 	if had && old == o {
 		return
 	}
@@ -146,18 +225,95 @@ func (m *model) set(key string, o api.Object) {
 }
 
 func (m *model) setRaw(key string, o api.Object) {
-	if old, ok := m.objs[key]; ok {
+	if old, ok := m.get(key); ok {
 		m.unindex(old)
 		if o == nil {
-			delete(m.objs, key)
 			delete(m.sorted, old.GetKind())
 		}
 	} else if o != nil {
 		delete(m.sorted, o.GetKind())
 	}
 	if o != nil {
-		m.objs[key] = o
 		m.index(o)
+	}
+}
+
+func (m *model) addManaged(k pairKey, name string) {
+	first, ok := m.managedByPair[k]
+	switch {
+	case !ok:
+		m.managedByPair[k] = name
+	case name < first:
+		m.managedByPair[k] = name
+		m.managedExtra[k] = append(m.managedExtra[k], first)
+	default:
+		m.managedExtra[k] = append(m.managedExtra[k], name)
+	}
+}
+
+func (m *model) delManaged(k pairKey, name string) {
+	extra := m.managedExtra[k]
+	if m.managedByPair[k] != name {
+		extra = slices.DeleteFunc(extra, func(n string) bool { return n == name })
+	} else if len(extra) == 0 {
+		delete(m.managedByPair, k)
+	} else {
+		i := slices.Index(extra, slices.Min(extra))
+		m.managedByPair[k] = extra[i]
+		extra = slices.Delete(extra, i, i+1)
+	}
+	if len(extra) == 0 {
+		delete(m.managedExtra, k)
+	} else {
+		m.managedExtra[k] = extra
+	}
+}
+
+// managedNames returns the managed VirtualPresences of a pair, sorted by name.
+func (m *model) managedNames(k pairKey) []string {
+	first, ok := m.managedByPair[k]
+	if !ok {
+		return nil
+	}
+	extra := m.managedExtra[k]
+	if len(extra) == 0 {
+		return []string{first}
+	}
+	out := append([]string{first}, extra...)
+	slices.Sort(out)
+	return out
+}
+
+// labelsOf returns the shared Labels map of the managed VirtualPresences of expose.
+func (m *model) labelsOf(expose string) map[string]string {
+	l, ok := m.labels[expose]
+	if !ok {
+		l = map[string]string{LabelManaged: "true", LabelExpose: expose}
+		m.labels[expose] = l
+	}
+	return l
+}
+
+// intern makes a managed VirtualPresence read from the store share its Labels map and
+// the strings naming its service and site with what is already loaded.
+func (m *model) intern(vp *api.VirtualPresence) {
+	l := vp.Metadata.Labels
+	if len(l) == 2 && l[LabelManaged] == "true" {
+		if e, ok := l[LabelExpose]; ok {
+			vp.Metadata.Labels = m.labelsOf(e)
+		}
+	}
+	if v, ok := m.services[vp.EServiceName]; ok {
+		vp.EServiceName = v.Metadata.Name
+	}
+	if s, ok := m.sites[vp.ESiteName]; ok {
+		vp.ESiteName = s.Metadata.Name
+	}
+	if vp.Kind == api.KindVirtualPresence {
+		vp.Kind = api.KindVirtualPresence
+	}
+	if vp.APIVersion == "v1" {
+		vp.APIVersion = "v1"
 	}
 }
 
@@ -221,7 +377,7 @@ func (m *model) index(o api.Object) {
 		m.vps[n] = v
 		switch {
 		case isManaged(v):
-			addTo(m.managedByPair, pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, n)
+			m.addManaged(pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, n)
 			if ip, err := netip.ParseAddr(v.VirtualIP); err == nil {
 				owners := m.vipOwner[v.ESiteName]
 				if owners == nil {
@@ -274,7 +430,7 @@ func (m *model) unindex(o api.Object) {
 		delete(m.vps, n)
 		switch {
 		case isManaged(v):
-			delFrom(m.managedByPair, pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, n)
+			m.delManaged(pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, n)
 			if ip, err := netip.ParseAddr(v.VirtualIP); err == nil {
 				if owners := m.vipOwner[v.ESiteName]; owners[ip] == n {
 					delete(owners, ip)
@@ -456,7 +612,6 @@ func (m *model) sortedNames(kind string) []string {
 	if names, ok := m.sorted[kind]; ok {
 		return names
 	}
-	prefix := kind + "/"
 	var names []string
 	switch kind {
 	case api.KindESite:
@@ -473,13 +628,6 @@ func (m *model) sortedNames(kind string) []string {
 		names = sortedKeys(m.exposes)
 	case api.KindVirtualPresence:
 		names = sortedKeys(m.vps)
-	default:
-		for k := range m.objs {
-			if n, ok := strings.CutPrefix(k, prefix); ok {
-				names = append(names, n)
-			}
-		}
-		slices.Sort(names)
 	}
 	if m.sorted == nil {
 		m.sorted = map[string][]string{}
@@ -579,11 +727,9 @@ func (m *model) subIndex(objs []api.Object) *index {
 
 // state returns the whole state as a State (objects shared: do not modify them).
 func (m *model) state() *State {
-	st := &State{Revision: m.rev, Objects: make(map[string]api.Object, len(m.objs)), IPAM: m.ipam.clone(),
+	st := &State{Revision: m.rev, Objects: make(map[string]api.Object, m.count()), IPAM: m.ipam.clone(),
 		Endpoints: make(map[string]GatewayEndpoints, len(m.eps))}
-	for k, o := range m.objs {
-		st.Objects[k] = o
-	}
+	m.forEach(func(o api.Object) { st.Objects[api.Key(o)] = o })
 	for k, e := range m.eps {
 		st.Endpoints[k] = e
 	}

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -229,9 +230,17 @@ func (s *Server) refresh() error {
 		s.log.Info("snapshots changed", "revision", m.rev, "changed", len(changed), "removed", len(removed), "compiled", len(out))
 	}
 
-	s.mu.Lock()
+	entries := make(map[string]*gwSnap, len(changed))
 	for gw, snap := range changed {
-		s.setSnapLocked(gw, &gwSnap{snap: snap})
+		g, err := newGwSnap(snap, gw == s.cfg.HubGateway)
+		if err != nil {
+			return fmt.Errorf("encoding the snapshot of %s: %w", gw, err)
+		}
+		entries[gw] = g
+	}
+	s.mu.Lock()
+	for gw, g := range entries {
+		s.setSnapLocked(gw, g)
 		s.wakeLocked(gw)
 	}
 	for _, gw := range removed {
@@ -256,7 +265,7 @@ func (s *Server) refresh() error {
 // s.mu is held.
 func (s *Server) setSnapLocked(gw string, g *gwSnap) {
 	if old, ok := s.snaps[gw]; ok {
-		if p := old.snap.OverlayPrefix.Masked(); p.IsValid() {
+		if p := old.prefix.Masked(); p.IsValid() {
 			if s.byPrefix[p] == gw {
 				delete(s.byPrefix, p)
 			}
@@ -268,7 +277,7 @@ func (s *Server) setSnapLocked(gw string, g *gwSnap) {
 		return
 	}
 	s.snaps[gw] = g
-	if p := g.snap.OverlayPrefix.Masked(); p.IsValid() {
+	if p := g.prefix.Masked(); p.IsValid() {
 		if other, taken := s.byPrefix[p]; !taken || gw < other {
 			s.byPrefix[p] = gw
 		}
@@ -296,10 +305,8 @@ func (s *Server) countLenLocked(bits, d int) {
 // compileAll compiles every gateway's snapshot from the whole model and rebuilds the
 // hub's parts.
 func (s *Server) compileAll(m *model) map[string]*api.Snapshot {
-	objs := make([]api.Object, 0, len(m.objs))
-	for _, o := range m.objs {
-		objs = append(objs, o)
-	}
+	objs := make([]api.Object, 0, m.count())
+	m.forEach(func(o api.Object) { objs = append(objs, o) })
 	ix := m.subIndex(objs)
 	c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps}
 	c.exposures()
@@ -526,7 +533,7 @@ func (m *model) closure(site string) []api.Object {
 		}
 		for _, t := range e.ESites {
 			addSite(t)
-			for vp := range m.managedByPair[pairKey{en, t}] {
+			for _, vp := range m.managedNames(pairKey{en, t}) {
 				add(m.vps[vp])
 			}
 		}

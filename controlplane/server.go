@@ -2,10 +2,12 @@ package controlplane
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -94,23 +96,101 @@ type Server struct {
 	epIdle chan struct{}
 }
 
-// gwSnap is the current snapshot of one gateway and, computed once on first use, its
-// encoding as the sync endpoint sends it.
+// gwSnap is the current snapshot of one gateway. The hub's is kept as it is (its own node
+// follows it in-process) and encoded once, on first request; an edge's is kept only as its
+// gzipped JSON encoding, which is what the sync endpoint sends (10,000 edges' snapshots
+// take ~25 MB so instead of ~350 MB), and decoded when asked for (Snapshot, Watch).
 type gwSnap struct {
-	snap *api.Snapshot
+	rev    int64
+	prefix netip.Prefix
+	snap   *api.Snapshot // nil for an edge
+	gz     []byte        // an edge's encoding, gzipped
+
 	once sync.Once
 	body []byte
 	err  error
 }
 
+// newGwSnap makes the entry of snap: kept as it is if keep, else encoded and gzipped.
+func newGwSnap(snap *api.Snapshot, keep bool) (*gwSnap, error) {
+	g := &gwSnap{rev: snap.Revision, prefix: snap.OverlayPrefix, snap: snap}
+	if keep {
+		return g, nil
+	}
+	gz, err := gzipJSON(snap)
+	if err != nil {
+		return nil, err
+	}
+	g.snap, g.gz = nil, gz
+	return g, nil
+}
+
+// gzipWriters reuses gzip writers (their state is ~800 KB).
+var gzipWriters = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return w
+}}
+
+// gzipJSON returns the JSON encoding of v (compact, newline-terminated), gzipped.
+func gzipJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&b)
+	if err := json.NewEncoder(zw).Encode(v); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return slices.Clip(b.Bytes()), nil
+}
+
 // encoded returns the JSON the sync endpoint answers with (compact, newline-terminated).
 func (g *gwSnap) encoded() ([]byte, error) {
 	g.once.Do(func() {
+		if g.snap == nil {
+			zr, err := gzip.NewReader(bytes.NewReader(g.gz))
+			if err != nil {
+				g.err = err
+				return
+			}
+			g.body, g.err = io.ReadAll(zr)
+			return
+		}
 		var b bytes.Buffer
 		g.err = json.NewEncoder(&b).Encode(g.snap)
 		g.body = b.Bytes()
 	})
 	return g.body, g.err
+}
+
+// plain returns the JSON encoding without keeping it (an edge's is decompressed anew).
+func (g *gwSnap) plain() ([]byte, error) {
+	if g.snap != nil {
+		return g.encoded()
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(g.gz))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(zr)
+}
+
+// snapshot returns the snapshot: the hub's shared one, or an edge's decoded anew.
+func (g *gwSnap) snapshot() (*api.Snapshot, error) {
+	if g.snap != nil {
+		return g.snap, nil
+	}
+	body, err := g.plain()
+	if err != nil {
+		return nil, err
+	}
+	var snap api.Snapshot
+	if err := json.Unmarshal(body, &snap); err != nil {
+		return nil, err
+	}
+	return &snap, nil
 }
 
 // NewServer returns a Server over store and compiles the first snapshots.
@@ -173,15 +253,32 @@ func (s *Server) wakeLocked(gw string) {
 	}
 }
 
-// Snapshot returns the latest compiled snapshot of a gateway. It is shared: do not modify.
+// Snapshot returns the latest compiled snapshot of a gateway. It may be shared: do not
+// modify it.
 func (s *Server) Snapshot(gateway string) (*api.Snapshot, bool) {
+	s.mu.Lock()
+	g, ok := s.snaps[gateway]
+	s.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	snap, err := g.snapshot()
+	if err != nil {
+		s.log.Error("decoding a kept snapshot", "gateway", gateway, "err", err)
+		return nil, false
+	}
+	return snap, true
+}
+
+// SnapshotRevision returns the revision of the latest compiled snapshot of a gateway.
+func (s *Server) SnapshotRevision(gateway string) (int64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g, ok := s.snaps[gateway]
 	if !ok {
-		return nil, false
+		return 0, false
 	}
-	return g.snap, true
+	return g.rev, true
 }
 
 // current reports whether a caller that holds revision since of store storeID ("": not
@@ -190,7 +287,7 @@ func (s *Server) current(g *gwSnap, since int64, storeID string) bool {
 	if g == nil {
 		return true
 	}
-	return g.snap.Revision == since && (storeID == "" || storeID == s.storeID)
+	return g.rev == since && (storeID == "" || storeID == s.storeID)
 }
 
 // watch waits until the snapshot of gateway differs from what the caller holds (see
@@ -229,7 +326,7 @@ func (s *Server) Watch(ctx context.Context, gateway string, since int64) (*api.S
 	if err != nil {
 		return nil, err
 	}
-	return g.snap, nil
+	return g.snapshot()
 }
 
 // GatewayByAddr returns the gateway whose overlay prefix holds addr: the identity of a
@@ -406,8 +503,8 @@ func (s *Server) after(err error) error {
 func (s *Server) EnsureHub(vpCIDR, publicKey, endpoint string) error {
 	var site, hub api.Object
 	err := s.store.read(func(m *model) error {
-		site = m.objs[api.KindESite+"/"+s.cfg.HubSite]
-		hub = m.objs[api.KindEGateway+"/"+s.cfg.HubGateway]
+		site, _ = m.lookup(api.KindESite, s.cfg.HubSite)
+		hub, _ = m.lookup(api.KindEGateway, s.cfg.HubGateway)
 		return nil
 	})
 	if err != nil {
@@ -478,7 +575,7 @@ func (s *Server) Status() (*api.StatusReport, error) {
 				gs.OverlayPrefix = p.String()
 			}
 			if g, ok := s.snaps[n]; ok {
-				gs.LatestRevision = g.snap.Revision
+				gs.LatestRevision = g.rev
 			}
 			r, reported := s.reports[n]
 			if reported {

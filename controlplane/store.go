@@ -358,6 +358,9 @@ func loadModel(tx Tx, cfg Config) (*model, error) {
 		if err := json.Unmarshal(val, o); err != nil {
 			return fmt.Errorf("store: %s: %w", key, err)
 		}
+		if vp, ok := o.(*api.VirtualPresence); ok && isManaged(vp) {
+			m.intern(vp)
+		}
 		m.setRaw(key, o)
 		return nil
 	})
@@ -422,13 +425,12 @@ func newWriteTx(m *model) *writeTx {
 }
 
 func (w *writeTx) get(key string) (api.Object, bool) {
-	o, ok := w.m.objs[key]
-	return o, ok
+	return w.m.get(key)
 }
 
 func (w *writeTx) touch(key string) {
 	if _, seen := w.before[key]; !seen {
-		w.before[key] = w.m.objs[key]
+		w.before[key], _ = w.m.get(key)
 	}
 }
 
@@ -532,7 +534,8 @@ func (s *Store) commitWrite(tx Tx, w *writeTx) (*change, error) {
 	newRev := m.rev + 1
 	ch := &change{rev: newRev, validated: w.validated}
 	for _, k := range sortedKeys(w.before) {
-		old, cur := w.before[k], m.objs[k]
+		old := w.before[k]
+		cur, _ := m.get(k)
 		if old == cur {
 			continue
 		}
@@ -825,7 +828,7 @@ func (s *Store) Get(kind, name string) (api.Object, error) {
 	}
 	var out api.Object
 	err = s.read(func(m *model) error {
-		o, ok := m.objs[k+"/"+name]
+		o, ok := m.lookup(k, name)
 		if !ok {
 			return &Error{Code: CodeNotFound, Object: k + "/" + name, Message: "not found"}
 		}
@@ -886,7 +889,8 @@ func (s *Store) ListPage(kind string, limit int, cont string) ([]api.Object, int
 		}
 		out = make([]api.Object, 0, end-i)
 		for _, n := range names[i:end] {
-			c := api.DeepCopy(m.objs[k+"/"+n])
+			o, _ := m.lookup(k, n)
+			c := api.DeepCopy(o)
 			fillObjectStatus(m, c)
 			out = append(out, c)
 		}
@@ -920,4 +924,53 @@ func decodeContinue(kind, tok string) (string, error) {
 		return "", bad
 	}
 	return c.After, nil
+}
+
+// Count returns how many objects of kind the store holds, and the revision.
+func (s *Store) Count(kind string) (int, int64, error) {
+	k, err := api.ParseKind(kind)
+	if err != nil {
+		return 0, 0, &Error{Code: CodeBadRequest, Message: err.Error()}
+	}
+	var n int
+	var rev int64
+	err = s.read(func(m *model) error {
+		rev = m.rev
+		switch k {
+		case api.KindESite:
+			n = len(m.sites)
+		case api.KindEGateway:
+			n = len(m.gateways)
+		case api.KindEService:
+			n = len(m.services)
+		case api.KindEServer:
+			n = len(m.servers)
+		case api.KindEPolicy:
+			n = len(m.policies)
+		case api.KindServiceExpose:
+			n = len(m.exposes)
+		case api.KindVirtualPresence:
+			n = len(m.vps)
+		}
+		return nil
+	})
+	return n, rev, err
+}
+
+// AllocatedGateways returns how many gateways have an overlay prefix, and how many more
+// the address plan has room for.
+func (s *Store) AllocatedGateways() (allocated int, free uint64, err error) {
+	err = s.read(func(m *model) error {
+		allocated = len(m.ipam.Gateways)
+		total := prefixCount(m.cfg)
+		used := uint64(len(m.prefixOwner))
+		if _, ok := m.prefixOwner[m.cfg.HubPrefix()]; !ok {
+			used++ // the hub's is reserved
+		}
+		if used < total {
+			free = total - used
+		}
+		return nil
+	})
+	return allocated, free, err
 }

@@ -161,7 +161,8 @@ func validateDelta(w *writeTx) error {
 	}
 	for k, old := range w.before {
 		keys[k] = struct{}{}
-		for _, o := range [2]api.Object{old, m.objs[k]} {
+		cur, _ := m.get(k)
+		for _, o := range [2]api.Object{old, cur} {
 			switch v := o.(type) {
 			case *api.EGateway:
 				gatewaysAt(v.ESiteName)
@@ -187,7 +188,7 @@ func validateDelta(w *writeTx) error {
 	}
 	objs := make([]api.Object, 0, len(keys))
 	for k := range keys {
-		if o, ok := m.objs[k]; ok {
+		if o, ok := m.get(k); ok {
 			objs = append(objs, o)
 		}
 	}
