@@ -336,30 +336,60 @@ type List struct {
 	Items    []api.Object
 }
 
-// List returns every object of a kind.
+// PageSize is how many objects List asks for per page.
+const PageSize = 500
+
+// maxPages bounds the pages one List follows (PageSize × maxPages objects).
+const maxPages = 100000
+
+// List returns every object of a kind. It reads them a page at a time (GET
+// /v1/{plural}?limit=PageSize, then &continue= with the token each page returns) and
+// returns them together; Revision is that of the last page. A server that does not page
+// answers everything at once, which is fine too.
 func (c *Client) List(ctx context.Context, kind string) (*List, error) {
 	k, plural, err := pluralOf(kind)
 	if err != nil {
 		return nil, err
 	}
-	var raw struct {
-		Kind     string            `json:"kind"`
-		Revision int64             `json:"revision"`
-		Items    []json.RawMessage `json:"items"`
-	}
-	if _, _, err := c.do(ctx, http.MethodGet, "/v1/"+plural, nil, &raw); err != nil {
-		return nil, err
-	}
-	l := &List{Kind: raw.Kind, Revision: raw.Revision, Items: make([]api.Object, 0, len(raw.Items))}
-	if l.Kind == "" {
-		l.Kind = k + "List"
-	}
-	for i, item := range raw.Items {
-		o, err := decodeObject(k, item)
-		if err != nil {
-			return nil, fmt.Errorf("list %s: item %d: %w", plural, i, err)
+	l := &List{Kind: k + "List"}
+	cont := ""
+	for page := 0; ; page++ {
+		if page == maxPages {
+			return nil, fmt.Errorf("list %s: more than %d pages", plural, maxPages)
 		}
-		l.Items = append(l.Items, o)
+		q := url.Values{"limit": {strconv.Itoa(PageSize)}}
+		if cont != "" {
+			q.Set("continue", cont)
+		}
+		var raw struct {
+			Kind     string            `json:"kind"`
+			Revision int64             `json:"revision"`
+			Metadata struct {
+				Continue string `json:"continue"`
+			} `json:"metadata"`
+			Items []json.RawMessage `json:"items"`
+		}
+		if _, _, err := c.do(ctx, http.MethodGet, "/v1/"+plural+"?"+q.Encode(), nil, &raw); err != nil {
+			return nil, err
+		}
+		if raw.Kind != "" {
+			l.Kind = raw.Kind
+		}
+		l.Revision = raw.Revision
+		for i, item := range raw.Items {
+			o, err := decodeObject(k, item)
+			if err != nil {
+				return nil, fmt.Errorf("list %s: item %d: %w", plural, len(l.Items)+i, err)
+			}
+			l.Items = append(l.Items, o)
+		}
+		if raw.Metadata.Continue == "" || raw.Metadata.Continue == cont {
+			break
+		}
+		cont = raw.Metadata.Continue
+	}
+	if l.Items == nil {
+		l.Items = []api.Object{}
 	}
 	return l, nil
 }

@@ -58,6 +58,20 @@ func allocLowest(p netip.Prefix, used map[netip.Addr]bool) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// allocLowestFunc returns the lowest address of p's lower half for which used is false.
+func allocLowestFunc(p netip.Prefix, used func(netip.Addr) bool) (netip.Addr, bool) {
+	lo, hi, ok := lowerHalf(p)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	for v := lo; v <= hi; v++ {
+		if a := addrOf(v); !used(a) {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
 // subPrefix returns the i-th prefix of length bits inside outer.
 func subPrefix(outer netip.Prefix, bits int, i uint64) (netip.Prefix, bool) {
 	n := uint64(1) << (bits - outer.Bits())

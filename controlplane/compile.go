@@ -53,6 +53,9 @@ type compiler struct {
 	// gateway's site, and the peer's client half if the gateway hosts a service exposed to
 	// the peer's site. Hubs are never in it.
 	peerIPs map[string]map[string][]netip.Prefix
+	// homeLinks maps a gateway to the gateways of the sites its site's services are
+	// exposed to (hubs left out): the links it owns.
+	homeLinks map[string]map[string]bool
 	// eps are the gateways' known UDP endpoints (may be nil).
 	eps map[string]GatewayEndpoints
 }
@@ -74,6 +77,7 @@ func (c *compiler) exposures() {
 	c.hosted = map[string][]api.Hosted{}
 	c.reach = map[string]map[string]bool{}
 	c.peerIPs = map[string]map[string][]netip.Prefix{}
+	c.homeLinks = map[string]map[string]bool{}
 
 	// The VIP of (service, consuming site): a pin, else the managed VirtualPresence of
 	// the exposure at that site.
@@ -213,6 +217,46 @@ func (c *compiler) link(home, consumer string, ov netip.Addr, prefix netip.Prefi
 	}
 	add(consumer, home, netip.PrefixFrom(ov, 32))
 	add(home, consumer, clientHalf(prefix))
+	if c.homeLinks[home] == nil {
+		c.homeLinks[home] = map[string]bool{}
+	}
+	c.homeLinks[home][consumer] = true
+}
+
+// linksOf returns the links gateway home owns (see homeLinks), by overlay IP, sorted.
+func (c *compiler) linksOf(home string) []api.Link {
+	pa, ok := c.ipam.Gateways[home]
+	if !ok {
+		return nil
+	}
+	var out []api.Link
+	for n := range c.homeLinks[home] {
+		if pb, ok := c.ipam.Gateways[n]; ok {
+			out = append(out, newLink(firstAddr(pa), firstAddr(pb)))
+		}
+	}
+	slices.SortFunc(out, compareLink)
+	return out
+}
+
+func newLink(a, b netip.Addr) api.Link {
+	if b.Less(a) {
+		a, b = b, a
+	}
+	return api.Link{A: a, B: b}
+}
+
+// relayOf returns the hub's relay rules for the services hosted at site.
+func (c *compiler) relayOf(site string) []api.RelayRule {
+	var out []api.RelayRule
+	for _, h := range c.hosted[site] {
+		if len(h.AllowedPrefixes) == 0 {
+			continue
+		}
+		out = append(out, api.RelayRule{ServiceOverlay: h.ServiceOverlay, Protocol: h.Protocol,
+			Port: h.Port, AllowedPrefixes: h.AllowedPrefixes})
+	}
+	return out
 }
 
 // edgePeer is the peer entry of linked gateway n in the snapshot of another gateway.
@@ -362,13 +406,7 @@ func (c *compiler) gateway(g *api.EGateway) *api.Snapshot {
 	if s.Hub {
 		s.Links = c.links()
 		for _, site := range sortedKeys(c.hosted) {
-			for _, h := range c.hosted[site] {
-				if len(h.AllowedPrefixes) == 0 {
-					continue
-				}
-				s.Relay = append(s.Relay, api.RelayRule{ServiceOverlay: h.ServiceOverlay, Protocol: h.Protocol,
-					Port: h.Port, AllowedPrefixes: h.AllowedPrefixes})
-			}
+			s.Relay = append(s.Relay, c.relayOf(site)...)
 		}
 	}
 	return s

@@ -10,7 +10,9 @@ import (
 // cmd/cloudgateway fills it from its configuration file.
 type Config struct {
 	// OverlayCIDR is the whole overlay (default 100.64.0.0/10); OverlayPrefixLen the
-	// length of the prefix each gateway gets out of it (default 22).
+	// length of the prefix each gateway gets out of it (default 24: 16,384 gateways,
+	// each with 126 service and 128 client overlay addresses; see the README's address
+	// plan).
 	OverlayCIDR      netip.Prefix
 	OverlayPrefixLen int
 
@@ -38,7 +40,7 @@ type Config struct {
 // Defaults of Config.
 const (
 	DefaultOverlayCIDR      = "100.64.0.0/10"
-	DefaultOverlayPrefixLen = 22
+	DefaultOverlayPrefixLen = 24
 	DefaultSyncPort         = 7443
 	DefaultDNSZone          = "egw.local."
 	DefaultKeepalive        = 25 * time.Second

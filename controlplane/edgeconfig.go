@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 
 	"github.com/egw-project/egw/api"
@@ -70,26 +71,32 @@ const DefaultEdgeStateDir = "/var/lib/egw"
 // the cloud's configuration (the hub's EGateway object's publicKey and endpoint win over
 // Config's).
 func (s *Server) EdgeConfig(name string) (*EdgeConfig, error) {
-	st, err := s.store.loadShared()
+	var o, hubObj api.Object
+	var prefix netip.Prefix
+	var ok bool
+	err := s.store.read(func(m *model) error {
+		o, _ = m.lookup(api.KindEGateway, name)
+		hubObj, _ = m.lookup(api.KindEGateway, s.cfg.HubGateway)
+		prefix, ok = m.ipam.Gateways[name]
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
 	key := api.KindEGateway + "/" + name
-	o, ok := st.Objects[key]
-	if !ok {
+	if o == nil {
 		return nil, &Error{Code: CodeNotFound, Object: key, Message: "not found"}
 	}
 	if name == s.cfg.HubGateway {
 		return nil, &Error{Code: CodeBadRequest, Object: key, Message: "is the cloud's own gateway; it has no edge configuration"}
 	}
 	g := o.(*api.EGateway)
-	prefix, ok := st.IPAM.Gateways[name]
 	if !ok {
 		return nil, &Error{Code: CodeConflict, Object: key, Message: fmt.Sprintf("has no overlay prefix: no free /%d left in %s", s.cfg.OverlayPrefixLen, s.cfg.OverlayCIDR)}
 	}
 	cloud := EdgeCloudConfig{Endpoint: s.cfg.Endpoint, PublicKey: s.cfg.PublicKey, OverlayIP: s.cfg.HubOverlayIP().String(),
 		SyncPort: s.cfg.SyncPort, Keepalive: s.cfg.Keepalive.String()}
-	if h, ok := st.Objects[api.KindEGateway+"/"+s.cfg.HubGateway].(*api.EGateway); ok {
+	if h, ok := hubObj.(*api.EGateway); ok {
 		if h.PublicKey != "" {
 			cloud.PublicKey = h.PublicKey
 		}

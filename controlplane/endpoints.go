@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -92,11 +91,25 @@ func loadEndpoints(tx Tx) (map[string]GatewayEndpoints, error) {
 
 // Endpoints returns the known endpoints of every gateway that has any.
 func (s *Store) Endpoints() (map[string]GatewayEndpoints, error) {
-	st, err := s.loadShared()
-	if err != nil {
-		return nil, err
+	out := map[string]GatewayEndpoints{}
+	err := s.read(func(m *model) error {
+		for k, e := range m.eps {
+			out[k] = e
+		}
+		return nil
+	})
+	return out, err
+}
+
+// endpointsOf returns the stored endpoints of one gateway as the model holds them,
+// without reading the backend.
+func (s *Store) endpointsOf(gw string) GatewayEndpoints {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.m == nil {
+		return GatewayEndpoints{}
 	}
-	return st.Endpoints, nil
+	return s.m.eps[gw]
 }
 
 // endpointChange is one pending change of a gateway's endpoints: the new observed
@@ -111,19 +124,23 @@ type endpointChange struct {
 // setEndpoints applies changes in one transaction and returns the new revision (0: nothing
 // changed). Entries of gateways that do not exist are not stored.
 func (s *Store) setEndpoints(changes map[string]endpointChange) (int64, error) {
-	var committed *State
-	var rev int64
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var m *model
+	var ch *change
 	err := s.b.Update(func(tx Tx) error {
-		st, err := s.load(tx)
-		if err != nil {
+		if err := s.syncLocked(tx); err != nil {
 			return err
 		}
-		changed := false
-		for gw, c := range changes {
-			if _, ok := st.Objects[keyGateway(gw)]; !ok {
+		m = s.m
+		m.begin()
+		ch = &change{rev: m.rev + 1}
+		for _, gw := range sortedKeys(changes) {
+			c := changes[gw]
+			if _, ok := m.gateways[gw]; !ok {
 				continue
 			}
-			old := st.Endpoints[gw]
+			old := m.eps[gw]
 			next := old
 			if c.setObserved {
 				next.Observed = c.observed
@@ -134,15 +151,14 @@ func (s *Store) setEndpoints(changes map[string]endpointChange) (int64, error) {
 			if next.equal(old) {
 				continue
 			}
-			changed = true
+			ch.endpoints = append(ch.endpoints, gw)
+			m.setEndpoints(gw, next)
 			if next.empty() {
-				delete(st.Endpoints, gw)
 				if err := tx.Delete(bucketEndpoints, gw); err != nil {
 					return err
 				}
 				continue
 			}
-			st.Endpoints[gw] = next
 			data, err := json.Marshal(next)
 			if err != nil {
 				return err
@@ -151,26 +167,27 @@ func (s *Store) setEndpoints(changes map[string]endpointChange) (int64, error) {
 				return err
 			}
 		}
-		if !changed {
+		if len(ch.endpoints) == 0 {
 			return errNoChange
 		}
-		st.Revision++
-		var rb [8]byte
-		binary.BigEndian.PutUint64(rb[:], uint64(st.Revision))
-		if err := tx.Put(bucketMeta, keyRevision, rb[:]); err != nil {
-			return err
-		}
-		rev, committed = st.Revision, st
-		return nil
+		return writeRevision(tx, ch.rev)
 	})
+	if m != nil && m.logging {
+		if err == nil {
+			m.commit()
+			m.rev = ch.rev
+			s.addChange(ch)
+		} else {
+			m.rollback()
+		}
+	}
 	if err == errNoChange {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, toError(err)
 	}
-	s.setCache(committed)
-	return rev, nil
+	return ch.rev, nil
 }
 
 func keyGateway(name string) string { return "EGateway/" + name }

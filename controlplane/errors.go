@@ -17,6 +17,7 @@ const (
 	CodeConflict                        // exists already, or stale resourceVersion (409)
 	CodeInvalid                         // the objects are not acceptable (422)
 	CodeTooLarge                        // body over the limit (413)
+	CodeExhausted                       // no address left to allocate (507)
 )
 
 // Error is an error of a store or API operation, naming the object ("Kind/name") and
@@ -53,6 +54,8 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusUnprocessableEntity
 	case CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case CodeExhausted:
+		return http.StatusInsufficientStorage
 	default:
 		return http.StatusBadRequest
 	}

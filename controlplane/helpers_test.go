@@ -14,9 +14,10 @@ import (
 	"github.com/egw-project/egw/api"
 )
 
-// testConfig is the configuration tests run with: hub "cloud-gw" at site "cloud".
+// testConfig is the configuration tests run with: hub "cloud-gw" at site "cloud", and
+// /22 overlay prefixes (the expectations are written for those).
 func testConfig() Config {
-	return Config{HubGateway: "cloud-gw", HubSite: "cloud", Endpoint: "203.0.113.1:51820",
+	return Config{HubGateway: "cloud-gw", HubSite: "cloud", Endpoint: "203.0.113.1:51820", OverlayPrefixLen: 22,
 		PublicKey: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}.WithDefaults()
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/egw-project/egw/api"
 )
@@ -236,16 +237,37 @@ func (s *Server) handleEdgeConfig(w http.ResponseWriter, r *http.Request) {
 type listAnswer struct {
 	Kind     string       `json:"kind"`
 	Revision int64        `json:"revision"`
+	Metadata listMeta     `json:"metadata"`
 	Items    []api.Object `json:"items"`
 }
 
+// listMeta is a list's metadata, as Kubernetes spells it: Continue is the token of the
+// next page ("" after the last), ResourceVersion the revision the page was read at.
+type listMeta struct {
+	Continue        string `json:"continue,omitempty"`
+	ResourceVersion string `json:"resourceVersion"`
+}
+
+// handleList answers GET /v1/{plural}[?limit=N[&continue=TOKEN]]: the objects of a kind
+// sorted by name, with their status; with limit, at most N of them (at most MaxPageSize)
+// and, if more follow, metadata.continue to pass as continue for the next page.
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	k, err := kindOf(r)
 	if err != nil {
 		writeError(w, s.log, err)
 		return
 	}
-	items, rev, err := s.store.List(k)
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, s.log, &Error{Code: CodeBadRequest, Field: "limit", Message: fmt.Sprintf("%q is not a page size (0 or more)", v)})
+			return
+		}
+		limit = n
+	}
+	items, rev, next, err := s.store.ListPage(k, limit, q.Get("continue"))
 	if err != nil {
 		writeError(w, s.log, err)
 		return
@@ -253,7 +275,8 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	if items == nil {
 		items = []api.Object{}
 	}
-	writeJSON(w, http.StatusOK, listAnswer{Kind: k + "List", Revision: rev, Items: items})
+	writeJSON(w, http.StatusOK, listAnswer{Kind: k + "List", Revision: rev,
+		Metadata: listMeta{Continue: next, ResourceVersion: strconv.FormatInt(rev, 10)}, Items: items})
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -426,16 +449,37 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	// The encoding is made once per snapshot revision and shared by every request.
-	body, err := g.encoded()
+	// The encoding is made once per snapshot revision and shared by every request; an
+	// edge's is kept gzipped and sent so to a client that takes gzip (Go's does).
+	w.Header().Set("Content-Type", "application/json")
+	if g.gz != nil && acceptsGzip(r) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Length", strconv.Itoa(len(g.gz)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(g.gz)
+		return
+	}
+	body, err := g.plain()
 	if err != nil {
 		writeError(w, s.log, fmt.Errorf("encoding the snapshot of %s: %w", gw, err))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
+}
+
+// acceptsGzip reports whether r's Accept-Encoding takes gzip.
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for _, e := range strings.Split(v, ",") {
+			e, q, _ := strings.Cut(strings.TrimSpace(e), ";")
+			if strings.EqualFold(strings.TrimSpace(e), "gzip") && strings.ReplaceAll(q, " ", "") != "q=0" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // maxStoreIDLen bounds the storeID a sync request may carry (Store.ID makes 32).

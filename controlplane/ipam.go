@@ -1,9 +1,13 @@
 package controlplane
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/egw-project/egw/api"
 )
@@ -254,4 +258,415 @@ func hash8(s string) string {
 	h := fnv.New32a()
 	h.Write([]byte(s))
 	return fmt.Sprintf("%08x", h.Sum32())
+}
+
+// bucketIPAM holds the allocations, one key each: "g/<EGateway>" -> its overlay prefix,
+// "s/<EService>" -> its ServiceAddr (JSON). Stores made before it kept them all in one
+// blob (meta/ipam), which is read and, on the next write, moved here.
+const bucketIPAM = "ipam"
+
+func putGatewayPrefix(tx Tx, gw string, p netip.Prefix, ok bool) error {
+	if !ok {
+		return tx.Delete(bucketIPAM, "g/"+gw)
+	}
+	return tx.Put(bucketIPAM, "g/"+gw, []byte(p.String()))
+}
+
+func putServiceAddr(tx Tx, svc string, a ServiceAddr, ok bool) error {
+	if !ok {
+		return tx.Delete(bucketIPAM, "s/"+svc)
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return tx.Put(bucketIPAM, "s/"+svc, data)
+}
+
+// storeIPAMPerKey writes every allocation per key and removes the blob of older stores.
+func storeIPAMPerKey(tx Tx, ipam IPAM) error {
+	for gw, p := range ipam.Gateways {
+		if err := putGatewayPrefix(tx, gw, p, true); err != nil {
+			return err
+		}
+	}
+	for svc, a := range ipam.Services {
+		if err := putServiceAddr(tx, svc, a, true); err != nil {
+			return err
+		}
+	}
+	if tx.Get(bucketMeta, keyIPAM) != nil {
+		return tx.Delete(bucketMeta, keyIPAM)
+	}
+	return nil
+}
+
+// loadIPAM reads the allocations: per key, or from the blob of an older store (legacy).
+func loadIPAM(tx Tx) (IPAM, bool, error) {
+	ipam := IPAM{Gateways: map[string]netip.Prefix{}, Services: map[string]ServiceAddr{}}
+	if v := tx.Get(bucketMeta, keyIPAM); v != nil {
+		var old IPAM
+		if err := json.Unmarshal(v, &old); err != nil {
+			return ipam, false, fmt.Errorf("store: IPAM state: %w", err)
+		}
+		return old.clone(), true, nil
+	}
+	err := tx.ForEach(bucketIPAM, func(key string, val []byte) error {
+		switch {
+		case strings.HasPrefix(key, "g/"):
+			p, err := netip.ParsePrefix(string(val))
+			if err != nil {
+				return fmt.Errorf("store: overlay prefix of %s: %w", key[2:], err)
+			}
+			ipam.Gateways[key[2:]] = p
+		case strings.HasPrefix(key, "s/"):
+			var a ServiceAddr
+			if err := json.Unmarshal(val, &a); err != nil {
+				return fmt.Errorf("store: overlay address of %s: %w", key[2:], err)
+			}
+			ipam.Services[key[2:]] = a
+		default:
+			return fmt.Errorf("store: bad IPAM key %q", key)
+		}
+		return nil
+	})
+	if errors.Is(err, errNoBucket) {
+		err = nil
+	}
+	return ipam, false, err
+}
+
+// prefixCount is how many overlay prefixes the configuration's address plan holds (the
+// hub's included).
+func prefixCount(cfg Config) uint64 {
+	return uint64(1) << (cfg.OverlayPrefixLen - cfg.OverlayCIDR.Bits())
+}
+
+// fullValidateReconcile validates and reconciles the whole state of the write (the
+// reference path, used when the stored allocations do not fit the configuration) and
+// brings the model in line with the result.
+func fullValidateReconcile(w *writeTx) error {
+	m := w.m
+	st := m.state()
+	ix := indexState(st)
+	w.validated += len(st.Objects)
+	if err := validateIndex(ix, m.cfg); err != nil {
+		return err
+	}
+	reconcileIndex(st, ix, m.cfg)
+	for k, o := range st.Objects {
+		if cur, _ := m.get(k); cur != o {
+			w.put(o)
+		}
+	}
+	var gone []string
+	m.forEach(func(o api.Object) {
+		if _, ok := st.Objects[api.Key(o)]; !ok {
+			gone = append(gone, api.Key(o))
+		}
+	})
+	for _, k := range gone {
+		w.del(k)
+	}
+	for gw := range m.ipam.Gateways {
+		if _, ok := st.IPAM.Gateways[gw]; !ok {
+			w.setPrefix(gw, netip.Prefix{}, false)
+		}
+	}
+	for svc := range m.ipam.Services {
+		if _, ok := st.IPAM.Services[svc]; !ok {
+			w.setServiceAddr(svc, ServiceAddr{}, false)
+		}
+	}
+	// Free before taking: a prefix may move from one gateway to another.
+	for _, gw := range sortedKeys(st.IPAM.Gateways) {
+		if p, ok := m.ipam.Gateways[gw]; ok && p != st.IPAM.Gateways[gw] {
+			w.setPrefix(gw, netip.Prefix{}, false)
+		}
+	}
+	for _, gw := range sortedKeys(st.IPAM.Gateways) {
+		w.setPrefix(gw, st.IPAM.Gateways[gw], true)
+	}
+	for _, svc := range sortedKeys(st.IPAM.Services) {
+		if a, ok := m.ipam.Services[svc]; ok && a != st.IPAM.Services[svc] {
+			w.setServiceAddr(svc, ServiceAddr{}, false)
+		}
+	}
+	for _, svc := range sortedKeys(st.IPAM.Services) {
+		w.setServiceAddr(svc, st.IPAM.Services[svc], true)
+	}
+	return nil
+}
+
+// reconcileDelta is reconcile for one write: it brings the allocations the write touched
+// in line with the objects, as reconcile does for the whole state, looking only at the
+// gateways, services and (exposure, site) pairs the changed objects concern (and, where
+// the write freed an address, at what waited for one there).
+func reconcileDelta(w *writeTx, oldPins []*pin) {
+	m, cfg := w.m, w.m.cfg
+	gws, sites, svcs := set{}, set{}, set{}
+	pairs := map[pairKey]bool{}
+	for k, old := range w.before {
+		cur, _ := m.get(k)
+		for _, o := range [2]api.Object{old, cur} {
+			switch v := o.(type) {
+			case *api.ESite:
+				sites[v.Metadata.Name] = struct{}{}
+			case *api.EGateway:
+				gws[v.Metadata.Name] = struct{}{}
+				sites[v.ESiteName] = struct{}{}
+			case *api.EService:
+				svcs[v.Metadata.Name] = struct{}{}
+			case *api.ServiceExpose:
+				svcs[v.EServiceName] = struct{}{}
+				for _, s := range v.ESites {
+					pairs[pairKey{v.Metadata.Name, s}] = true
+				}
+			case *api.VirtualPresence:
+				if isManaged(v) {
+					pairs[pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}] = true
+				}
+			}
+		}
+	}
+
+	// Overlay prefixes: the hub holds the first; a new gateway takes the lowest free one,
+	// and a freed prefix goes to a gateway that waited for one.
+	hub := cfg.HubPrefix()
+	freed := false
+	var pending []string
+	for _, gw := range gws.sortedKeys() {
+		_, exists := m.gateways[gw]
+		p, has := m.ipam.Gateways[gw]
+		switch {
+		case !exists:
+			if has {
+				w.setPrefix(gw, netip.Prefix{}, false)
+				freed = true
+			}
+		case gw == cfg.HubGateway:
+			if !has || p != hub {
+				w.setPrefix(gw, hub, true)
+			}
+		case !has:
+			pending = append(pending, gw)
+		}
+	}
+	if freed {
+		for gw := range m.unallocated {
+			if _, ok := gws[gw]; !ok && gw != cfg.HubGateway {
+				pending = append(pending, gw)
+				sites[m.gateways[gw].ESiteName] = struct{}{}
+			}
+		}
+		slices.Sort(pending)
+	}
+	for _, gw := range pending {
+		p, ok := m.nextFreePrefix()
+		if !ok {
+			break // exhausted: the status says so
+		}
+		w.setPrefix(gw, p, true)
+	}
+
+	// ov(S): every exposed service whose site has a gateway with a prefix, in the lower
+	// half of that prefix.
+	for s := range sites {
+		for svc := range m.servicesBySite[s] {
+			svcs[svc] = struct{}{}
+		}
+	}
+	freedAt := set{} // gateways where an ov(S) was freed
+	var pendingSvc []string
+	for _, svc := range svcs.sortedKeys() {
+		cur, has := m.ipam.Services[svc]
+		gw, prefix, want := m.serviceHome(svc)
+		if want && has && cur.Gateway == gw && inLowerHalf(prefix, cur.Addr) && m.ovOwner[gw][cur.Addr] == svc {
+			continue
+		}
+		if has {
+			w.setServiceAddr(svc, ServiceAddr{}, false)
+			freedAt[cur.Gateway] = struct{}{}
+		}
+		if want {
+			pendingSvc = append(pendingSvc, svc)
+		}
+	}
+	for gw := range freedAt {
+		g, ok := m.gateways[gw]
+		if !ok {
+			continue
+		}
+		for svc := range m.servicesBySite[g.ESiteName] {
+			if _, done := svcs[svc]; done {
+				continue
+			}
+			if _, has := m.ipam.Services[svc]; !has {
+				if _, _, want := m.serviceHome(svc); want {
+					pendingSvc = append(pendingSvc, svc)
+				}
+			}
+		}
+	}
+	slices.Sort(pendingSvc)
+	for _, svc := range pendingSvc {
+		gw, prefix, _ := m.serviceHome(svc)
+		owners := m.ovOwner[gw]
+		if a, ok := allocLowestFunc(prefix, func(a netip.Addr) bool { _, used := owners[a]; return used }); ok {
+			w.setServiceAddr(svc, ServiceAddr{Gateway: gw, Addr: a}, true)
+		}
+	}
+
+	// Managed VirtualPresences: one per (exposure, site with a gateway) that no pin
+	// covers, each with a VIP of the lower half of that gateway's VP CIDR.
+	for s := range sites {
+		for en := range m.exposesBySite[s] {
+			pairs[pairKey{en, s}] = true
+		}
+	}
+	for _, pp := range pinChanges(oldPins, m.pins) {
+		for en := range m.exposesByService[pp[0]] {
+			pairs[pairKey{en, pp[1]}] = true
+		}
+	}
+	for _, p := range m.pins {
+		// A managed VIP a pin took must move.
+		if p.site != "" {
+			if vpn, ok := m.vipOwner[p.site][p.ip]; ok {
+				if vp := m.vps[vpn]; vp != nil {
+					pairs[pairKey{vp.Metadata.Labels[LabelExpose], vp.ESiteName}] = true
+				}
+			}
+		}
+	}
+	keys := make([]pairKey, 0, len(pairs))
+	for k := range pairs {
+		keys = append(keys, k)
+	}
+	sortPairs(keys)
+	type job struct {
+		key     pairKey
+		name    string // the managed VirtualPresence kept, "" for a new one
+		service string
+		cidr    netip.Prefix
+	}
+	var jobs []job
+	vipFreed := set{}
+	drop := func(name string) {
+		vp := m.vps[name]
+		if vp.VirtualIP != "" {
+			vipFreed[vp.ESiteName] = struct{}{}
+		}
+		w.del(api.KindVirtualPresence + "/" + name)
+	}
+	done := map[pairKey]bool{}
+	for _, k := range keys {
+		done[k] = true
+		names := m.managedNames(k)
+		e, ok := m.exposes[k.expose]
+		var g *api.EGateway
+		if ok {
+			g, ok = m.siteGateway(k.site)
+		}
+		if !ok || !slices.Contains(e.ESites, k.site) || m.pinnedPair(e.EServiceName, k.site) {
+			for _, n := range names {
+				drop(n)
+			}
+			continue
+		}
+		keep := ""
+		if len(names) > 0 {
+			keep = names[0]
+			for _, n := range names[1:] {
+				drop(n)
+			}
+		}
+		cidr := vpCIDR(g)
+		if keep != "" {
+			vp := m.vps[keep]
+			ip, err := netip.ParseAddr(vp.VirtualIP)
+			if err == nil && inLowerHalf(cidr, ip) && m.vipOwner[k.site][ip] == keep {
+				if _, pinned := m.pinAt(k.site, ip); !pinned {
+					if !isManagedAs(vp, vp.VirtualIP, e.EServiceName, k.site, k.expose) {
+						w.put(managedVP(m.labelsOf(k.expose), keep, e.EServiceName, k.site, vp.VirtualIP))
+					}
+					continue
+				}
+			}
+		}
+		jobs = append(jobs, job{key: k, name: keep, service: e.EServiceName, cidr: cidr})
+	}
+	// Managed VirtualPresences that waited for a VIP where one was freed.
+	for s := range vipFreed {
+		g, ok := m.siteGateway(s)
+		if !ok {
+			continue
+		}
+		for _, en := range m.exposesBySite[s].sortedKeys() {
+			k := pairKey{en, s}
+			if done[k] {
+				continue
+			}
+			if n, ok := m.managedByPair[k]; ok && m.vps[n].VirtualIP == "" {
+				jobs = append(jobs, job{key: k, name: n, service: m.exposes[en].EServiceName, cidr: vpCIDR(g)})
+			}
+		}
+	}
+	reserved := set{}
+	for _, j := range jobs {
+		owners := m.vipOwner[j.key.site]
+		vip := ""
+		if ip, ok := allocLowestFunc(j.cidr, func(a netip.Addr) bool {
+			if _, used := owners[a]; used {
+				return true
+			}
+			_, pinned := m.pinAt(j.key.site, a)
+			return pinned
+		}); ok {
+			vip = ip.String()
+		}
+		name := j.name
+		if name == "" {
+			name = managedName(j.key.expose, j.key.site, func(n string) bool {
+				_, taken := m.vps[n]
+				_, res := reserved[n]
+				return taken || res
+			})
+			reserved[name] = struct{}{}
+		}
+		w.put(managedVP(m.labelsOf(j.key.expose), name, j.service, j.key.site, vip))
+	}
+}
+
+// serviceHome returns the gateway (and its prefix) that gives svc its ov(S), and whether
+// svc should have one: it exists, is exposed, and its site has a gateway with a prefix.
+func (m *model) serviceHome(svc string) (string, netip.Prefix, bool) {
+	v, ok := m.services[svc]
+	if !ok || len(m.exposesByService[svc]) == 0 {
+		return "", netip.Prefix{}, false
+	}
+	g, ok := m.siteGateway(v.ESiteName)
+	if !ok {
+		return "", netip.Prefix{}, false
+	}
+	p, ok := m.ipam.Gateways[g.Metadata.Name]
+	return g.Metadata.Name, p, ok
+}
+
+func sortPairs(keys []pairKey) {
+	slices.SortFunc(keys, func(a, b pairKey) int {
+		if c := strings.Compare(a.expose, b.expose); c != 0 {
+			return c
+		}
+		return strings.Compare(a.site, b.site)
+	})
+}
+
+// managedVP is a managed VirtualPresence with labels (model.labelsOf its exposure).
+func managedVP(labels map[string]string, name, service, site, vip string) *api.VirtualPresence {
+	return &api.VirtualPresence{
+		TypeMeta:  api.TypeMeta{Kind: api.KindVirtualPresence, APIVersion: "v1"},
+		Metadata:  api.ObjectMeta{Name: name, Labels: labels},
+		VirtualIP: vip, EServiceName: service, ESiteName: site,
+	}
 }

@@ -2,10 +2,12 @@ package controlplane
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -56,11 +58,15 @@ type Server struct {
 	// storeID is the store's ID (Store.ID), put into every snapshot.
 	storeID string
 
-	// refreshMu serialises refreshes; it guards hashes.
+	// refreshMu serialises refreshes; it guards hashes and hub.
 	refreshMu sync.Mutex
 	// hashes holds, per gateway, the digest of its latest snapshot (snapHasher: every
 	// field but Revision): what a recompiled snapshot is compared with.
 	hashes map[string][sha256.Size]byte
+	// hub holds the parts the hub's snapshot is assembled from (see refresh.go).
+	hub *hubParts
+	// work counts what the refreshes did.
+	work workCounters
 
 	// mu guards everything below; it is held only briefly, never during a compile.
 	mu sync.Mutex
@@ -71,6 +77,8 @@ type Server struct {
 	// in use (one, in practice), longest first.
 	byPrefix   map[netip.Prefix]string
 	prefixLens []int
+	// lenCount counts the snapshots' prefixes by length (what prefixLens lists).
+	lenCount map[int]int
 	// wake holds, per gateway that someone waits for, a channel closed (and removed) when
 	// that gateway's snapshot changes, appears or disappears.
 	wake      map[string]chan struct{}
@@ -88,23 +96,101 @@ type Server struct {
 	epIdle chan struct{}
 }
 
-// gwSnap is the current snapshot of one gateway and, computed once on first use, its
-// encoding as the sync endpoint sends it.
+// gwSnap is the current snapshot of one gateway. The hub's is kept as it is (its own node
+// follows it in-process) and encoded once, on first request; an edge's is kept only as its
+// gzipped JSON encoding, which is what the sync endpoint sends (10,000 edges' snapshots
+// take ~25 MB so instead of ~350 MB), and decoded when asked for (Snapshot, Watch).
 type gwSnap struct {
-	snap *api.Snapshot
+	rev    int64
+	prefix netip.Prefix
+	snap   *api.Snapshot // nil for an edge
+	gz     []byte        // an edge's encoding, gzipped
+
 	once sync.Once
 	body []byte
 	err  error
 }
 
+// newGwSnap makes the entry of snap: kept as it is if keep, else encoded and gzipped.
+func newGwSnap(snap *api.Snapshot, keep bool) (*gwSnap, error) {
+	g := &gwSnap{rev: snap.Revision, prefix: snap.OverlayPrefix, snap: snap}
+	if keep {
+		return g, nil
+	}
+	gz, err := gzipJSON(snap)
+	if err != nil {
+		return nil, err
+	}
+	g.snap, g.gz = nil, gz
+	return g, nil
+}
+
+// gzipWriters reuses gzip writers (their state is ~800 KB).
+var gzipWriters = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return w
+}}
+
+// gzipJSON returns the JSON encoding of v (compact, newline-terminated), gzipped.
+func gzipJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&b)
+	if err := json.NewEncoder(zw).Encode(v); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return slices.Clip(b.Bytes()), nil
+}
+
 // encoded returns the JSON the sync endpoint answers with (compact, newline-terminated).
 func (g *gwSnap) encoded() ([]byte, error) {
 	g.once.Do(func() {
+		if g.snap == nil {
+			zr, err := gzip.NewReader(bytes.NewReader(g.gz))
+			if err != nil {
+				g.err = err
+				return
+			}
+			g.body, g.err = io.ReadAll(zr)
+			return
+		}
 		var b bytes.Buffer
 		g.err = json.NewEncoder(&b).Encode(g.snap)
 		g.body = b.Bytes()
 	})
 	return g.body, g.err
+}
+
+// plain returns the JSON encoding without keeping it (an edge's is decompressed anew).
+func (g *gwSnap) plain() ([]byte, error) {
+	if g.snap != nil {
+		return g.encoded()
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(g.gz))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(zr)
+}
+
+// snapshot returns the snapshot: the hub's shared one, or an edge's decoded anew.
+func (g *gwSnap) snapshot() (*api.Snapshot, error) {
+	if g.snap != nil {
+		return g.snap, nil
+	}
+	body, err := g.plain()
+	if err != nil {
+		return nil, err
+	}
+	var snap api.Snapshot
+	if err := json.Unmarshal(body, &snap); err != nil {
+		return nil, err
+	}
+	return &snap, nil
 }
 
 // NewServer returns a Server over store and compiles the first snapshots.
@@ -127,6 +213,7 @@ func NewServer(store *Store, opts Options) (*Server, error) {
 	}
 	s := &Server{cfg: store.cfg, store: store, log: opts.Logger, opts: opts, storeID: id,
 		hashes: map[string][sha256.Size]byte{}, snaps: map[string]*gwSnap{}, byPrefix: map[netip.Prefix]string{},
+		lenCount: map[int]int{}, hub: newHubParts(),
 		wake: map[string]chan struct{}{}, reports: map[string]api.Report{}, compiledRev: -1,
 		polls: map[string][]*poll{}}
 	if err := s.refresh(); err != nil {
@@ -153,70 +240,10 @@ func (s *Server) SetPeerStats(fn func() map[string]PeerStats) {
 	s.mu.Unlock()
 }
 
-// Refresh recompiles the snapshots from the store.
+// Refresh brings the snapshots up to date with the store: the changes written through the
+// Store since the last refresh, or everything if the store was reloaded (another process
+// or replica wrote).
 func (s *Server) Refresh() error { return s.refresh() }
-
-// refresh compiles the latest state; a gateway's snapshot gets the new revision only if
-// its content changed, so a write that does not concern a gateway does not wake it.
-func (s *Server) refresh() error {
-	s.refreshMu.Lock()
-	defer s.refreshMu.Unlock()
-	st, err := s.store.loadShared()
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	done := st.Revision <= s.compiledRev
-	s.mu.Unlock()
-	if done {
-		return nil // an earlier refresh already compiled this or a later revision
-	}
-	objs := make([]api.Object, 0, len(st.Objects))
-	for _, o := range st.Objects {
-		objs = append(objs, o)
-	}
-	next := CompileWith(objs, st.IPAM, st.Endpoints, s.cfg)
-	objs = nil
-
-	// Compare outside mu: only refresh writes hashes, and refreshMu is held.
-	hashes := make(map[string][sha256.Size]byte, len(next))
-	changed := map[string]*api.Snapshot{} // new or changed snapshots
-	var h snapHasher
-	for gw, snap := range next {
-		snap.StoreID = s.storeID
-		sum := h.sum(snap)
-		hashes[gw] = sum
-		if prev, ok := s.hashes[gw]; ok && prev == sum {
-			continue
-		}
-		snap.Revision = st.Revision
-		changed[gw] = snap
-		s.log.Info("snapshot changed", "gateway", gw, "revision", st.Revision)
-	}
-	var removed []string
-	for gw := range s.hashes {
-		if _, ok := next[gw]; !ok {
-			removed = append(removed, gw)
-		}
-	}
-	s.hashes = hashes
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for gw, snap := range changed {
-		s.snaps[gw] = &gwSnap{snap: snap}
-		s.wakeLocked(gw)
-	}
-	for _, gw := range removed {
-		delete(s.snaps, gw)
-		s.wakeLocked(gw)
-	}
-	if len(changed) > 0 || len(removed) > 0 {
-		s.indexPrefixesLocked()
-	}
-	s.compiledRev = st.Revision
-	return nil
-}
 
 // wakeLocked wakes the watchers of gw. s.mu is held.
 func (s *Server) wakeLocked(gw string) {
@@ -226,37 +253,32 @@ func (s *Server) wakeLocked(gw string) {
 	}
 }
 
-// indexPrefixesLocked rebuilds byPrefix and prefixLens from snaps. s.mu is held.
-func (s *Server) indexPrefixesLocked() {
-	byPrefix := make(map[netip.Prefix]string, len(s.snaps))
-	var lens []int
-	// Sorted names: should two gateways ever have the same prefix, the first by name wins.
-	for _, gw := range sortedKeys(s.snaps) {
-		p := s.snaps[gw].snap.OverlayPrefix
-		if !p.IsValid() {
-			continue
-		}
-		p = p.Masked()
-		if _, dup := byPrefix[p]; !dup {
-			byPrefix[p] = gw
-		}
-		if !slices.Contains(lens, p.Bits()) {
-			lens = append(lens, p.Bits())
-		}
+// Snapshot returns the latest compiled snapshot of a gateway. It may be shared: do not
+// modify it.
+func (s *Server) Snapshot(gateway string) (*api.Snapshot, bool) {
+	s.mu.Lock()
+	g, ok := s.snaps[gateway]
+	s.mu.Unlock()
+	if !ok {
+		return nil, false
 	}
-	slices.SortFunc(lens, func(a, b int) int { return b - a })
-	s.byPrefix, s.prefixLens = byPrefix, lens
+	snap, err := g.snapshot()
+	if err != nil {
+		s.log.Error("decoding a kept snapshot", "gateway", gateway, "err", err)
+		return nil, false
+	}
+	return snap, true
 }
 
-// Snapshot returns the latest compiled snapshot of a gateway. It is shared: do not modify.
-func (s *Server) Snapshot(gateway string) (*api.Snapshot, bool) {
+// SnapshotRevision returns the revision of the latest compiled snapshot of a gateway.
+func (s *Server) SnapshotRevision(gateway string) (int64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g, ok := s.snaps[gateway]
 	if !ok {
-		return nil, false
+		return 0, false
 	}
-	return g.snap, true
+	return g.rev, true
 }
 
 // current reports whether a caller that holds revision since of store storeID ("": not
@@ -265,7 +287,7 @@ func (s *Server) current(g *gwSnap, since int64, storeID string) bool {
 	if g == nil {
 		return true
 	}
-	return g.snap.Revision == since && (storeID == "" || storeID == s.storeID)
+	return g.rev == since && (storeID == "" || storeID == s.storeID)
 }
 
 // watch waits until the snapshot of gateway differs from what the caller holds (see
@@ -304,7 +326,7 @@ func (s *Server) Watch(ctx context.Context, gateway string, since int64) (*api.S
 	if err != nil {
 		return nil, err
 	}
-	return g.snap, nil
+	return g.snapshot()
 }
 
 // GatewayByAddr returns the gateway whose overlay prefix holds addr: the identity of a
@@ -369,7 +391,7 @@ func (s *Server) queueEndpoints(gateway string, c endpointChange) {
 	defer s.epMu.Unlock()
 	p, queued := s.epPending[gateway]
 	if !queued {
-		cur, _ := s.storedEndpoints(gateway)
+		cur := s.store.endpointsOf(gateway)
 		if (!c.setObserved || cur.Observed == c.observed) && (!c.setReported || slices.Equal(cur.Reported, c.reported)) {
 			return // nothing new
 		}
@@ -388,16 +410,6 @@ func (s *Server) queueEndpoints(gateway string, c endpointChange) {
 		s.epFlushing = true
 		go s.flushEndpoints()
 	}
-}
-
-// storedEndpoints returns gateway's endpoints as the store holds them (from its cache).
-func (s *Server) storedEndpoints(gateway string) (GatewayEndpoints, bool) {
-	st := s.store.cached()
-	if st == nil {
-		return GatewayEndpoints{}, false
-	}
-	e, ok := st.Endpoints[gateway]
-	return e, ok
 }
 
 // flushEndpoints stores the queued endpoint changes, in one transaction per round, until
@@ -489,17 +501,22 @@ func (s *Server) after(err error) error {
 // existing hub gateway it refreshes PublicKey and Endpoint when given values differ; the
 // VP CIDR of an existing hub is left as the operator set it.
 func (s *Server) EnsureHub(vpCIDR, publicKey, endpoint string) error {
-	st, err := s.store.loadShared()
+	var site, hub api.Object
+	err := s.store.read(func(m *model) error {
+		site, _ = m.lookup(api.KindESite, s.cfg.HubSite)
+		hub, _ = m.lookup(api.KindEGateway, s.cfg.HubGateway)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
 	var objs []api.Object
-	if _, ok := st.Objects[api.KindESite+"/"+s.cfg.HubSite]; !ok {
+	if site == nil {
 		site, _ := api.New(api.KindESite)
 		site.GetMeta().Name = s.cfg.HubSite
 		objs = append(objs, site)
 	}
-	if o, ok := st.Objects[api.KindEGateway+"/"+s.cfg.HubGateway]; ok {
+	if o := hub; o != nil {
 		g := api.DeepCopy(o).(*api.EGateway)
 		changed := false
 		if publicKey != "" && g.PublicKey != publicKey {
@@ -536,10 +553,6 @@ func (s *Server) reportFresh() time.Duration { return 3 * s.opts.SyncTimeout }
 
 // Status returns every gateway's applied and latest revisions, peer statistics and report.
 func (s *Server) Status() (*api.StatusReport, error) {
-	st, err := s.store.loadShared()
-	if err != nil {
-		return nil, err
-	}
 	s.mu.Lock()
 	statsFn := s.peerStats
 	s.mu.Unlock()
@@ -548,33 +561,41 @@ func (s *Server) Status() (*api.StatusReport, error) {
 		stats = statsFn()
 	}
 	now := s.opts.Now()
-	out := &api.StatusReport{Revision: st.Revision, Gateways: []api.GatewayStatus{}}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, o := range st.List(api.KindEGateway) {
-		g := o.(*api.EGateway)
-		n := g.Metadata.Name
-		gs := api.GatewayStatus{Name: n, Site: g.ESiteName, Hub: n == s.cfg.HubGateway}
-		if p, ok := st.IPAM.Gateways[n]; ok {
-			gs.OverlayPrefix = p.String()
+	out := &api.StatusReport{Gateways: []api.GatewayStatus{}}
+	err := s.store.read(func(m *model) error {
+		out.Revision = m.rev
+		names := m.sortedNames(api.KindEGateway)
+		out.Gateways = make([]api.GatewayStatus, 0, len(names))
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, n := range names {
+			g := m.gateways[n]
+			gs := api.GatewayStatus{Name: n, Site: g.ESiteName, Hub: n == s.cfg.HubGateway}
+			if p, ok := m.ipam.Gateways[n]; ok {
+				gs.OverlayPrefix = p.String()
+			}
+			if g, ok := s.snaps[n]; ok {
+				gs.LatestRevision = g.rev
+			}
+			r, reported := s.reports[n]
+			if reported {
+				gs.LastReport = r.Received
+				gs.AppliedRevision = r.AppliedRevision
+				gs.Leases = slices.Clone(r.Leases)
+				gs.Drops = r.Drops
+				gs.Paths = slices.Clone(r.Paths)
+			}
+			if ps, ok := stats[n]; ok {
+				gs.Connected, gs.LastHandshake, gs.RxBytes, gs.TxBytes = ps.Connected, ps.LastHandshake, ps.RxBytes, ps.TxBytes
+			} else {
+				gs.Connected = reported && now.Sub(r.Received) < s.reportFresh()
+			}
+			out.Gateways = append(out.Gateways, gs)
 		}
-		if g, ok := s.snaps[n]; ok {
-			gs.LatestRevision = g.snap.Revision
-		}
-		r, reported := s.reports[n]
-		if reported {
-			gs.LastReport = r.Received
-			gs.AppliedRevision = r.AppliedRevision
-			gs.Leases = slices.Clone(r.Leases)
-			gs.Drops = r.Drops
-			gs.Paths = slices.Clone(r.Paths)
-		}
-		if ps, ok := stats[n]; ok {
-			gs.Connected, gs.LastHandshake, gs.RxBytes, gs.TxBytes = ps.Connected, ps.LastHandshake, ps.RxBytes, ps.TxBytes
-		} else {
-			gs.Connected = reported && now.Sub(r.Received) < s.reportFresh()
-		}
-		out.Gateways = append(out.Gateways, gs)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -105,25 +106,51 @@ type Result struct {
 // Ref names one object.
 type Ref struct{ Kind, Name string }
 
-// Store keeps EGW's objects and IPAM state in a Backend. Every write method is one
-// transaction that validates the resulting state as a whole, reconciles IPAM (creating,
-// updating and deleting managed VirtualPresences), and bumps the global revision only if
-// something changed. Objects returned by the Store are the caller's to modify.
+// Store keeps EGW's objects and IPAM state in a Backend, and the decoded state with its
+// indexes in memory (model). Every write method is one transaction that applies the
+// change to the model, validates what it touches (validateDelta), reconciles the
+// allocations it touches (reconcileDelta: overlay prefixes, ov(S), managed
+// VirtualPresences), writes the changed objects and allocations, and bumps the global
+// revision only if something changed; if anything fails, the model is reverted and
+// nothing is stored. Objects returned by the Store are the caller's to modify.
+//
+// The model follows the backend: a reader or writer that finds the backend at another
+// revision (another process or replica wrote) reloads it whole.
 type Store struct {
 	b   Backend
 	cfg Config
 
-	// cacheMu guards cache: the decoded state at cache.Revision, whose objects are never
-	// modified (writes replace objects, readers get copies). It saves decoding every
-	// object on every transaction; a revision mismatch (another writer, another
-	// replica) falls back to decoding.
-	cacheMu sync.Mutex
-	cache   *State
+	// mu guards m: a write holds it for its whole transaction, readers share it.
+	mu sync.RWMutex
+	m  *model
+
+	// chMu guards changes: what the committed writes changed, not yet taken by a Server
+	// (takeChanges).
+	chMu    sync.Mutex
+	changes []*change
 
 	// idMu guards id, the store's ID once read (ID).
 	idMu sync.Mutex
 	id   string
 }
+
+// change is what one committed write changed: what a Server needs to find the snapshots
+// to recompile.
+type change struct {
+	rev int64
+	// full: the model was (re)loaded whole; every snapshot is recompiled.
+	full bool
+	objs []objChange
+	// prefixes are the gateways whose overlay prefix changed, services those whose ov(S)
+	// changed, endpoints the gateways whose endpoints changed.
+	prefixes, services, endpoints []string
+	// pinPairs are the (service, site) pairs whose pinned VIP changed.
+	pinPairs [][2]string
+	// validated is how many objects the write validated.
+	validated int
+}
+
+type objChange struct{ old, new api.Object }
 
 // NewStore returns a Store over b. cfg must be valid (Config.WithDefaults, Validate).
 func NewStore(b Backend, cfg Config) *Store { return &Store{b: b, cfg: cfg} }
@@ -202,9 +229,76 @@ func (s *Store) Close() error { return s.b.Close() }
 // Backend returns the backend under the store.
 func (s *Store) Backend() Backend { return s.b }
 
-// Load returns the whole state at the latest revision. The objects are the caller's.
+// addChange queues a committed change for the Server.
+func (s *Store) addChange(c *change) {
+	s.chMu.Lock()
+	if c.full {
+		s.changes = s.changes[:0] // a full reload covers everything before it
+	}
+	s.changes = append(s.changes, c)
+	s.chMu.Unlock()
+}
+
+// takeChanges returns and forgets the queued changes.
+func (s *Store) takeChanges() []*change {
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	c := s.changes
+	s.changes = nil
+	return c
+}
+
+// syncLocked makes the model the state at tx's revision, loading it whole if it is not
+// (the first use, or another process wrote). s.mu is held exclusively.
+func (s *Store) syncLocked(tx Tx) error {
+	rev := readRevision(tx)
+	if s.m != nil && s.m.rev == rev {
+		return nil
+	}
+	m, err := loadModel(tx, s.cfg)
+	if err != nil {
+		return err
+	}
+	s.m = m
+	s.addChange(&change{rev: m.rev, full: true})
+	return nil
+}
+
+// sync reloads the model if the backend is at another revision.
+func (s *Store) sync() error {
+	var rev int64
+	if err := s.b.View(func(tx Tx) error { rev = readRevision(tx); return nil }); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	ok := s.m != nil && s.m.rev == rev
+	s.mu.RUnlock()
+	if ok {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.View(func(tx Tx) error { return s.syncLocked(tx) })
+}
+
+// read runs fn on the latest model, shared with other readers (fn must not modify it).
+func (s *Store) read(fn func(*model) error) error {
+	if err := s.sync(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return fn(s.m)
+}
+
+// Load returns the whole state at the latest revision. The objects are the caller's. It
+// copies every object: for tests and tools, not for a path that runs per request.
 func (s *Store) Load() (*State, error) {
-	st, err := s.loadShared()
+	var st *State
+	err := s.read(func(m *model) error {
+		st = m.state()
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -214,62 +308,15 @@ func (s *Store) Load() (*State, error) {
 	return st, nil
 }
 
-// loadShared returns the latest state; its objects may be shared with the cache and
-// must not be modified.
+// loadShared returns the latest state; its objects are shared with the model and must
+// not be modified. It builds a map of every object.
 func (s *Store) loadShared() (*State, error) {
 	var st *State
-	err := s.b.View(func(tx Tx) error {
-		var err error
-		st, err = s.load(tx)
-		return err
+	err := s.read(func(m *model) error {
+		st = m.state()
+		return nil
 	})
 	return st, err
-}
-
-// load reads the state in tx, from the cache if it holds that revision. The map and the
-// IPAM state are fresh; the objects may be shared.
-func (s *Store) load(tx Tx) (*State, error) {
-	rev := readRevision(tx)
-	s.cacheMu.Lock()
-	c := s.cache
-	s.cacheMu.Unlock()
-	if c != nil && c.Revision == rev {
-		return c.clone(), nil
-	}
-	st, err := load(tx)
-	if err != nil {
-		return nil, err
-	}
-	s.setCache(st.clone())
-	return st, nil
-}
-
-// cached returns the cached state (nil if none); it is shared: do not modify.
-func (s *Store) cached() *State {
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
-	return s.cache
-}
-
-// setCache remembers st unless the cache holds a later revision already.
-func (s *Store) setCache(st *State) {
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
-	if s.cache == nil || s.cache.Revision <= st.Revision {
-		s.cache = st
-	}
-}
-
-func (st *State) clone() *State {
-	c := &State{Revision: st.Revision, Objects: make(map[string]api.Object, len(st.Objects)), IPAM: st.IPAM.clone(),
-		Endpoints: make(map[string]GatewayEndpoints, len(st.Endpoints))}
-	for k, e := range st.Endpoints {
-		c.Endpoints[k] = e
-	}
-	for k, o := range st.Objects {
-		c.Objects[k] = o
-	}
-	return c
 }
 
 // Revision returns the latest revision.
@@ -289,20 +336,17 @@ func readRevision(tx Tx) int64 {
 	return 0
 }
 
-func load(tx Tx) (*State, error) {
-	st := &State{Revision: readRevision(tx), Objects: map[string]api.Object{}}
-	if v := tx.Get(bucketMeta, keyIPAM); v != nil {
-		if err := json.Unmarshal(v, &st.IPAM); err != nil {
-			return nil, fmt.Errorf("store: IPAM state: %w", err)
-		}
-	}
-	st.IPAM = st.IPAM.clone()
-	eps, err := loadEndpoints(tx)
-	if err != nil {
-		return nil, err
-	}
-	st.Endpoints = eps
-	err = tx.ForEach(bucketObjects, func(key string, val []byte) error {
+func writeRevision(tx Tx, rev int64) error {
+	var rb [8]byte
+	binary.BigEndian.PutUint64(rb[:], uint64(rev))
+	return tx.Put(bucketMeta, keyRevision, rb[:])
+}
+
+// loadModel reads the whole state in tx.
+func loadModel(tx Tx, cfg Config) (*model, error) {
+	m := newModel(cfg)
+	m.rev = readRevision(tx)
+	err := tx.ForEach(bucketObjects, func(key string, val []byte) error {
 		kind, _, ok := strings.Cut(key, "/")
 		if !ok {
 			return fmt.Errorf("store: bad key %q", key)
@@ -314,116 +358,291 @@ func load(tx Tx) (*State, error) {
 		if err := json.Unmarshal(val, o); err != nil {
 			return fmt.Errorf("store: %s: %w", key, err)
 		}
-		st.Objects[key] = o
+		if vp, ok := o.(*api.VirtualPresence); ok && isManaged(vp) {
+			m.intern(vp)
+		}
+		m.setRaw(key, o)
 		return nil
 	})
-	return st, err
+	if err != nil {
+		return nil, err
+	}
+	ipam, legacy, err := loadIPAM(tx)
+	if err != nil {
+		return nil, err
+	}
+	m.legacyIPAM = legacy
+	for _, gw := range sortedKeys(ipam.Gateways) {
+		m.setGatewayPrefixRaw(gw, ipam.Gateways[gw], true)
+	}
+	for _, svc := range sortedKeys(ipam.Services) {
+		m.setServiceAddrRaw(svc, ipam.Services[svc], true)
+	}
+	if m.eps, err = loadEndpoints(tx); err != nil {
+		return nil, err
+	}
+	m.resolvePins()
+	m.checkFit()
+	return m, nil
 }
 
 // errNoChange rolls a write transaction back when nothing changed.
 var errNoChange = errors.New("no change")
 
-// write runs mut on the latest state inside one Backend transaction, then validates,
-// reconciles IPAM and writes what changed. mut must replace objects in st.Objects rather
-// than modify them.
-func (s *Store) write(mut func(st *State) ([]Result, error)) (int64, []Result, error) {
-	var rev int64
-	var results []Result
-	var committed *State
-	err := s.b.Update(func(tx Tx) error {
-		st, err := s.load(tx)
-		if err != nil {
-			return err
-		}
-		rev = st.Revision
-		orig := make(map[string]api.Object, len(st.Objects))
-		for k, o := range st.Objects {
-			orig[k] = o
-		}
-		origIPAM := st.IPAM.clone()
-		if results, err = mut(st); err != nil {
-			return err
-		}
-		ix := indexState(st) // validation and reconcile share it: neither modifies st before reconcile
-		if err := validateIndex(ix, s.cfg); err != nil {
-			return err
-		}
-		reconcileIndex(st, ix, s.cfg)
+// writeTx is one write in progress: the objects it touched with their values before it.
+type writeTx struct {
+	m *model
+	// before holds, for every key put or deleted, the object before the write (nil:
+	// absent).
+	before map[string]api.Object
+	// prefixesBefore and servicesBefore hold the allocations before the write of the
+	// gateways and services whose allocation reconcileDelta changed.
+	prefixesBefore map[string]optPrefix
+	servicesBefore map[string]optServiceAddr
+	// needPrefix names a gateway the write must give an overlay prefix (Create), or
+	// fail.
+	needPrefix string
+	// full asks for a full validation and reconcile (the configuration changed the
+	// address plan under stored allocations).
+	full bool
+	// validated counts the objects validated.
+	validated int
+}
 
-		newRev := st.Revision + 1
-		changed := false
-		for k, o := range st.Objects {
-			old, ok := orig[k]
-			if ok && (old == o || api.Equal(old, o)) {
-				st.Objects[k] = old
-				continue
-			}
-			changed = true
-			m := o.GetMeta()
-			m.ResourceVersion = newRev
-			if ok {
-				m.CreationRevision = old.GetMeta().CreationRevision
-			} else {
-				m.CreationRevision = newRev
-			}
-			data, err := encodeStored(o)
-			if err != nil {
-				return err
-			}
-			if err := tx.Put(bucketObjects, k, data); err != nil {
-				return err
-			}
-		}
-		for k, o := range orig {
-			if _, ok := st.Objects[k]; !ok {
-				changed = true
-				if err := tx.Delete(bucketObjects, k); err != nil {
-					return err
-				}
-				// A gateway's endpoints go with it.
-				if g, ok := o.(*api.EGateway); ok {
-					if _, had := st.Endpoints[g.Metadata.Name]; had {
-						delete(st.Endpoints, g.Metadata.Name)
-						if err := tx.Delete(bucketEndpoints, g.Metadata.Name); err != nil {
-							return err
-						}
-					}
-				}
-			}
-		}
-		if !st.IPAM.equal(origIPAM) {
-			changed = true
-			data, err := json.Marshal(st.IPAM)
-			if err != nil {
-				return err
-			}
-			if err := tx.Put(bucketMeta, keyIPAM, data); err != nil {
-				return err
-			}
-		}
-		if !changed {
-			return errNoChange
-		}
-		var rb [8]byte
-		binary.BigEndian.PutUint64(rb[:], uint64(newRev))
-		if err := tx.Put(bucketMeta, keyRevision, rb[:]); err != nil {
+type optPrefix struct {
+	p  netip.Prefix
+	ok bool
+}
+
+type optServiceAddr struct {
+	a  ServiceAddr
+	ok bool
+}
+
+func newWriteTx(m *model) *writeTx {
+	return &writeTx{m: m, before: map[string]api.Object{}, prefixesBefore: map[string]optPrefix{},
+		servicesBefore: map[string]optServiceAddr{}}
+}
+
+func (w *writeTx) get(key string) (api.Object, bool) {
+	return w.m.get(key)
+}
+
+func (w *writeTx) touch(key string) {
+	if _, seen := w.before[key]; !seen {
+		w.before[key], _ = w.m.get(key)
+	}
+}
+
+// put stores o (which the write owns: a fresh object) under its key.
+func (w *writeTx) put(o api.Object) {
+	k := api.Key(o)
+	w.touch(k)
+	w.m.set(k, o)
+}
+
+func (w *writeTx) del(key string) {
+	w.touch(key)
+	w.m.set(key, nil)
+}
+
+func (w *writeTx) setPrefix(gw string, p netip.Prefix, ok bool) {
+	if _, seen := w.prefixesBefore[gw]; !seen {
+		old, had := w.m.ipam.Gateways[gw]
+		w.prefixesBefore[gw] = optPrefix{old, had}
+	}
+	w.m.setGatewayPrefix(gw, p, ok)
+}
+
+func (w *writeTx) setServiceAddr(svc string, a ServiceAddr, ok bool) {
+	if _, seen := w.servicesBefore[svc]; !seen {
+		old, had := w.m.ipam.Services[svc]
+		w.servicesBefore[svc] = optServiceAddr{old, had}
+	}
+	w.m.setServiceAddr(svc, a, ok)
+}
+
+// write runs mut on the model inside one Backend transaction, then validates, reconciles
+// and writes what changed (see Store).
+func (s *Store) write(mut func(w *writeTx) ([]Result, error)) (int64, []Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var results []Result
+	var ch *change
+	var m *model
+	var w *writeTx
+	err := s.b.Update(func(tx Tx) error {
+		if err := s.syncLocked(tx); err != nil {
 			return err
 		}
-		rev = newRev
-		st.Revision = newRev
-		committed = st
-		return nil
+		m = s.m
+		m.begin()
+		w = newWriteTx(m)
+		w.full = m.needFull
+		var err error
+		if results, err = mut(w); err != nil {
+			return err
+		}
+		ch, err = s.commitWrite(tx, w)
+		return err
 	})
-	if err == nil && committed != nil {
-		s.setCache(committed)
+	if m != nil && m.logging {
+		if err == nil {
+			m.commit()
+			m.rev = ch.rev
+			m.legacyIPAM = false // commitWrite stored it per key
+			if w.full {
+				m.needFull = false
+			}
+			s.addChange(ch)
+		} else {
+			m.rollback()
+		}
 	}
 	if errors.Is(err, errNoChange) {
-		err = nil
+		return m.rev, results, nil
 	}
 	if err != nil {
 		return 0, nil, toError(err)
 	}
-	return rev, results, nil
+	return ch.rev, results, nil
+}
+
+// commitWrite validates and reconciles the write, then writes what changed into tx.
+func (s *Store) commitWrite(tx Tx, w *writeTx) (*change, error) {
+	m := w.m
+	oldPins := m.pins
+	m.resolvePins()
+	if w.full {
+		if err := fullValidateReconcile(w); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := validateDelta(w); err != nil {
+			return nil, err
+		}
+		reconcileDelta(w, oldPins)
+	}
+	if w.needPrefix != "" {
+		if _, ok := m.ipam.Gateways[w.needPrefix]; !ok {
+			return nil, &Error{Code: CodeExhausted, Object: api.KindEGateway + "/" + w.needPrefix,
+				Message: fmt.Sprintf("no overlay prefix left: every /%d of the overlay CIDR %s is taken (%d gateways at most); nothing was stored. Delete unused gateways, or choose a larger overlayCIDR or a longer overlayPrefixLen for the cloud gateway",
+					s.cfg.OverlayPrefixLen, s.cfg.OverlayCIDR, prefixCount(s.cfg))}
+		}
+	}
+
+	newRev := m.rev + 1
+	ch := &change{rev: newRev, validated: w.validated}
+	for _, k := range sortedKeys(w.before) {
+		old := w.before[k]
+		cur, _ := m.get(k)
+		if old == cur {
+			continue
+		}
+		if old != nil && cur != nil && api.Equal(old, cur) {
+			m.set(k, old)
+			continue
+		}
+		ch.objs = append(ch.objs, objChange{old, cur})
+		if cur == nil {
+			if err := tx.Delete(bucketObjects, k); err != nil {
+				return nil, err
+			}
+			// A gateway's endpoints go with it.
+			if g, ok := old.(*api.EGateway); ok {
+				if _, had := m.eps[g.Metadata.Name]; had {
+					m.setEndpoints(g.Metadata.Name, GatewayEndpoints{})
+					ch.endpoints = append(ch.endpoints, g.Metadata.Name)
+					if err := tx.Delete(bucketEndpoints, g.Metadata.Name); err != nil {
+						return nil, err
+					}
+				}
+			}
+			continue
+		}
+		meta := cur.GetMeta()
+		meta.ResourceVersion = newRev
+		if old != nil {
+			meta.CreationRevision = old.GetMeta().CreationRevision
+		} else {
+			meta.CreationRevision = newRev
+		}
+		data, err := encodeStored(cur)
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.Put(bucketObjects, k, data); err != nil {
+			return nil, err
+		}
+	}
+	for _, gw := range sortedKeys(w.prefixesBefore) {
+		old := w.prefixesBefore[gw]
+		p, ok := m.ipam.Gateways[gw]
+		if old.ok == ok && old.p == p {
+			continue
+		}
+		ch.prefixes = append(ch.prefixes, gw)
+		if err := putGatewayPrefix(tx, gw, p, ok); err != nil {
+			return nil, err
+		}
+	}
+	for _, svc := range sortedKeys(w.servicesBefore) {
+		old := w.servicesBefore[svc]
+		a, ok := m.ipam.Services[svc]
+		if old.ok == ok && old.a == a {
+			continue
+		}
+		ch.services = append(ch.services, svc)
+		if err := putServiceAddr(tx, svc, a, ok); err != nil {
+			return nil, err
+		}
+	}
+	ch.pinPairs = pinChanges(oldPins, m.pins)
+	if len(ch.objs) == 0 && len(ch.prefixes) == 0 && len(ch.services) == 0 && len(ch.endpoints) == 0 && !m.legacyIPAM {
+		return nil, errNoChange
+	}
+	if m.legacyIPAM {
+		if err := storeIPAMPerKey(tx, m.ipam); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeRevision(tx, newRev); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// pinChanges returns the (service, site) pairs whose pin differs between two resolutions.
+func pinChanges(before, after []*pin) [][2]string {
+	type val struct {
+		ip, gw string
+	}
+	state := func(ps []*pin) map[[2]string]val {
+		out := map[[2]string]val{}
+		for _, p := range ps {
+			if p.site == "" {
+				continue
+			}
+			k := [2]string{p.vp.EServiceName, p.site}
+			if _, dup := out[k]; !dup {
+				out[k] = val{p.ip.String(), p.gateway.Metadata.Name + "|" + p.gateway.VirtualPresenceIPcidr}
+			}
+		}
+		return out
+	}
+	b, a := state(before), state(after)
+	var out [][2]string
+	for k, v := range b {
+		if w, ok := a[k]; !ok || w != v {
+			out = append(out, k)
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // encodeStored marshals o without its status.
@@ -478,12 +697,12 @@ func (s *Store) Apply(objs []api.Object) (int64, []Result, error) {
 		seen[k] = true
 		prepared = append(prepared, c)
 	}
-	return s.write(func(st *State) ([]Result, error) {
-		var res []Result
+	return s.write(func(w *writeTx) ([]Result, error) {
+		res := make([]Result, 0, len(prepared))
 		for _, o := range prepared {
 			k := api.Key(o)
 			r := Result{Kind: o.GetKind(), Name: o.GetMeta().Name}
-			old, ok := st.Objects[k]
+			old, ok := w.get(k)
 			switch {
 			case !ok:
 				r.Action = "created"
@@ -500,7 +719,7 @@ func (s *Store) Apply(objs []api.Object) (int64, []Result, error) {
 				}
 				r.Action = "configured"
 			}
-			st.Objects[k] = o
+			w.put(o)
 			res = append(res, r)
 		}
 		return res, nil
@@ -515,18 +734,23 @@ func checkRV(old api.Object, rv int64) error {
 	return nil
 }
 
-// Create stores a new object; it is a conflict if one of that kind and name exists.
+// Create stores a new object; it is a conflict if one of that kind and name exists. A new
+// EGateway must get an overlay prefix: when none is left, Create fails (CodeExhausted)
+// and stores nothing (Apply stores it and reports Allocated=False instead).
 func (s *Store) Create(o api.Object) (api.Object, error) {
 	c, err := prepare(o)
 	if err != nil {
 		return nil, toError(err)
 	}
 	k := api.Key(c)
-	_, _, err = s.write(func(st *State) ([]Result, error) {
-		if _, ok := st.Objects[k]; ok {
+	_, _, err = s.write(func(w *writeTx) ([]Result, error) {
+		if _, ok := w.get(k); ok {
 			return nil, &Error{Code: CodeConflict, Object: k, Message: "already exists"}
 		}
-		st.Objects[k] = c
+		if c.GetKind() == api.KindEGateway {
+			w.needPrefix = c.GetMeta().Name
+		}
+		w.put(c)
 		return nil, nil
 	})
 	if err != nil {
@@ -543,8 +767,8 @@ func (s *Store) Update(o api.Object, expectedRV int64) (api.Object, error) {
 		return nil, toError(err)
 	}
 	k := api.Key(c)
-	_, _, err = s.write(func(st *State) ([]Result, error) {
-		old, ok := st.Objects[k]
+	_, _, err = s.write(func(w *writeTx) ([]Result, error) {
+		old, ok := w.get(k)
 		if !ok {
 			return nil, &Error{Code: CodeNotFound, Object: k, Message: "not found"}
 		}
@@ -557,7 +781,7 @@ func (s *Store) Update(o api.Object, expectedRV int64) (api.Object, error) {
 		if err := checkManaged(old, "changed"); err != nil {
 			return nil, err
 		}
-		st.Objects[k] = c
+		w.put(c)
 		return nil, nil
 	})
 	if err != nil {
@@ -574,7 +798,7 @@ func (s *Store) Delete(kind, name string) (int64, error) {
 
 // DeleteAll removes every named object, all or nothing.
 func (s *Store) DeleteAll(refs []Ref) (int64, []Result, error) {
-	return s.write(func(st *State) ([]Result, error) {
+	return s.write(func(w *writeTx) ([]Result, error) {
 		var res []Result
 		for _, r := range refs {
 			kind, err := api.ParseKind(r.Kind)
@@ -582,14 +806,14 @@ func (s *Store) DeleteAll(refs []Ref) (int64, []Result, error) {
 				return nil, &Error{Code: CodeBadRequest, Message: err.Error()}
 			}
 			k := kind + "/" + r.Name
-			old, ok := st.Objects[k]
+			old, ok := w.get(k)
 			if !ok {
 				return nil, &Error{Code: CodeNotFound, Object: k, Message: "not found"}
 			}
 			if err := checkManaged(old, "deleted"); err != nil {
 				return nil, err
 			}
-			delete(st.Objects, k)
+			w.del(k)
 			res = append(res, Result{Kind: kind, Name: r.Name, Action: "deleted"})
 		}
 		return res, nil
@@ -598,32 +822,155 @@ func (s *Store) DeleteAll(refs []Ref) (int64, []Result, error) {
 
 // Get returns one object with its status (conditions and allocations) filled in.
 func (s *Store) Get(kind, name string) (api.Object, error) {
-	st, err := s.Load()
-	if err != nil {
-		return nil, err
-	}
 	k, err := api.ParseKind(kind)
 	if err != nil {
 		return nil, &Error{Code: CodeBadRequest, Message: err.Error()}
 	}
-	o, ok := st.Objects[k+"/"+name]
-	if !ok {
-		return nil, &Error{Code: CodeNotFound, Object: k + "/" + name, Message: "not found"}
-	}
-	fillStatus(st, s.cfg)
-	return o, nil
+	var out api.Object
+	err = s.read(func(m *model) error {
+		o, ok := m.lookup(k, name)
+		if !ok {
+			return &Error{Code: CodeNotFound, Object: k + "/" + name, Message: "not found"}
+		}
+		out = api.DeepCopy(o)
+		fillObjectStatus(m, out)
+		return nil
+	})
+	return out, err
 }
 
 // List returns every object of kind with its status, sorted by name, and the revision.
 func (s *Store) List(kind string) ([]api.Object, int64, error) {
-	st, err := s.Load()
-	if err != nil {
-		return nil, 0, err
-	}
+	items, rev, _, err := s.ListPage(kind, 0, "")
+	return items, rev, err
+}
+
+// MaxPageSize bounds the objects one page of a list holds (ListPage).
+const MaxPageSize = 5000
+
+// ListPage returns up to limit objects of kind (0: all; at most MaxPageSize when set),
+// sorted by name, starting after the position cont names ("" for the first page), with
+// their status, the revision and the token of the next page ("" after the last). Each
+// page is read at the latest revision: an object created or deleted between two pages
+// shows or not depending on its name, but an object that exists throughout is listed
+// exactly once.
+func (s *Store) ListPage(kind string, limit int, cont string) ([]api.Object, int64, string, error) {
 	k, err := api.ParseKind(kind)
 	if err != nil {
-		return nil, 0, &Error{Code: CodeBadRequest, Message: err.Error()}
+		return nil, 0, "", &Error{Code: CodeBadRequest, Message: err.Error()}
 	}
-	fillStatus(st, s.cfg)
-	return st.List(k), st.Revision, nil
+	after := ""
+	if cont != "" {
+		if after, err = decodeContinue(k, cont); err != nil {
+			return nil, 0, "", err
+		}
+	}
+	if limit < 0 {
+		return nil, 0, "", &Error{Code: CodeBadRequest, Field: "limit", Message: fmt.Sprintf("%d is negative", limit)}
+	}
+	limit = min(limit, MaxPageSize)
+	var out []api.Object
+	var rev int64
+	var next string
+	err = s.read(func(m *model) error {
+		rev = m.rev
+		names := m.sortedNames(k)
+		i := 0
+		if cont != "" {
+			i, _ = slices.BinarySearch(names, after)
+			if i < len(names) && names[i] == after {
+				i++
+			}
+		}
+		end := len(names)
+		if limit > 0 && i+limit < end {
+			end = i + limit
+			next = encodeContinue(k, names[end-1])
+		}
+		out = make([]api.Object, 0, end-i)
+		for _, n := range names[i:end] {
+			o, _ := m.lookup(k, n)
+			c := api.DeepCopy(o)
+			fillObjectStatus(m, c)
+			out = append(out, c)
+		}
+		return nil
+	})
+	return out, rev, next, err
+}
+
+// continueToken is the decoded form of a list's continue token.
+type continueToken struct {
+	Kind  string `json:"k"`
+	After string `json:"a"`
+}
+
+func encodeContinue(kind, after string) string {
+	b, _ := json.Marshal(continueToken{Kind: kind, After: after})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeContinue(kind, tok string) (string, error) {
+	bad := &Error{Code: CodeBadRequest, Field: "continue", Message: "is not a continue token of this list; start again without it"}
+	if len(tok) > 1024 {
+		return "", bad
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return "", bad
+	}
+	var c continueToken
+	if json.Unmarshal(b, &c) != nil || c.Kind != kind || c.After == "" {
+		return "", bad
+	}
+	return c.After, nil
+}
+
+// Count returns how many objects of kind the store holds, and the revision.
+func (s *Store) Count(kind string) (int, int64, error) {
+	k, err := api.ParseKind(kind)
+	if err != nil {
+		return 0, 0, &Error{Code: CodeBadRequest, Message: err.Error()}
+	}
+	var n int
+	var rev int64
+	err = s.read(func(m *model) error {
+		rev = m.rev
+		switch k {
+		case api.KindESite:
+			n = len(m.sites)
+		case api.KindEGateway:
+			n = len(m.gateways)
+		case api.KindEService:
+			n = len(m.services)
+		case api.KindEServer:
+			n = len(m.servers)
+		case api.KindEPolicy:
+			n = len(m.policies)
+		case api.KindServiceExpose:
+			n = len(m.exposes)
+		case api.KindVirtualPresence:
+			n = len(m.vps)
+		}
+		return nil
+	})
+	return n, rev, err
+}
+
+// AllocatedGateways returns how many gateways have an overlay prefix, and how many more
+// the address plan has room for.
+func (s *Store) AllocatedGateways() (allocated int, free uint64, err error) {
+	err = s.read(func(m *model) error {
+		allocated = len(m.ipam.Gateways)
+		total := prefixCount(m.cfg)
+		used := uint64(len(m.prefixOwner))
+		if _, ok := m.prefixOwner[m.cfg.HubPrefix()]; !ok {
+			used++ // the hub's is reserved
+		}
+		if used < total {
+			free = total - used
+		}
+		return nil
+	})
+	return allocated, free, err
 }

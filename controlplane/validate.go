@@ -143,3 +143,55 @@ func checkKeys(ix *index, cfg Config, errs *fieldErrors) {
 		owner[id] = n
 	}
 }
+
+// validateDelta is validateState for one write: it checks the rules that span objects on
+// the objects the write touched and on those a rule compares them with — the gateways of
+// their sites, the gateways sharing their WireGuard key, the services at their sites, the
+// other exposures of their services, and every pin (hand-applied VirtualPresences with a
+// virtualIp, which are few) — never the whole store. The state before the write was
+// valid, so an error can only involve a touched object.
+func validateDelta(w *writeTx) error {
+	m := w.m
+	keys := set{}
+	add := func(kind, name string) { keys[kind+"/"+name] = struct{}{} }
+	gatewaysAt := func(site string) {
+		for gw := range m.gwsBySite[site] {
+			add(api.KindEGateway, gw)
+		}
+	}
+	for k, old := range w.before {
+		keys[k] = struct{}{}
+		cur, _ := m.get(k)
+		for _, o := range [2]api.Object{old, cur} {
+			switch v := o.(type) {
+			case *api.EGateway:
+				gatewaysAt(v.ESiteName)
+				for svc := range m.servicesBySite[v.ESiteName] {
+					add(api.KindEService, svc)
+				}
+				if g, ok := m.gateways[v.Metadata.Name]; ok {
+					if id := m.gatewayKey(g); id != "" {
+						for other := range m.keyOwners[id] {
+							add(api.KindEGateway, other)
+						}
+					}
+				}
+			case *api.EService:
+				add(api.KindEService, v.Metadata.Name)
+				gatewaysAt(v.ESiteName)
+			case *api.ServiceExpose:
+				for en := range m.exposesByService[v.EServiceName] {
+					add(api.KindServiceExpose, en)
+				}
+			}
+		}
+	}
+	objs := make([]api.Object, 0, len(keys))
+	for k := range keys {
+		if o, ok := m.get(k); ok {
+			objs = append(objs, o)
+		}
+	}
+	w.validated += len(objs) + len(m.pins)
+	return validateIndex(m.subIndex(objs), m.cfg)
+}

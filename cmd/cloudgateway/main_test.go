@@ -121,7 +121,7 @@ dataplane: true
 			OverlayPrefix string `json:"overlayPrefix"`
 		} `json:"status"`
 	}
-	if code := get(t, c, "/v1/egateways/hub", &gw); code != 200 || gw.ESiteName != "central" || gw.Status.OverlayPrefix != "100.64.0.0/22" ||
+	if code := get(t, c, "/v1/egateways/hub", &gw); code != 200 || gw.ESiteName != "central" || gw.Status.OverlayPrefix != "100.64.0.0/24" ||
 		gw.Endpoint != "198.51.100.7:51820" {
 		t.Fatalf("hub gateway: %d %+v", code, gw)
 	}

@@ -1,0 +1,737 @@
+package controlplane
+
+import (
+	"encoding/base64"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/egw-project/egw/api"
+)
+
+// model is the store's decoded state at one revision, kept in memory by the Store, with
+// the indexes that let a write validate, reconcile and recompile only what it touches:
+// from every object to the objects that name it (a site to its gateways, services,
+// servers and the exposures naming it; a service to its exposures; a policy to the
+// exposures naming it; a server to the policies naming it; an (exposure, site) pair to its
+// managed VirtualPresence), and the IPAM state with its reverse maps (who holds which
+// prefix, ov(S) address and VIP).
+//
+// The objects in it are never modified: a write replaces them. A write changes the model
+// in place while it holds the Store's lock, recording how to undo each step, and undoes
+// them all if the transaction fails.
+type model struct {
+	cfg  Config
+	rev  int64
+	ipam IPAM
+	eps  map[string]GatewayEndpoints
+	// legacyIPAM is set when the IPAM state was read from the single blob of older
+	// stores: the next write stores it per key and removes the blob.
+	legacyIPAM bool
+
+	sites    map[string]*api.ESite
+	gateways map[string]*api.EGateway
+	services map[string]*api.EService
+	servers  map[string]*api.EServer
+	policies map[string]*api.EPolicy
+	exposes  map[string]*api.ServiceExpose
+	vps      map[string]*api.VirtualPresence
+
+	gwsBySite        map[string]set // site -> gateways naming it
+	servicesBySite   map[string]set
+	serversBySite    map[string]set
+	exposesByService map[string]set
+	exposesBySite    map[string]set // site -> exposures naming it in eSites
+	exposesByPolicy  map[string]set
+	policiesByServer map[string]set
+	// managedByPair maps an (expose, site) pair to its managed VirtualPresence (the first
+	// by name); managedExtra holds the others, should a pair have several (reconcile
+	// deletes them).
+	managedByPair map[pairKey]string
+	managedExtra  map[pairKey][]string
+	// labels holds the one Labels map shared by the managed VirtualPresences of each
+	// exposure (they are never modified in place).
+	labels map[string]map[string]string
+	pinVPs           set             // hand-applied VirtualPresences with a virtualIp
+	keyOwners        map[string]set  // decoded WireGuard key -> gateways
+
+	prefixOwner map[netip.Prefix]string
+	ovOwner     map[string]map[netip.Addr]string // gateway -> ov(S) -> service
+	vipOwner    map[string]map[netip.Addr]string // site -> VIP -> managed VirtualPresence
+	// prefixHint is an index (subPrefix) below which every overlay prefix is taken.
+	prefixHint uint64
+	// unallocated are the gateways without an overlay prefix (none was left).
+	unallocated set
+	// needFull is set when stored allocations do not fit the configuration (its address
+	// plan changed): the next write validates and reconciles the whole state.
+	needFull bool
+
+	// pins are the resolved hand-applied VirtualPresences with a virtualIp, sorted by
+	// name (resolvePins after every write).
+	pins []*pin
+	// pinPair and pinIP index the resolved pins: by (service, site) and by site and VIP.
+	pinPair map[[2]string]*pin
+	pinIP   map[string]map[netip.Addr]*pin
+
+	// sorted caches the sorted names of each kind; a kind's entry is dropped when an
+	// object of it is added or removed.
+	sorted map[string][]string
+
+	// undo, while a write runs (logging), holds how to revert each change, in order.
+	undo    []func()
+	logging bool
+}
+
+type set map[string]struct{}
+
+func (s set) sortedKeys() []string { return sortedKeys(s) }
+
+type pairKey struct{ expose, site string }
+
+func newModel(cfg Config) *model {
+	return &model{cfg: cfg,
+		ipam:  IPAM{Gateways: map[string]netip.Prefix{}, Services: map[string]ServiceAddr{}},
+		eps:   map[string]GatewayEndpoints{},
+		sites: map[string]*api.ESite{}, gateways: map[string]*api.EGateway{}, services: map[string]*api.EService{},
+		servers: map[string]*api.EServer{}, policies: map[string]*api.EPolicy{}, exposes: map[string]*api.ServiceExpose{},
+		vps:       map[string]*api.VirtualPresence{},
+		gwsBySite: map[string]set{}, servicesBySite: map[string]set{}, serversBySite: map[string]set{},
+		exposesByService: map[string]set{}, exposesBySite: map[string]set{}, exposesByPolicy: map[string]set{},
+		policiesByServer: map[string]set{}, managedByPair: map[pairKey]string{}, managedExtra: map[pairKey][]string{},
+		labels: map[string]map[string]string{}, pinVPs: set{}, keyOwners: map[string]set{},
+		prefixOwner: map[netip.Prefix]string{}, ovOwner: map[string]map[netip.Addr]string{},
+		vipOwner: map[string]map[netip.Addr]string{}, prefixHint: 1, sorted: map[string][]string{},
+		unallocated: set{},
+	}
+}
+
+func addTo[K comparable](m map[K]set, k K, v string) {
+	s := m[k]
+	if s == nil {
+		s = set{}
+		m[k] = s
+	}
+	s[v] = struct{}{}
+}
+
+func delFrom[K comparable](m map[K]set, k K, v string) {
+	if s := m[k]; s != nil {
+		delete(s, v)
+		if len(s) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+// begin starts recording undo steps; commit forgets them; rollback reverts them.
+func (m *model) begin() { m.undo, m.logging = m.undo[:0], true }
+
+func (m *model) commit() { m.undo, m.logging = nil, false }
+
+func (m *model) rollback() {
+	m.logging = false
+	for i := len(m.undo) - 1; i >= 0; i-- {
+		m.undo[i]()
+	}
+	m.undo = nil
+}
+
+func (m *model) record(f func()) {
+	if m.logging {
+		m.undo = append(m.undo, f)
+	}
+}
+
+// get returns the object stored under key ("Kind/name").
+func (m *model) get(key string) (api.Object, bool) {
+	kind, name, _ := strings.Cut(key, "/")
+	return m.lookup(kind, name)
+}
+
+// lookup returns the object of kind and name.
+func (m *model) lookup(kind, name string) (api.Object, bool) {
+	var o api.Object
+	switch kind {
+	case api.KindESite:
+		if v, ok := m.sites[name]; ok {
+			o = v
+		}
+	case api.KindEGateway:
+		if v, ok := m.gateways[name]; ok {
+			o = v
+		}
+	case api.KindEService:
+		if v, ok := m.services[name]; ok {
+			o = v
+		}
+	case api.KindEServer:
+		if v, ok := m.servers[name]; ok {
+			o = v
+		}
+	case api.KindEPolicy:
+		if v, ok := m.policies[name]; ok {
+			o = v
+		}
+	case api.KindServiceExpose:
+		if v, ok := m.exposes[name]; ok {
+			o = v
+		}
+	case api.KindVirtualPresence:
+		if v, ok := m.vps[name]; ok {
+			o = v
+		}
+	}
+	return o, o != nil
+}
+
+// forEach calls fn for every object.
+func (m *model) forEach(fn func(api.Object)) {
+	for _, v := range m.sites {
+		fn(v)
+	}
+	for _, v := range m.gateways {
+		fn(v)
+	}
+	for _, v := range m.services {
+		fn(v)
+	}
+	for _, v := range m.servers {
+		fn(v)
+	}
+	for _, v := range m.policies {
+		fn(v)
+	}
+	for _, v := range m.exposes {
+		fn(v)
+	}
+	for _, v := range m.vps {
+		fn(v)
+	}
+}
+
+// count is the number of objects.
+func (m *model) count() int {
+	return len(m.sites) + len(m.gateways) + len(m.services) + len(m.servers) + len(m.policies) + len(m.exposes) + len(m.vps)
+}
+
+// set puts o under key (nil removes it), keeping the indexes.
+func (m *model) set(key string, o api.Object) {
+	old, had := m.get(key)
+	if had && old == o {
+		return
+	}
+	m.record(func() { m.setRaw(key, old) })
+	m.setRaw(key, o)
+}
+
+func (m *model) setRaw(key string, o api.Object) {
+	if old, ok := m.get(key); ok {
+		m.unindex(old)
+		if o == nil {
+			delete(m.sorted, old.GetKind())
+		}
+	} else if o != nil {
+		delete(m.sorted, o.GetKind())
+	}
+	if o != nil {
+		m.index(o)
+	}
+}
+
+func (m *model) addManaged(k pairKey, name string) {
+	first, ok := m.managedByPair[k]
+	switch {
+	case !ok:
+		m.managedByPair[k] = name
+	case name < first:
+		m.managedByPair[k] = name
+		m.managedExtra[k] = append(m.managedExtra[k], first)
+	default:
+		m.managedExtra[k] = append(m.managedExtra[k], name)
+	}
+}
+
+func (m *model) delManaged(k pairKey, name string) {
+	extra := m.managedExtra[k]
+	if m.managedByPair[k] != name {
+		extra = slices.DeleteFunc(extra, func(n string) bool { return n == name })
+	} else if len(extra) == 0 {
+		delete(m.managedByPair, k)
+	} else {
+		i := slices.Index(extra, slices.Min(extra))
+		m.managedByPair[k] = extra[i]
+		extra = slices.Delete(extra, i, i+1)
+	}
+	if len(extra) == 0 {
+		delete(m.managedExtra, k)
+	} else {
+		m.managedExtra[k] = extra
+	}
+}
+
+// managedNames returns the managed VirtualPresences of a pair, sorted by name.
+func (m *model) managedNames(k pairKey) []string {
+	first, ok := m.managedByPair[k]
+	if !ok {
+		return nil
+	}
+	extra := m.managedExtra[k]
+	if len(extra) == 0 {
+		return []string{first}
+	}
+	out := append([]string{first}, extra...)
+	slices.Sort(out)
+	return out
+}
+
+// labelsOf returns the shared Labels map of the managed VirtualPresences of expose.
+func (m *model) labelsOf(expose string) map[string]string {
+	l, ok := m.labels[expose]
+	if !ok {
+		l = map[string]string{LabelManaged: "true", LabelExpose: expose}
+		m.labels[expose] = l
+	}
+	return l
+}
+
+// intern makes a managed VirtualPresence read from the store share its Labels map and
+// the strings naming its service and site with what is already loaded.
+func (m *model) intern(vp *api.VirtualPresence) {
+	l := vp.Metadata.Labels
+	if len(l) == 2 && l[LabelManaged] == "true" {
+		if e, ok := l[LabelExpose]; ok {
+			vp.Metadata.Labels = m.labelsOf(e)
+		}
+	}
+	if v, ok := m.services[vp.EServiceName]; ok {
+		vp.EServiceName = v.Metadata.Name
+	}
+	if s, ok := m.sites[vp.ESiteName]; ok {
+		vp.ESiteName = s.Metadata.Name
+	}
+	if vp.Kind == api.KindVirtualPresence {
+		vp.Kind = api.KindVirtualPresence
+	}
+	if vp.APIVersion == "v1" {
+		vp.APIVersion = "v1"
+	}
+}
+
+// keyID is the identity of a WireGuard key: its 32 bytes (two base64 spellings of one key
+// are one key), or the string if it does not decode.
+func keyID(key string) string {
+	if b, err := base64.StdEncoding.DecodeString(key); err == nil {
+		return string(b)
+	}
+	return key
+}
+
+// gatewayKey is the WireGuard key a gateway is known by ("" if none): the hub's is its
+// EGateway's publicKey, or Config.PublicKey when that is empty.
+func (m *model) gatewayKey(g *api.EGateway) string {
+	k := g.PublicKey
+	if k == "" && g.Metadata.Name == m.cfg.HubGateway {
+		k = m.cfg.PublicKey
+	}
+	if k == "" {
+		return ""
+	}
+	return keyID(k)
+}
+
+func (m *model) index(o api.Object) {
+	n := o.GetMeta().Name
+	switch v := o.(type) {
+	case *api.ESite:
+		m.sites[n] = v
+	case *api.EGateway:
+		m.gateways[n] = v
+		addTo(m.gwsBySite, v.ESiteName, n)
+		if _, ok := m.ipam.Gateways[n]; !ok {
+			m.unallocated[n] = struct{}{}
+		}
+		if k := m.gatewayKey(v); k != "" {
+			addTo(m.keyOwners, k, n)
+		}
+	case *api.EService:
+		m.services[n] = v
+		addTo(m.servicesBySite, v.ESiteName, n)
+	case *api.EServer:
+		m.servers[n] = v
+		addTo(m.serversBySite, v.ESiteName, n)
+	case *api.EPolicy:
+		m.policies[n] = v
+		for _, s := range v.AllowedServers {
+			addTo(m.policiesByServer, s, n)
+		}
+	case *api.ServiceExpose:
+		m.exposes[n] = v
+		addTo(m.exposesByService, v.EServiceName, n)
+		for _, s := range v.ESites {
+			addTo(m.exposesBySite, s, n)
+		}
+		for _, p := range v.EPolicys {
+			addTo(m.exposesByPolicy, p, n)
+		}
+	case *api.VirtualPresence:
+		m.vps[n] = v
+		switch {
+		case isManaged(v):
+			m.addManaged(pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, n)
+			if ip, err := netip.ParseAddr(v.VirtualIP); err == nil {
+				owners := m.vipOwner[v.ESiteName]
+				if owners == nil {
+					owners = map[netip.Addr]string{}
+					m.vipOwner[v.ESiteName] = owners
+				}
+				if _, taken := owners[ip]; !taken {
+					owners[ip] = n
+				}
+			}
+		case v.VirtualIP != "":
+			m.pinVPs[n] = struct{}{}
+		}
+	}
+}
+
+func (m *model) unindex(o api.Object) {
+	n := o.GetMeta().Name
+	switch v := o.(type) {
+	case *api.ESite:
+		delete(m.sites, n)
+	case *api.EGateway:
+		delete(m.gateways, n)
+		delFrom(m.gwsBySite, v.ESiteName, n)
+		delete(m.unallocated, n)
+		if k := m.gatewayKey(v); k != "" {
+			delFrom(m.keyOwners, k, n)
+		}
+	case *api.EService:
+		delete(m.services, n)
+		delFrom(m.servicesBySite, v.ESiteName, n)
+	case *api.EServer:
+		delete(m.servers, n)
+		delFrom(m.serversBySite, v.ESiteName, n)
+	case *api.EPolicy:
+		delete(m.policies, n)
+		for _, s := range v.AllowedServers {
+			delFrom(m.policiesByServer, s, n)
+		}
+	case *api.ServiceExpose:
+		delete(m.exposes, n)
+		delFrom(m.exposesByService, v.EServiceName, n)
+		for _, s := range v.ESites {
+			delFrom(m.exposesBySite, s, n)
+		}
+		for _, p := range v.EPolicys {
+			delFrom(m.exposesByPolicy, p, n)
+		}
+	case *api.VirtualPresence:
+		delete(m.vps, n)
+		switch {
+		case isManaged(v):
+			m.delManaged(pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, n)
+			if ip, err := netip.ParseAddr(v.VirtualIP); err == nil {
+				if owners := m.vipOwner[v.ESiteName]; owners[ip] == n {
+					delete(owners, ip)
+					if len(owners) == 0 {
+						delete(m.vipOwner, v.ESiteName)
+					}
+				}
+			}
+		case v.VirtualIP != "":
+			delete(m.pinVPs, n)
+		}
+	}
+}
+
+// setGatewayPrefix sets (ok) or removes the overlay prefix of a gateway.
+func (m *model) setGatewayPrefix(gw string, p netip.Prefix, ok bool) {
+	old, had := m.ipam.Gateways[gw]
+	if had == ok && old == p {
+		return
+	}
+	m.record(func() { m.setGatewayPrefixRaw(gw, old, had) })
+	m.setGatewayPrefixRaw(gw, p, ok)
+}
+
+func (m *model) setGatewayPrefixRaw(gw string, p netip.Prefix, ok bool) {
+	if old, had := m.ipam.Gateways[gw]; had {
+		delete(m.ipam.Gateways, gw)
+		if m.prefixOwner[old] == gw {
+			delete(m.prefixOwner, old)
+			if i, ok := m.prefixIndex(old); ok && i < m.prefixHint {
+				m.prefixHint = max(i, 1)
+			}
+		}
+		if _, exists := m.gateways[gw]; exists {
+			m.unallocated[gw] = struct{}{}
+		}
+	}
+	if ok {
+		delete(m.unallocated, gw)
+		m.ipam.Gateways[gw] = p
+		if _, taken := m.prefixOwner[p]; !taken {
+			m.prefixOwner[p] = gw
+		}
+	}
+}
+
+// prefixIndex is i such that subPrefix(OverlayCIDR, OverlayPrefixLen, i) is p.
+func (m *model) prefixIndex(p netip.Prefix) (uint64, bool) {
+	c := m.cfg.OverlayCIDR
+	if p.Bits() != m.cfg.OverlayPrefixLen || !c.Contains(p.Addr()) || p != p.Masked() {
+		return 0, false
+	}
+	return uint64(u32(p.Addr())-u32(c.Addr())) >> (32 - p.Bits()), true
+}
+
+// nextFreePrefix returns the lowest overlay prefix no gateway holds (the hub's, index 0,
+// is never handed out), or false when none is left.
+func (m *model) nextFreePrefix() (netip.Prefix, bool) {
+	for i := max(m.prefixHint, 1); ; i++ {
+		p, ok := subPrefix(m.cfg.OverlayCIDR, m.cfg.OverlayPrefixLen, i)
+		if !ok {
+			m.prefixHint = i
+			return netip.Prefix{}, false
+		}
+		if _, used := m.prefixOwner[p]; !used {
+			m.prefixHint = i
+			return p, true
+		}
+	}
+}
+
+// checkFit sets needFull if a stored overlay prefix does not fit the configuration (a
+// changed overlay CIDR or prefix length), two gateways share one, or the hub does not
+// hold the first.
+func (m *model) checkFit() {
+	hub := m.cfg.HubPrefix()
+	for gw, p := range m.ipam.Gateways {
+		_, ok := m.prefixIndex(p)
+		if !ok || m.prefixOwner[p] != gw || (gw == m.cfg.HubGateway) != (p == hub) {
+			m.needFull = true
+			return
+		}
+	}
+	if _, ok := m.gateways[m.cfg.HubGateway]; ok {
+		if _, ok := m.ipam.Gateways[m.cfg.HubGateway]; !ok {
+			m.needFull = true
+		}
+	}
+}
+
+// setServiceAddr sets (ok) or removes the overlay address of a service.
+func (m *model) setServiceAddr(svc string, a ServiceAddr, ok bool) {
+	old, had := m.ipam.Services[svc]
+	if had == ok && old == a {
+		return
+	}
+	m.record(func() { m.setServiceAddrRaw(svc, old, had) })
+	m.setServiceAddrRaw(svc, a, ok)
+}
+
+func (m *model) setServiceAddrRaw(svc string, a ServiceAddr, ok bool) {
+	if old, had := m.ipam.Services[svc]; had {
+		delete(m.ipam.Services, svc)
+		if owners := m.ovOwner[old.Gateway]; owners[old.Addr] == svc {
+			delete(owners, old.Addr)
+			if len(owners) == 0 {
+				delete(m.ovOwner, old.Gateway)
+			}
+		}
+	}
+	if ok {
+		m.ipam.Services[svc] = a
+		owners := m.ovOwner[a.Gateway]
+		if owners == nil {
+			owners = map[netip.Addr]string{}
+			m.ovOwner[a.Gateway] = owners
+		}
+		if _, taken := owners[a.Addr]; !taken {
+			owners[a.Addr] = svc
+		}
+	}
+}
+
+// setEndpoints sets (or, if e is empty, removes) the endpoints of a gateway.
+func (m *model) setEndpoints(gw string, e GatewayEndpoints) {
+	old, had := m.eps[gw]
+	m.record(func() {
+		if had {
+			m.eps[gw] = old
+		} else {
+			delete(m.eps, gw)
+		}
+	})
+	if e.empty() {
+		delete(m.eps, gw)
+	} else {
+		m.eps[gw] = e
+	}
+}
+
+// siteGateway is the gateway serving site, if the site exists and has one (the first by
+// name should, in a state not yet validated, there be several).
+func (m *model) siteGateway(site string) (*api.EGateway, bool) {
+	if _, ok := m.sites[site]; !ok {
+		return nil, false
+	}
+	gws := m.gwsBySite[site]
+	if len(gws) == 0 {
+		return nil, false
+	}
+	first := ""
+	for n := range gws {
+		if first == "" || n < first {
+			first = n
+		}
+	}
+	return m.gateways[first], true
+}
+
+// linkedSites adds to out the sites linked with site by an exposure: those its services
+// are exposed to and those whose services are exposed to it.
+func (m *model) linkedSites(site string, out set) {
+	for svc := range m.servicesBySite[site] {
+		for en := range m.exposesByService[svc] {
+			for _, s := range m.exposes[en].ESites {
+				out[s] = struct{}{}
+			}
+		}
+	}
+	for en := range m.exposesBySite[site] {
+		if svc, ok := m.services[m.exposes[en].EServiceName]; ok {
+			out[svc.ESiteName] = struct{}{}
+		}
+	}
+}
+
+// sortedNames returns the names of kind, sorted (shared: do not modify).
+func (m *model) sortedNames(kind string) []string {
+	if names, ok := m.sorted[kind]; ok {
+		return names
+	}
+	var names []string
+	switch kind {
+	case api.KindESite:
+		names = sortedKeys(m.sites)
+	case api.KindEGateway:
+		names = sortedKeys(m.gateways)
+	case api.KindEService:
+		names = sortedKeys(m.services)
+	case api.KindEServer:
+		names = sortedKeys(m.servers)
+	case api.KindEPolicy:
+		names = sortedKeys(m.policies)
+	case api.KindServiceExpose:
+		names = sortedKeys(m.exposes)
+	case api.KindVirtualPresence:
+		names = sortedKeys(m.vps)
+	}
+	if m.sorted == nil {
+		m.sorted = map[string][]string{}
+	}
+	m.sorted[kind] = names
+	return names
+}
+
+// resolvePins resolves every hand-applied VirtualPresence with a virtualIp (see
+// index.resolvePins, which this mirrors with the model's indexes).
+func (m *model) resolvePins() {
+	names := m.pinVPs.sortedKeys()
+	out := make([]*pin, 0, len(names))
+	for _, n := range names {
+		vp := m.vps[n]
+		ip, err := netip.ParseAddr(vp.VirtualIP)
+		if err != nil {
+			continue
+		}
+		p := &pin{vp: vp, ip: ip}
+		out = append(out, p)
+		if vp.ESiteName != "" {
+			if _, ok := m.sites[vp.ESiteName]; !ok {
+				p.problem = "ESite " + quote(vp.ESiteName) + " not found"
+				continue
+			}
+			g, ok := m.siteGateway(vp.ESiteName)
+			if !ok {
+				p.problem = "ESite " + quote(vp.ESiteName) + " has no EGateway"
+				continue
+			}
+			p.site, p.gateway = vp.ESiteName, g
+			continue
+		}
+		var cands []string
+		seen := map[string]bool{}
+		for _, en := range m.exposesByService[vp.EServiceName].sortedKeys() {
+			for _, s := range m.exposes[en].ESites {
+				g, ok := m.siteGateway(s)
+				if ok && !seen[s] && vpCIDR(g).Contains(ip) {
+					seen[s] = true
+					cands = append(cands, s)
+				}
+			}
+		}
+		switch len(cands) {
+		case 0:
+			p.problem = "no site the EService " + quote(vp.EServiceName) + " is exposed to has a gateway whose VP CIDR holds " + ip.String() + "; set eSiteName"
+		case 1:
+			p.site = cands[0]
+			p.gateway, _ = m.siteGateway(cands[0])
+		default:
+			p.problem = ip.String() + " lies in the VP CIDRs of several exposed sites (" + joinQuoted(cands) + "); set eSiteName"
+		}
+	}
+	pair := map[[2]string]*pin{}
+	byIP := map[string]map[netip.Addr]*pin{}
+	for _, p := range out {
+		if p.site == "" {
+			continue
+		}
+		k := [2]string{p.vp.EServiceName, p.site}
+		if _, dup := pair[k]; !dup {
+			pair[k] = p
+		}
+		if byIP[p.site] == nil {
+			byIP[p.site] = map[netip.Addr]*pin{}
+		}
+		if _, dup := byIP[p.site][p.ip]; !dup {
+			byIP[p.site][p.ip] = p
+		}
+	}
+	oldPins, oldPair, oldIP := m.pins, m.pinPair, m.pinIP
+	m.record(func() { m.pins, m.pinPair, m.pinIP = oldPins, oldPair, oldIP })
+	m.pins, m.pinPair, m.pinIP = out, pair, byIP
+}
+
+// pinnedPair reports whether a pin holds the VIP of service at site.
+func (m *model) pinnedPair(service, site string) bool {
+	_, ok := m.pinPair[[2]string{service, site}]
+	return ok
+}
+
+// pinAt returns the pin holding ip at site, if any.
+func (m *model) pinAt(site string, ip netip.Addr) (*pin, bool) {
+	p, ok := m.pinIP[site][ip]
+	return p, ok
+}
+
+// subIndex builds an index of the given objects for the compiler and the validator,
+// with the model's resolved pins.
+func (m *model) subIndex(objs []api.Object) *index {
+	ix := newIndex(objs)
+	ix.pinList, ix.pinDone = m.pins, true
+	return ix
+}
+
+// state returns the whole state as a State (objects shared: do not modify them).
+func (m *model) state() *State {
+	st := &State{Revision: m.rev, Objects: make(map[string]api.Object, m.count()), IPAM: m.ipam.clone(),
+		Endpoints: make(map[string]GatewayEndpoints, len(m.eps))}
+	m.forEach(func(o api.Object) { st.Objects[api.Key(o)] = o })
+	for k, e := range m.eps {
+		st.Endpoints[k] = e
+	}
+	return st
+}
