@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -113,13 +114,19 @@ func ReadTokenFile(path string) (string, error) {
 
 // BearerAuth wraps h so that every request needs "Authorization: Bearer <token>" with the
 // token that token() returns at the time (so it can be reloaded); others get 401. An
-// empty token refuses everything. The comparison takes constant time.
+// empty token refuses everything. The comparison takes constant time. The check runs before
+// anything reads the body, and a refused request's connection is closed without reading it.
 func BearerAuth(h http.Handler, token func() string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok := token()
 		want := []byte("Bearer " + tok)
 		got := []byte(r.Header.Get("Authorization"))
 		if tok == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			// Close after the 401 without reading the body: net/http would otherwise
+			// wait to discard an announced body before answering (and again when
+			// closing it), and keep the connection for another try.
+			w.Header().Set("Connection", "close")
+			http.NewResponseController(w).SetReadDeadline(time.Now())
 			w.Header().Set("WWW-Authenticate", `Bearer realm="egw"`)
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "missing or wrong bearer token"})
 			return
@@ -176,4 +183,125 @@ func (c *TLSCert) Config() *tls.Config {
 			return c.cur.Load(), nil
 		},
 	}
+}
+
+// ServeLimits bound what the clients of an HTTP API can hold (docs/ARCHITECTURE.md,
+// "Admin API limits"): how long a request may take to arrive and to be answered, how long
+// an idle keep-alive connection stays, and how many connections are open at once, in all
+// and per source address.
+type ServeLimits struct {
+	ReadHeaderTimeout time.Duration // request line and headers
+	ReadTimeout       time.Duration // the whole request, body included
+	WriteTimeout      time.Duration // from the end of the headers to the end of the answer
+	IdleTimeout       time.Duration // between requests on a keep-alive connection
+	MaxHeaderBytes    int
+	MaxConns          int // open connections in all; more are closed as soon as accepted
+	MaxConnsPerAddr   int // open connections from one source IP address
+}
+
+// DefaultServeLimits are the TCP admin API's limits. MaxConns stays well below the
+// units' LimitNOFILE (scripts/systemd) so that the unix socket, the store and the data
+// plane keep descriptors whatever TCP clients do.
+var DefaultServeLimits = ServeLimits{
+	ReadHeaderTimeout: 5 * time.Second,
+	ReadTimeout:       30 * time.Second,
+	WriteTimeout:      60 * time.Second,
+	IdleTimeout:       60 * time.Second,
+	MaxHeaderBytes:    64 << 10,
+	MaxConns:          512,
+	MaxConnsPerAddr:   32,
+}
+
+// NewHTTPServer returns an http.Server for h with the timeouts and header limit of lim
+// (the connection caps are LimitListener's).
+func NewHTTPServer(h http.Handler, lim ServeLimits) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+	}
+}
+
+// ConnLimiter is a listener that holds at most a number of connections open, in all and
+// per source IP address; a connection beyond either cap is closed as soon as it is
+// accepted, so it costs a descriptor for a moment only and never waits for a slot.
+// Counting is by the remote IP address (any port); listeners whose connections carry no
+// IP address (unix sockets) count everything under one key.
+type ConnLimiter struct {
+	net.Listener
+	max, perAddr int
+
+	mu      sync.Mutex
+	open    int
+	byAddr  map[netip.Addr]int
+	refused atomic.Uint64
+}
+
+// LimitListener wraps l with caps on open connections: max in all, perAddr per source
+// address (0: no cap). Wrap the plain TCP listener, below any TLS.
+func LimitListener(l net.Listener, max, perAddr int) *ConnLimiter {
+	return &ConnLimiter{Listener: l, max: max, perAddr: perAddr, byAddr: map[netip.Addr]int{}}
+}
+
+// Accept returns the next connection within the caps.
+func (l *ConnLimiter) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var addr netip.Addr
+		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			addr, _ = netip.AddrFromSlice(ta.IP)
+			addr = addr.Unmap()
+		}
+		l.mu.Lock()
+		if (l.max > 0 && l.open >= l.max) || (l.perAddr > 0 && l.byAddr[addr] >= l.perAddr) {
+			l.mu.Unlock()
+			l.refused.Add(1)
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0) // reset: no FIN_WAIT state kept for a refused client
+			}
+			c.Close()
+			continue
+		}
+		l.open++
+		l.byAddr[addr]++
+		l.mu.Unlock()
+		return &limitedConn{Conn: c, release: func() { l.release(addr) }}, nil
+	}
+}
+
+func (l *ConnLimiter) release(addr netip.Addr) {
+	l.mu.Lock()
+	l.open--
+	if l.byAddr[addr]--; l.byAddr[addr] <= 0 {
+		delete(l.byAddr, addr)
+	}
+	l.mu.Unlock()
+}
+
+// Open is the number of connections open now.
+func (l *ConnLimiter) Open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open
+}
+
+// Refused is the number of connections closed at once for being over a cap.
+func (l *ConnLimiter) Refused() uint64 { return l.refused.Load() }
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

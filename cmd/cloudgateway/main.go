@@ -110,7 +110,7 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 	if err != nil {
 		return err
 	}
-	api := &http.Server{Handler: cp.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	api := controlplane.NewHTTPServer(cp.Handler(), controlplane.DefaultServeLimits)
 	servers = append(servers, api)
 	go func() { errc <- serve(api, ul) }()
 	log.Info("admin API listening", "socket", cfg.APISocket)
@@ -131,7 +131,7 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 			return err
 		}
 		apiCert = cert
-		tcp := &http.Server{Handler: controlplane.BearerAuth(cp.Handler(), func() string { return *token.Load() }), ReadHeaderTimeout: 10 * time.Second}
+		tcp := controlplane.NewHTTPServer(controlplane.BearerAuth(cp.Handler(), func() string { return *token.Load() }), cfg.serveLimits())
 		servers = append(servers, tcp)
 		go func() { errc <- serve(tcp, tl) }()
 	} else if cfg.APITLSCert != "" || cfg.APITLSKey != "" {
@@ -251,10 +251,12 @@ func listenTCPAPI(cfg *Config, log *slog.Logger) (net.Listener, *controlplane.TL
 			return nil, nil, err
 		}
 	}
-	l, err := net.Listen("tcp", cfg.APIListen)
+	tl, err := net.Listen("tcp", cfg.APIListen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("apiListen: %w", err)
 	}
+	lim := cfg.serveLimits()
+	var l net.Listener = controlplane.LimitListener(tl, lim.MaxConns, lim.MaxConnsPerAddr)
 	addr := l.Addr().String()
 	if cert != nil {
 		log.Info("admin API listening", "tcp", addr, "tls", true, "certificate", cfg.APITLSCert, "notAfter", cert.Leaf().NotAfter)
