@@ -163,6 +163,10 @@ func readLimited(r io.Reader, source string) ([]byte, error) {
 // ---- JSON ----
 
 func decodeJSON(source string, data []byte) ([]Object, error) {
+	if off := jsonTooDeep(data); off >= 0 {
+		line, col := lineCol(data, off)
+		return nil, &DecodeError{Source: source, Line: line, Column: col, Message: depthMessage}
+	}
 	var out []Object
 	dec := json.NewDecoder(bytes.NewReader(data))
 	for {
@@ -256,13 +260,8 @@ func decodeYAML(source string, data []byte) ([]Object, error) {
 		if len(bytes.TrimSpace(doc.text)) == 0 {
 			continue
 		}
-		js, err := yaml.YAMLToJSONStrict(doc.text)
-		if err != nil {
-			return nil, yamlError(source, doc.line, err)
-		}
-		if bytes.Equal(js, []byte("null")) { // only comments
-			continue
-		}
+		// The node tree gives positions for errors and is checked for depth before the
+		// conversion to JSON does any work.
 		var root *yamlv3.Node
 		var n yamlv3.Node
 		if yamlv3.Unmarshal(doc.text, &n) == nil {
@@ -270,6 +269,16 @@ func decodeYAML(source string, data []byte) ([]Object, error) {
 			if n.Kind == yamlv3.DocumentNode && len(n.Content) == 1 {
 				root = n.Content[0]
 			}
+			if bad := yamlTooDeep(root); bad != nil {
+				return nil, &DecodeError{Source: source, Line: doc.line + bad.Line - 1, Column: bad.Column, Message: depthMessage}
+			}
+		}
+		js, err := yaml.YAMLToJSONStrict(doc.text)
+		if err != nil {
+			return nil, yamlError(source, doc.line, err)
+		}
+		if bytes.Equal(js, []byte("null")) { // only comments
+			continue
 		}
 		loc := func(index int, _ int) locFunc {
 			obj := root
