@@ -6,8 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/egw-project/egw/api"
 )
 
 func serveLimited(t *testing.T, h http.Handler, lim ServeLimits) (string, *ConnLimiter) {
@@ -147,4 +150,38 @@ func TestServeTimeouts(t *testing.T) {
 		}
 	}
 	waitOpen(t, l, 0)
+}
+
+// Long lists and duplicates are refused with a short answer; an object colliding with
+// another on every entry gets an error listing the first api.MaxReportedErrors problems
+// and a count (it was 13.6 MB for 100,000 entries).
+func TestListLimitsOverHTTP(t *testing.T) {
+	h := newServer(t, t.TempDir(), testConfig(), Options{}).Handler()
+	list := func(n int, f string) string {
+		s := make([]string, n)
+		for i := range s {
+			s[i] = fmt.Sprintf(`"`+f+`"`, i)
+		}
+		return strings.Join(s, ",")
+	}
+	for _, tc := range []struct{ path, body, want string }{
+		{"/v1/epolicies", `{"kind":"EPolicy","metadata":{"name":"big"},"allowedServers":[` + list(100000, "s%d") + `]}`,
+			"has 100000 entries; at most 256 are allowed"},
+		{"/v1/serviceexposes", `{"kind":"ServiceExpose","metadata":{"name":"x"},"eServiceName":"web","eSites":["a","a","a"]}`,
+			"is a duplicate of eSites[0]"},
+	} {
+		rec := do(t, h, "POST", tc.path, []byte(tc.body))
+		if rec.Code != http.StatusUnprocessableEntity || !strings.Contains(rec.Body.String(), tc.want) || rec.Body.Len() > 4096 {
+			t.Errorf("%s: %d, %d bytes: %.300s", tc.path, rec.Code, rec.Body.Len(), rec.Body)
+		}
+	}
+	sites := list(api.MaxListLen, "site%d")
+	if rec := do(t, h, "POST", "/v1/serviceexposes", []byte(`{"kind":"ServiceExpose","metadata":{"name":"x1"},"eServiceName":"web","eSites":[`+sites+`]}`)); rec.Code != http.StatusCreated {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	rec := do(t, h, "POST", "/v1/serviceexposes", []byte(`{"kind":"ServiceExpose","metadata":{"name":"x2"},"eServiceName":"web","eSites":[`+sites+`]}`))
+	more := fmt.Sprintf("and %d more problems", api.MaxListLen-api.MaxReportedErrors)
+	if rec.Code != http.StatusUnprocessableEntity || !strings.Contains(rec.Body.String(), more) || rec.Body.Len() > 8192 {
+		t.Errorf("collision: %d, %d bytes: %.300s", rec.Code, rec.Body.Len(), rec.Body)
+	}
 }
