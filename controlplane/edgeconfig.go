@@ -2,7 +2,9 @@ package controlplane
 
 import (
 	"fmt"
+	"hash/fnv"
 	"path/filepath"
+	"strings"
 
 	"github.com/egw-project/egw/api"
 	yaml "go.yaml.in/yaml/v3"
@@ -102,7 +104,7 @@ func (s *Server) EdgeConfig(name string) (*EdgeConfig, error) {
 		PrivateKeyFile: filepath.Join(DefaultEdgeStateDir, "private.key"),
 		OverlayCIDR:    s.cfg.OverlayCIDR.String(), OverlayPrefix: prefix.String(), OverlayIP: firstAddr(prefix).String(),
 		VPCIDR: g.VirtualPresenceIPcidr, Cloud: cloud,
-		Tun: EdgeTunConfig{Name: "vp0", MTU: 1420, Driver: "wgtun"},
+		Tun: EdgeTunConfig{Name: DeviceName(name), MTU: 1420, Driver: "wgtun"},
 		DNS: EdgeDNSConfig{Enabled: true, Listen: []string{}, Upstreams: []string{}, SiteNetworks: []string{},
 			PolicyAware: true, TTL: "5s", Zone: s.cfg.DNSZone},
 		NAT: EdgeNATConfig{RejectDenied: true, LeaseIdle: "5m", LeaseQuiet: "2m"},
@@ -122,4 +124,18 @@ func (c *EdgeConfig) YAML() ([]byte, error) {
 		head += "# cloud.publicKey or cloud.endpoint is empty: set them in the cloud gateway's configuration.\n"
 	}
 	return append([]byte(head), body...), nil
+}
+
+// DeviceName is the tun.name written into a gateway's generated configuration: "egw-"
+// and the gateway's name, so that gateways sharing a host (in network namespaces of their
+// own, which share /var/run/wireguard) never collide. A name too long for a network
+// device (15 bytes) keeps its first 6 bytes and gains 4 hex digits of a hash of the whole.
+func DeviceName(gateway string) string {
+	n := strings.ToLower(gateway)
+	if len(n) <= 11 {
+		return "egw-" + n
+	}
+	h := fnv.New32a()
+	h.Write([]byte(n))
+	return fmt.Sprintf("egw-%s-%04x", strings.TrimRight(n[:6], "-"), h.Sum32()&0xffff)
 }

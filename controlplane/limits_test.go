@@ -185,3 +185,20 @@ func TestListLimitsOverHTTP(t *testing.T) {
 		t.Errorf("collision: %d, %d bytes: %.300s", rec.Code, rec.Body.Len(), rec.Body)
 	}
 }
+
+func TestDeviceName(t *testing.T) {
+	seen := map[string]string{}
+	for _, g := range []string{"edge-a", "EdgeB", "abcdefghijk", "TokyoChibaGateway", "TokyoChibaGateway2", "tokyo-", "tokyo-chiba-gateway"} {
+		d := DeviceName(g)
+		if len(d) > 15 || !strings.HasPrefix(d, "egw-") || strings.ContainsAny(d, " /") {
+			t.Errorf("DeviceName(%q) = %q", g, d)
+		}
+		if other, ok := seen[d]; ok {
+			t.Errorf("%q and %q both get %q", g, other, d)
+		}
+		seen[d] = g
+	}
+	if DeviceName("edge-a") != "egw-edge-a" {
+		t.Errorf("short names are kept: %q", DeviceName("edge-a"))
+	}
+}

@@ -7,6 +7,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -229,4 +230,24 @@ func Parse(c Config, edge bool) (*Parsed, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// UAPISocketDir is where wireguard-go puts a device's UAPI socket (NAME.sock), for every
+// network namespace of the host alike.
+const UAPISocketDir = "/var/run/wireguard"
+
+// CheckDeviceFree refuses a tun.name already in use: by a network device of this namespace,
+// or by a running WireGuard device anywhere on the host (its UAPI socket answers), which is
+// what several gateways on one host in different namespaces run into. A stale socket
+// (nobody answers) is no conflict: wireguard-go replaces it.
+func CheckDeviceFree(name, socketDir string) error {
+	if _, err := net.InterfaceByName(name); err == nil {
+		return fmt.Errorf("tun.name: a network device %q already exists in this network namespace (another gateway?); give this gateway its own tun.name", name)
+	}
+	sock := filepath.Join(socketDir, name+".sock")
+	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("tun.name: WireGuard device %q is already running on this host (its UAPI socket %s answers; gateways in other network namespaces share that directory); give this gateway its own tun.name", name, sock)
+	}
+	return nil
 }

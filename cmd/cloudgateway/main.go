@@ -49,7 +49,12 @@ Configuration: ` + DefaultConfigFile + ` (or --config), EGW_* environment variab
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(logw, nil))
+			level, _ := cmd.Flags().GetString("log-level")
+			var lv slog.Level
+			if err := lv.UnmarshalText([]byte(level)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+			}
+			log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: lv}))
 			reload := func() (*Config, error) {
 				c, _, err := loadConfig(cmd.Flags())
 				return c, err
@@ -64,6 +69,7 @@ Configuration: ` + DefaultConfigFile + ` (or --config), EGW_* environment variab
 	f.String("config", "", "configuration file (default "+DefaultConfigFile+" if it exists)")
 	f.String("state-dir", "/var/lib/egw", "state directory (store egw.db, keys)")
 	f.String("api-socket", controlplane.DefaultAPISocket, "unix socket of the admin API")
+	f.String("log-level", "info", "debug, info, warn or error")
 	f.Bool("dataplane", true, "run the hub node (TUN, WireGuard); false: control plane only, no root needed")
 	f.Bool("new-store-id", false, "give the store a new ID before serving: once, after restoring "+controlplane.DBFile+
 		" from a backup, so that edges which applied later revisions of the original follow its lower ones")
