@@ -5,17 +5,17 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/egw-project/egw/internal/secret"
 )
 
 func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
@@ -88,23 +88,12 @@ func (l *unixListener) Close() error {
 	return err
 }
 
-// ReadTokenFile reads a bearer token from path, refusing a file that group or others may
-// read or write (it must be 0600 or stricter) and an empty token.
+// ReadTokenFile reads a bearer token from path (internal/secret: the file must be 0600 or
+// stricter, one line), refusing a token shorter than 16 characters.
 func ReadTokenFile(path string) (string, error) {
-	fi, err := os.Stat(path)
+	tok, err := secret.ReadLine(path, "API token file")
 	if err != nil {
-		return "", fmt.Errorf("API token file: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("API token file %s has mode %04o: it must not be accessible to group or others (chmod 600)", path, fi.Mode().Perm())
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("API token file: %w", err)
-	}
-	tok := strings.TrimSpace(string(data))
-	if tok == "" {
-		return "", errors.New("API token file " + path + " is empty")
+		return "", err
 	}
 	if len(tok) < 16 {
 		return "", fmt.Errorf("API token file %s: token is shorter than 16 characters", path)
@@ -143,8 +132,8 @@ type TLSCert struct {
 	cur               atomic.Pointer[tls.Certificate]
 }
 
-// LoadTLSCert reads the certificate and key. The key file must not be accessible to group
-// or others (0600 or stricter); it is refused otherwise, as is a key that does not match
+// LoadTLSCert reads the certificate and key. The key file is a secret (internal/secret):
+// one accessible to group or others is refused, as is a key that does not match
 // the certificate.
 func LoadTLSCert(certFile, keyFile string) (*TLSCert, error) {
 	c := &TLSCert{certFile: certFile, keyFile: keyFile}
@@ -156,14 +145,15 @@ func LoadTLSCert(certFile, keyFile string) (*TLSCert, error) {
 
 // Reload re-reads the files; on error the certificate in use stays.
 func (c *TLSCert) Reload() error {
-	fi, err := os.Stat(c.keyFile)
+	keyPEM, err := secret.Read(c.keyFile, "API TLS key file")
 	if err != nil {
-		return fmt.Errorf("API TLS key file: %w", err)
+		return err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("API TLS key file %s has mode %04o: it must not be accessible to group or others (chmod 600)", c.keyFile, fi.Mode().Perm())
+	certPEM, err := os.ReadFile(c.certFile)
+	if err != nil {
+		return fmt.Errorf("API TLS certificate: %w", err)
 	}
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return fmt.Errorf("API TLS certificate %s with key %s: %w", c.certFile, c.keyFile, err)
 	}

@@ -597,7 +597,7 @@ func TestConnectionFlags(t *testing.T) {
 		t.Errorf("get sites via EGW_SERVER = %q", got)
 	}
 	e.fails("missing or wrong bearer token", "--token-file", bad, "get", "sites")
-	e.fails("token file: stat "+filepath.Join(dir, "missing"), "--token-file", filepath.Join(dir, "missing"), "get", "sites")
+	e.fails("token file: open "+filepath.Join(dir, "missing"), "--token-file", filepath.Join(dir, "missing"), "get", "sites")
 	empty := filepath.Join(dir, "empty")
 	os.WriteFile(empty, nil, 0o600)
 	e.fails("want one non-empty line", "--token-file", empty, "get", "sites")
