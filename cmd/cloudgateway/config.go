@@ -22,15 +22,16 @@ const DefaultConfigFile = "/etc/egw/cloudgateway.yaml"
 // listenPort, overlayCIDR, vpCIDR, tun, dns, metrics, nat) plus the cloud's own. The hub's
 // overlayPrefix, overlayIP and cloud section come from the control plane, not from the file.
 // Every key is also EGW_<KEY> (upper case, "_" for ".") and the flags --state-dir,
-// --api-socket and --dataplane override theirs.
+// --api-socket and --dataplane override theirs. Keys tagged reload:"live" apply on SIGHUP;
+// the others need a restart (api.RestartKeys).
 type Config struct {
 	gateway.Config `mapstructure:",squash"`
 
-	Endpoint         string `mapstructure:"endpoint"`
+	Endpoint         string `mapstructure:"endpoint" reload:"live"`
 	OverlayPrefixLen int    `mapstructure:"overlayPrefixLen"`
 	APISocket        string `mapstructure:"apiSocket"`
 	APIListen        string `mapstructure:"apiListen"`
-	APITokenFile     string `mapstructure:"apiTokenFile"`
+	APITokenFile     string `mapstructure:"apiTokenFile" reload:"live"`
 	APITLSCert       string `mapstructure:"apiTLSCert"` // with APITLSKey (0600): the TCP API serves TLS
 	APITLSKey        string `mapstructure:"apiTLSKey"`
 	SyncPort         int    `mapstructure:"syncPort"`

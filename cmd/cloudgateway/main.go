@@ -15,11 +15,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/controlplane"
 	"github.com/spf13/cobra"
 )
@@ -116,9 +116,9 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 	if err != nil {
 		return err
 	}
-	api := controlplane.NewHTTPServer(cp.Handler(), controlplane.DefaultServeLimits)
-	servers = append(servers, api)
-	go func() { errc <- serve(api, ul) }()
+	unixAPI := controlplane.NewHTTPServer(cp.Handler(), controlplane.DefaultServeLimits)
+	servers = append(servers, unixAPI)
+	go func() { errc <- serve(unixAPI, ul) }()
 	log.Info("admin API listening", "socket", cfg.APISocket)
 
 	var token atomic.Pointer[string]
@@ -223,20 +223,9 @@ func reloadConfig(cur *Config, reload func() (*Config, error), cp *controlplane.
 			log.Info("SIGHUP: API TLS certificate reloaded", "notAfter", cert.Leaf().NotAfter)
 		}
 	}
-	var restart []string
-	for key, changed := range map[string]bool{
-		"name": next.Name != cur.Name, "site": next.Site != cur.Site, "stateDir": next.StateDir != cur.StateDir,
-		"overlayCIDR": next.OverlayCIDR != cur.OverlayCIDR, "overlayPrefixLen": next.OverlayPrefixLen != cur.OverlayPrefixLen,
-		"apiSocket": next.APISocket != cur.APISocket, "apiListen": next.APIListen != cur.APIListen,
-		"apiTLSCert": next.APITLSCert != cur.APITLSCert, "apiTLSKey": next.APITLSKey != cur.APITLSKey,
-		"syncPort": next.SyncPort != cur.SyncPort, "dataplane": next.Dataplane != cur.Dataplane, "dns.zone": next.DNS.Zone != cur.DNS.Zone,
-	} {
-		if changed {
-			restart = append(restart, key)
-		}
-	}
+	// cur.Endpoint already follows next where that worked; other live keys were applied above.
+	restart := api.RestartKeys(cur, next)
 	if len(restart) > 0 {
-		slices.Sort(restart)
 		log.Warn("SIGHUP: these keys changed but take effect only after a restart", "keys", restart)
 	}
 }
