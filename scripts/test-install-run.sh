@@ -5,7 +5,8 @@
 # CAP_NET_ADMIN and CAP_NET_BIND_SERVICE (bounding, inheritable and ambient), no new
 # privileges, LimitNOFILE=4096, the root file system read-only but for the state directory,
 # /run/egw and /run/wireguard (ProtectSystem=strict, ReadWritePaths) — and check that they
-# work: API socket, TUN devices, UAPI socket, DNS on port 53, the edge registered. The
+# work: API socket, TUN devices, UAPI socket, DNS on port 53, the edge registered, and a
+# second gateway with a device name in use refused with a message saying so. The
 # system call filter is left to systemd (test-install.sh checks the units' score). Every
 # process is stopped on exit; the namespaces vanish with this script.
 set -euo pipefail
@@ -106,6 +107,13 @@ wait_for "ip link show $edgetun" || fail "edgegateway: no TUN device $edgetun"
 # DNS on port 53 of the VP CIDR's first address needs CAP_NET_BIND_SERVICE.
 wait_for 'ss -Hlun | grep -q "192.168.50.1:53 "' || fail "edgegateway: DNS not listening on 192.168.50.1:53"
 wait_for 'egwctl get egateways | grep -q edge-t' || fail "egwctl get egateways"
+# A second gateway with the same tun.name in another network namespace (sharing
+# /run/wireguard, as gateways on one host do) refuses to start and says what to change.
+if out=$(unshare --net -- "${confined[@]}" "$bin/edgegateway" --config "$run/etc/edge.yaml" 2>&1); then
+	fail "a second gateway with tun.name $edgetun started"
+fi
+grep -q "give this gateway its own tun.name" <<<"$out" || fail "second gateway with tun.name $edgetun: $out"
+echo "test-install: a second gateway with tun.name $edgetun: $(tail -1 <<<"$out")"
 sleep 1
 for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || fail "a daemon exited"; done
 echo "test-install: both daemons run as uid $uid with CAP_NET_ADMIN and CAP_NET_BIND_SERVICE only, on a read-only root"
