@@ -38,6 +38,9 @@ func decodeYAML(source string, data []byte) ([]Object, error) {
 		if bytes.Equal(js, []byte("null")) { // only comments
 			continue
 		}
+		if root == nil && jsonTooDeep(js) >= 0 { // the node tree was not there to check
+			return nil, &DecodeError{Source: source, Line: doc.line, Message: depthMessage}
+		}
 		loc := func(index int, _ int) locFunc {
 			obj := root
 			if index >= 0 {
