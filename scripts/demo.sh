@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # demo.sh — EGW on one machine, narrated (`make demo`; needs root).
 #
-# Builds the topology of docs/ARCHITECTURE.md ("Topology") from network namespaces, runs the real daemons,
-# applies the objects with egwctl, and walks through: DNS at site A, a request that succeeds
-# (the service at site B sees a presence IP), one that is denied, `egwctl status`. Everything
-# is torn down on exit, also on error or Ctrl-C.
+# Builds the topology of docs/ARCHITECTURE.md ("Topology") in network namespaces, runs the
+# real daemons, applies the objects with egwctl, and walks through: DNS at site A, a request
+# that succeeds (the service at site B sees a presence IP), one that is denied, `egwctl
+# status`. Everything is torn down on exit, also on error or Ctrl-C.
 #
 #                        ┌──────── wan: bridge, underlay 203.0.113.0/24 ────────┐
 #                   .1 ──┘                       .2 │                      .3 └── 
