@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -31,6 +32,12 @@ func FuzzDecode(f *testing.F) {
 		"",
 		"[",
 		"---\n---\n",
+		// Nesting past MaxDepth, in JSON, YAML flow and block style and through aliases.
+		`{"kind":"ESite","metadata":{"name":"a","labels":` + strings.Repeat("[", 9990) + strings.Repeat("]", 9990) + `}}`,
+		"kind: ESite\nmetadata:\n  name: a\n  labels: " + strings.Repeat("{a: ", 40) + "1" + strings.Repeat("}", 40) + "\n",
+		"kind: ESite\nmetadata:\n  labels:\n" + deepBlockYAML(12),
+		"x: &a [[[[[[1]]]]]]\ny: [[[[[*a]]]]]\n",
+		"x: &a [*a]\n",
 	} {
 		f.Add([]byte(s))
 	}

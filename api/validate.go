@@ -3,8 +3,10 @@ package api
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -23,18 +25,38 @@ func (e FieldError) Error() string {
 	return e.Object + ": " + e.Field + ": " + e.Message
 }
 
-// ValidationError lists every problem Validate found. It is never empty.
+// ValidationError lists the problems Validate found: the first MaxReportedErrors of them
+// in Errors (never empty), and how many more there were in Omitted, so that an error
+// about a large input stays small.
 type ValidationError struct {
-	Errors []FieldError
+	Errors  []FieldError
+	Omitted int
 }
 
-// Error lists all problems, separated by "; ".
+// NewValidationError keeps the first MaxReportedErrors of errs and counts the rest. errs
+// must not be empty.
+func NewValidationError(errs []FieldError) *ValidationError {
+	if len(errs) > MaxReportedErrors {
+		return &ValidationError{Errors: errs[:MaxReportedErrors:MaxReportedErrors], Omitted: len(errs) - MaxReportedErrors}
+	}
+	return &ValidationError{Errors: errs}
+}
+
+// Error lists the problems, separated by "; ", and says how many were left out.
 func (e *ValidationError) Error() string {
 	s := make([]string, len(e.Errors))
 	for i, fe := range e.Errors {
 		s[i] = fe.Error()
 	}
-	return strings.Join(s, "; ")
+	return strings.Join(s, "; ") + e.OmittedText()
+}
+
+// OmittedText is "; and N more problems" when problems were left out, else "".
+func (e *ValidationError) OmittedText() string {
+	if e.Omitted == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; and %d more problems", e.Omitted)
 }
 
 // validator collects field errors of one object.
@@ -65,7 +87,14 @@ func (v *validator) name(field, s string, required bool) {
 	v.check(field, CheckName(s))
 }
 
+// names checks a list of names: at most MaxListLen, each a valid name, none repeated
+// (names compare case-insensitively, as CheckName says).
 func (v *validator) names(field string, list []string) {
+	if len(list) > MaxListLen {
+		v.add(field, "has %d entries; at most %d are allowed", len(list), MaxListLen)
+		return
+	}
+	first := make(map[string]int, len(list))
 	for i, s := range list {
 		f := field + "[" + strconv.Itoa(i) + "]"
 		if s == "" {
@@ -73,6 +102,31 @@ func (v *validator) names(field string, list []string) {
 			continue
 		}
 		v.check(f, CheckName(s))
+		k := strings.ToLower(s)
+		if j, dup := first[k]; dup {
+			v.add(f, "%q is a duplicate of %s[%d]", s, field, j)
+			continue
+		}
+		first[k] = i
+	}
+}
+
+// labels checks a map of labels or annotations against MaxLabels, MaxLabelKeyLen and
+// MaxLabelValueLen, in key order.
+func (v *validator) labels(field string, m map[string]string) {
+	if len(m) > MaxLabels {
+		v.add(field, "has %d entries; at most %d are allowed", len(m), MaxLabels)
+		return
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		switch {
+		case k == "":
+			v.add(field, "a key is empty")
+		case len(k) > MaxLabelKeyLen:
+			v.add(field, "key %.20q... is %d bytes long; at most %d", k, len(k), MaxLabelKeyLen)
+		case len(m[k]) > MaxLabelValueLen:
+			v.add(field+"."+k, "is %d bytes long; at most %d", len(m[k]), MaxLabelValueLen)
+		}
 	}
 }
 
@@ -81,7 +135,7 @@ func (v *validator) names(field string, list []string) {
 // a normalized object (see Normalize; Decode normalizes).
 func Validate(o Object) error {
 	if o == nil || DeepCopy(o) == nil {
-		return &ValidationError{Errors: []FieldError{{Object: "<nil>", Message: "no object"}}}
+		return NewValidationError([]FieldError{{Object: "<nil>", Message: "no object"}})
 	}
 	v := &validator{obj: Key(o)}
 	if tm := typeMeta(o); tm != nil {
@@ -93,6 +147,8 @@ func Validate(o Object) error {
 		}
 	}
 	v.name("metadata.name", o.GetMeta().Name, true)
+	v.labels("metadata.labels", o.GetMeta().Labels)
+	v.labels("metadata.annotations", o.GetMeta().Annotations)
 
 	switch o := o.(type) {
 	case *ESite:
@@ -162,20 +218,23 @@ func Validate(o Object) error {
 		v.name("eSiteName", o.ESiteName, false)
 	}
 	if len(v.errs) > 0 {
-		return &ValidationError{Errors: v.errs}
+		return NewValidationError(v.errs)
 	}
 	return nil
 }
 
 // ValidateAll validates every object and also rejects two objects with the same Key. The
-// error, if any, is a *ValidationError listing every problem of every object.
+// error, if any, is a *ValidationError listing the problems of every object (the first
+// MaxReportedErrors of them, and how many more).
 func ValidateAll(objs []Object) error {
 	var all []FieldError
+	omitted := 0
 	seen := make(map[string]bool, len(objs))
 	for _, o := range objs {
 		if err := Validate(o); err != nil {
 			if ve, ok := err.(*ValidationError); ok {
 				all = append(all, ve.Errors...)
+				omitted += ve.Omitted
 			}
 			continue
 		}
@@ -186,7 +245,9 @@ func ValidateAll(objs []Object) error {
 		seen[k] = true
 	}
 	if len(all) > 0 {
-		return &ValidationError{Errors: all}
+		ve := NewValidationError(all)
+		ve.Omitted += omitted
+		return ve
 	}
 	return nil
 }

@@ -12,11 +12,12 @@ import (
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/client"
 	"github.com/egw-project/egw/client/clienttest"
+	"github.com/egw-project/egw/controlplane"
 )
 
 func newPair(t *testing.T) (*clienttest.Server, *client.Client) {
 	t.Helper()
-	fake := clienttest.New()
+	fake := clienttest.New(t)
 	c, err := client.New(fake.ServeUnix(t), "")
 	if err != nil {
 		t.Fatal(err)
@@ -71,8 +72,8 @@ func TestCRUD(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	if created.GetMeta().ResourceVersion != 2 {
-		t.Errorf("created resourceVersion = %d, want 2", created.GetMeta().ResourceVersion)
+	if created.GetMeta().ResourceVersion != 1 {
+		t.Errorf("created resourceVersion = %d, want 1 (the first write)", created.GetMeta().ResourceVersion)
 	}
 	if _, err := c.Create(ctx, site("tokyo")); !client.IsConflict(err) {
 		t.Errorf("second Create: err = %v, want a 409", err)
@@ -89,8 +90,10 @@ func TestCRUD(t *testing.T) {
 	if !ok || svc.Port != 8080 || svc.ESiteName != "tokyo" {
 		t.Fatalf("Get = %#v", got)
 	}
-	if len(svc.Status.Conditions) != 1 || svc.Status.Conditions[0].Status != "True" {
-		t.Errorf("conditions = %+v, want ResolvedRefs=True", svc.Status.Conditions)
+	// The site has no gateway yet: the server says so in a condition.
+	if len(svc.Status.Conditions) != 1 || svc.Status.Conditions[0].Type != "ResolvedRefs" || svc.Status.Conditions[0].Status != "False" ||
+		!strings.Contains(svc.Status.Conditions[0].Message, `ESite "tokyo" has no EGateway`) {
+		t.Errorf("conditions = %+v, want ResolvedRefs=False naming the missing gateway", svc.Status.Conditions)
 	}
 
 	// Update with the current resourceVersion works; with a stale one, 409.
@@ -150,7 +153,7 @@ func TestAPIErrorCarriesObjectAndField(t *testing.T) {
 	if ae.StatusCode != 422 || ae.Object != "EService/nginx" || ae.Field != "port" {
 		t.Errorf("APIError = %+v", ae)
 	}
-	if want := "EService/nginx: port 70000 out of range 1-65535"; ae.Error() != want {
+	if want := "EService/nginx: port: must be 1-65535, got 70000"; ae.Error() != want {
 		t.Errorf("Error() = %q, want %q", ae.Error(), want)
 	}
 }
@@ -263,7 +266,7 @@ func TestSnapshotAndEdgeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(y), "name: gw1\nsite: tokyo\n") {
+	if !strings.Contains(string(y), "\nname: gw1\nsite: tokyo\n") {
 		t.Errorf("edge config = %q", y)
 	}
 	if _, err := c.EdgeConfig(ctx, "nope"); !client.IsNotFound(err) {
@@ -346,7 +349,7 @@ func TestStatusAndExplain(t *testing.T) {
 }
 
 func TestBearerTokenOverTCP(t *testing.T) {
-	fake := clienttest.New()
+	fake := clienttest.New(t)
 	fake.Token = "s3cret"
 	url := fake.ServeTCP(t)
 	bad, _ := client.New(url, "wrong")
@@ -362,7 +365,7 @@ func TestBearerTokenOverTCP(t *testing.T) {
 func TestTooLargeBody(t *testing.T) {
 	_, c := newPair(t)
 	big := site("big")
-	big.Metadata.Annotations = map[string]string{"x": strings.Repeat("a", clienttest.MaxBody)}
+	big.Metadata.Annotations = map[string]string{"x": strings.Repeat("a", controlplane.MaxBodySize)}
 	if _, err := c.Create(context.Background(), big); !hasCode(err, 413) {
 		t.Errorf("err = %v, want 413", err)
 	}

@@ -19,7 +19,7 @@ import (
 func TestHTTPSWithCAFile(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := clienttest.WriteSelfSigned(t, dir)
-	fake := clienttest.New()
+	fake := clienttest.New(t)
 	fake.Token = "s3cret-token"
 	url := fake.ServeTLS(t, cert, key)
 	if !strings.HasPrefix(url, "https://127.0.0.1:") {
@@ -87,7 +87,7 @@ func TestHTTPSWithSystemRoots(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cert, key := clienttest.WriteSelfSigned(t, dir)
-	fake := clienttest.New()
+	fake := clienttest.New(t)
 	fake.Token = "s3cret-token"
 	url := fake.ServeTLS(t, cert, key)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHTTPSWithSystemRoots$", "-test.count=1")

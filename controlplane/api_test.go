@@ -298,7 +298,7 @@ func TestEdgeConfig(t *testing.T) {
 		got["overlayIP"] != "100.64.4.1" || got["vpCIDR"] != "192.168.0.0/24" || got["overlayCIDR"] != "100.64.0.0/10" ||
 		cloud["endpoint"] != "203.0.113.1:51820" || cloud["publicKey"] != "HUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBHUBA=" ||
 		cloud["overlayIP"] != "100.64.0.1" || cloud["syncPort"] != 7443 || cloud["keepalive"] != "25s" ||
-		got["dns"].(map[string]any)["zone"] != "egw.local." || got["tun"].(map[string]any)["name"] != "vp0" {
+		got["dns"].(map[string]any)["zone"] != "egw.local." || got["tun"].(map[string]any)["name"] != DeviceName("TokyoChibaGateway") {
 		t.Fatalf("edge config:\n%s", rec.Body)
 	}
 	if rec := do(t, h, "GET", "/v1/egateways/cloud-gw/edgeconfig", nil); rec.Code != 400 {

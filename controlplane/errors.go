@@ -91,7 +91,8 @@ func toError(err error) *Error {
 	return &Error{Code: CodeBadRequest, Message: err.Error()}
 }
 
-// validationMessage lists every field error; the first one's object and field are
+// validationMessage lists the field errors (at most api.MaxReportedErrors, then a count of
+// the rest); the first one's object and field are
 // reported separately too, so its own text does not repeat them.
 func validationMessage(ve *api.ValidationError) string {
 	var parts []string
@@ -102,7 +103,7 @@ func validationMessage(ve *api.ValidationError) string {
 		}
 		parts = append(parts, fe.Object+": "+fe.Field+": "+fe.Message)
 	}
-	return strings.Join(parts, "; ")
+	return strings.Join(parts, "; ") + ve.OmittedText()
 }
 
 // fieldErrors collects cross-object validation errors.
@@ -116,5 +117,5 @@ func (f fieldErrors) err() error {
 	if len(f) == 0 {
 		return nil
 	}
-	return &api.ValidationError{Errors: f}
+	return api.NewValidationError(f)
 }

@@ -5,16 +5,17 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/egw-project/egw/internal/secret"
 )
 
 func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
@@ -87,23 +88,12 @@ func (l *unixListener) Close() error {
 	return err
 }
 
-// ReadTokenFile reads a bearer token from path, refusing a file that group or others may
-// read or write (it must be 0600 or stricter) and an empty token.
+// ReadTokenFile reads a bearer token from path (internal/secret: the file must be 0600 or
+// stricter, one line), refusing a token shorter than 16 characters.
 func ReadTokenFile(path string) (string, error) {
-	fi, err := os.Stat(path)
+	tok, err := secret.ReadLine(path, "API token file")
 	if err != nil {
-		return "", fmt.Errorf("API token file: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("API token file %s has mode %04o: it must not be accessible to group or others (chmod 600)", path, fi.Mode().Perm())
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("API token file: %w", err)
-	}
-	tok := strings.TrimSpace(string(data))
-	if tok == "" {
-		return "", errors.New("API token file " + path + " is empty")
+		return "", err
 	}
 	if len(tok) < 16 {
 		return "", fmt.Errorf("API token file %s: token is shorter than 16 characters", path)
@@ -113,13 +103,19 @@ func ReadTokenFile(path string) (string, error) {
 
 // BearerAuth wraps h so that every request needs "Authorization: Bearer <token>" with the
 // token that token() returns at the time (so it can be reloaded); others get 401. An
-// empty token refuses everything. The comparison takes constant time.
+// empty token refuses everything. The comparison takes constant time. The check runs before
+// anything reads the body, and a refused request's connection is closed without reading it.
 func BearerAuth(h http.Handler, token func() string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok := token()
 		want := []byte("Bearer " + tok)
 		got := []byte(r.Header.Get("Authorization"))
 		if tok == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			// Close after the 401 without reading the body: net/http would otherwise
+			// wait to discard an announced body before answering (and again when
+			// closing it), and keep the connection for another try.
+			w.Header().Set("Connection", "close")
+			http.NewResponseController(w).SetReadDeadline(time.Now())
 			w.Header().Set("WWW-Authenticate", `Bearer realm="egw"`)
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "missing or wrong bearer token"})
 			return
@@ -136,8 +132,8 @@ type TLSCert struct {
 	cur               atomic.Pointer[tls.Certificate]
 }
 
-// LoadTLSCert reads the certificate and key. The key file must not be accessible to group
-// or others (0600 or stricter); it is refused otherwise, as is a key that does not match
+// LoadTLSCert reads the certificate and key. The key file is a secret (internal/secret):
+// one accessible to group or others is refused, as is a key that does not match
 // the certificate.
 func LoadTLSCert(certFile, keyFile string) (*TLSCert, error) {
 	c := &TLSCert{certFile: certFile, keyFile: keyFile}
@@ -149,14 +145,15 @@ func LoadTLSCert(certFile, keyFile string) (*TLSCert, error) {
 
 // Reload re-reads the files; on error the certificate in use stays.
 func (c *TLSCert) Reload() error {
-	fi, err := os.Stat(c.keyFile)
+	keyPEM, err := secret.Read(c.keyFile, "API TLS key file")
 	if err != nil {
-		return fmt.Errorf("API TLS key file: %w", err)
+		return err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("API TLS key file %s has mode %04o: it must not be accessible to group or others (chmod 600)", c.keyFile, fi.Mode().Perm())
+	certPEM, err := os.ReadFile(c.certFile)
+	if err != nil {
+		return fmt.Errorf("API TLS certificate: %w", err)
 	}
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return fmt.Errorf("API TLS certificate %s with key %s: %w", c.certFile, c.keyFile, err)
 	}
@@ -176,4 +173,125 @@ func (c *TLSCert) Config() *tls.Config {
 			return c.cur.Load(), nil
 		},
 	}
+}
+
+// ServeLimits bound what the clients of an HTTP API can hold (docs/ARCHITECTURE.md,
+// "Admin API limits"): how long a request may take to arrive and to be answered, how long
+// an idle keep-alive connection stays, and how many connections are open at once, in all
+// and per source address.
+type ServeLimits struct {
+	ReadHeaderTimeout time.Duration // request line and headers
+	ReadTimeout       time.Duration // the whole request, body included
+	WriteTimeout      time.Duration // from the end of the headers to the end of the answer
+	IdleTimeout       time.Duration // between requests on a keep-alive connection
+	MaxHeaderBytes    int
+	MaxConns          int // open connections in all; more are closed as soon as accepted
+	MaxConnsPerAddr   int // open connections from one source IP address
+}
+
+// DefaultServeLimits are the TCP admin API's limits. MaxConns stays well below the
+// units' LimitNOFILE (scripts/systemd) so that the unix socket, the store and the data
+// plane keep descriptors whatever TCP clients do.
+var DefaultServeLimits = ServeLimits{
+	ReadHeaderTimeout: 5 * time.Second,
+	ReadTimeout:       30 * time.Second,
+	WriteTimeout:      60 * time.Second,
+	IdleTimeout:       60 * time.Second,
+	MaxHeaderBytes:    64 << 10,
+	MaxConns:          512,
+	MaxConnsPerAddr:   32,
+}
+
+// NewHTTPServer returns an http.Server for h with the timeouts and header limit of lim
+// (the connection caps are LimitListener's).
+func NewHTTPServer(h http.Handler, lim ServeLimits) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+	}
+}
+
+// ConnLimiter is a listener that holds at most a number of connections open, in all and
+// per source IP address; a connection beyond either cap is closed as soon as it is
+// accepted, so it costs a descriptor for a moment only and never waits for a slot.
+// Counting is by the remote IP address (any port); listeners whose connections carry no
+// IP address (unix sockets) count everything under one key.
+type ConnLimiter struct {
+	net.Listener
+	max, perAddr int
+
+	mu      sync.Mutex
+	open    int
+	byAddr  map[netip.Addr]int
+	refused atomic.Uint64
+}
+
+// LimitListener wraps l with caps on open connections: max in all, perAddr per source
+// address (0: no cap). Wrap the plain TCP listener, below any TLS.
+func LimitListener(l net.Listener, max, perAddr int) *ConnLimiter {
+	return &ConnLimiter{Listener: l, max: max, perAddr: perAddr, byAddr: map[netip.Addr]int{}}
+}
+
+// Accept returns the next connection within the caps.
+func (l *ConnLimiter) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var addr netip.Addr
+		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			addr, _ = netip.AddrFromSlice(ta.IP)
+			addr = addr.Unmap()
+		}
+		l.mu.Lock()
+		if (l.max > 0 && l.open >= l.max) || (l.perAddr > 0 && l.byAddr[addr] >= l.perAddr) {
+			l.mu.Unlock()
+			l.refused.Add(1)
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0) // reset: no FIN_WAIT state kept for a refused client
+			}
+			c.Close()
+			continue
+		}
+		l.open++
+		l.byAddr[addr]++
+		l.mu.Unlock()
+		return &limitedConn{Conn: c, release: func() { l.release(addr) }}, nil
+	}
+}
+
+func (l *ConnLimiter) release(addr netip.Addr) {
+	l.mu.Lock()
+	l.open--
+	if l.byAddr[addr]--; l.byAddr[addr] <= 0 {
+		delete(l.byAddr, addr)
+	}
+	l.mu.Unlock()
+}
+
+// Open is the number of connections open now.
+func (l *ConnLimiter) Open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open
+}
+
+// Refused is the number of connections closed at once for being over a cap.
+func (l *ConnLimiter) Refused() uint64 { return l.refused.Load() }
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/egw-project/egw/client"
-	"github.com/egw-project/egw/client/clienttest"
+	"github.com/egw-project/egw/internal/testcert"
 )
 
 // The admin API over TLS on 127.0.0.1:0 with a self-signed certificate made in the test:
@@ -22,7 +22,7 @@ import (
 // refused).
 func TestAPIOverTLS(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile := clienttest.WriteSelfSigned(t, dir)
+	certFile, keyFile := testcert.Write(t, dir)
 	if err := os.Chmod(keyFile, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestAPIOverTLS(t *testing.T) {
 
 	// A renewed certificate in the same files is served after Reload.
 	oldPEM, _ := os.ReadFile(certFile)
-	clienttest.WriteSelfSigned(t, dir)
+	testcert.Write(t, dir)
 	if err := cert.Reload(); err != nil {
 		t.Fatal(err)
 	}

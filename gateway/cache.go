@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/secret"
 )
 
 // SnapshotCache keeps the last applied snapshot on disk so that a gateway restarted while
@@ -32,7 +33,7 @@ func (c *SnapshotCache) Save(s *api.Snapshot) error {
 	if err := os.MkdirAll(filepath.Dir(c.Path), 0o700); err != nil {
 		return err
 	}
-	return writeFileAtomic(c.Path, b, 0o600)
+	return secret.Write(c.Path, b)
 }
 
 // Load returns the cached snapshot, or (nil, nil) when there is none.

@@ -7,6 +7,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -15,88 +16,22 @@ import (
 	"github.com/egw-project/egw/api"
 )
 
-// Config is a gateway node's configuration (edgegateway.yaml; the cloud's file adds its own
-// keys on top). See docs/ARCHITECTURE.md for the file format. viper fills it in cmd/.
-type Config struct {
-	Name           string `mapstructure:"name"`
-	Site           string `mapstructure:"site"`
-	StateDir       string `mapstructure:"stateDir"`
-	PrivateKeyFile string `mapstructure:"privateKeyFile"`
-	ListenPort     int    `mapstructure:"listenPort"`
-	OverlayCIDR    string `mapstructure:"overlayCIDR"`
-	OverlayPrefix  string `mapstructure:"overlayPrefix"`
-	OverlayIP      string `mapstructure:"overlayIP"`
-	VPCIDR         string `mapstructure:"vpCIDR"`
+// Config is a gateway node's configuration: api.NodeConfig, the one schema of
+// edgegateway.yaml (the cloud's file adds its own keys on top; docs/ARCHITECTURE.md). viper
+// fills it in cmd/. The section types are api's too.
+type (
+	Config        = api.NodeConfig
+	CloudConfig   = api.NodeCloudConfig
+	TUNConfig     = api.NodeTUNConfig
+	DNSConfig     = api.NodeDNSConfig
+	MetricsConfig = api.NodeMetricsConfig
+	NATConfig     = api.NodeNATConfig
+)
 
-	Cloud   CloudConfig   `mapstructure:"cloud"`
-	TUN     TUNConfig     `mapstructure:"tun"`
-	DNS     DNSConfig     `mapstructure:"dns"`
-	Metrics MetricsConfig `mapstructure:"metrics"`
-	NAT     NATConfig     `mapstructure:"nat"`
-}
-
-// CloudConfig says how an edge reaches the cloud hub.
-type CloudConfig struct {
-	Endpoint  string        `mapstructure:"endpoint"`
-	PublicKey string        `mapstructure:"publicKey"`
-	OverlayIP string        `mapstructure:"overlayIP"`
-	SyncPort  int           `mapstructure:"syncPort"`
-	Keepalive time.Duration `mapstructure:"keepalive"`
-}
-
-// TUNConfig selects the vp0 device.
-type TUNConfig struct {
-	Name   string `mapstructure:"name"`
-	MTU    int    `mapstructure:"mtu"`
-	Driver string `mapstructure:"driver"` // "wgtun" (default) or "water"
-}
-
-// DNSConfig configures the local DNS server.
-type DNSConfig struct {
-	Enabled      bool          `mapstructure:"enabled"`
-	Listen       []string      `mapstructure:"listen"`
-	Upstreams    []string      `mapstructure:"upstreams"`
-	SiteNetworks []string      `mapstructure:"siteNetworks"`
-	PolicyAware  bool          `mapstructure:"policyAware"`
-	TTL          time.Duration `mapstructure:"ttl"`
-	Zone         string        `mapstructure:"zone"`
-}
-
-// MetricsConfig is where Prometheus metrics are served ("" disables them).
-type MetricsConfig struct {
-	Listen string `mapstructure:"listen"`
-}
-
-// NATConfig tunes the translation engine.
-type NATConfig struct {
-	RejectDenied bool          `mapstructure:"rejectDenied"`
-	LeaseIdle    time.Duration `mapstructure:"leaseIdle"`
-	LeaseQuiet   time.Duration `mapstructure:"leaseQuiet"`
-}
-
-// Defaults are the values a key takes when neither file, env nor flag sets it. cmd/ registers
-// them with viper so that `EGW_*` overrides work for every key.
-func Defaults() map[string]any {
-	return map[string]any{
-		"stateDir":         "/var/lib/egw",
-		"listenPort":       0,
-		"overlayCIDR":      "100.64.0.0/10",
-		"cloud.overlayIP":  "100.64.0.1",
-		"cloud.syncPort":   7443,
-		"cloud.keepalive":  "25s",
-		"tun.name":         "vp0",
-		"tun.mtu":          1420,
-		"tun.driver":       "wgtun",
-		"dns.enabled":      true,
-		"dns.policyAware":  true,
-		"dns.ttl":          "5s",
-		"dns.zone":         "egw.local.",
-		"metrics.listen":   "127.0.0.1:9469",
-		"nat.rejectDenied": true,
-		"nat.leaseIdle":    "5m",
-		"nat.leaseQuiet":   "2m",
-	}
-}
+// Defaults are the values every key takes when neither file, env nor flag sets it
+// (api.DefaultNodeConfig as viper keys). cmd/ registers them with viper so that `EGW_*`
+// overrides work for every key.
+func Defaults() map[string]any { return api.ConfigMap(api.DefaultNodeConfig()) }
 
 // Parsed is Config with its addresses parsed and checked.
 type Parsed struct {
@@ -229,4 +164,24 @@ func Parse(c Config, edge bool) (*Parsed, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// UAPISocketDir is where wireguard-go puts a device's UAPI socket (NAME.sock), for every
+// network namespace of the host alike.
+const UAPISocketDir = "/var/run/wireguard"
+
+// CheckDeviceFree refuses a tun.name already in use: by a network device of this namespace,
+// or by a running WireGuard device anywhere on the host (its UAPI socket answers), which is
+// what several gateways on one host in different namespaces run into. A stale socket
+// (nobody answers) is no conflict: wireguard-go replaces it.
+func CheckDeviceFree(name, socketDir string) error {
+	if _, err := net.InterfaceByName(name); err == nil {
+		return fmt.Errorf("tun.name: a network device %q already exists in this network namespace (another gateway?); give this gateway its own tun.name", name)
+	}
+	sock := filepath.Join(socketDir, name+".sock")
+	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("tun.name: WireGuard device %q is already running on this host (its UAPI socket %s answers; gateways in other network namespaces share that directory); give this gateway its own tun.name", name, sock)
+	}
+	return nil
 }

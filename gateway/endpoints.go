@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/egw-project/egw/internal/secret"
 )
 
 // The hub learns its edges' endpoints from their handshakes (edges dial out, often from
@@ -58,7 +60,7 @@ func (n *Node) saveEndpointsLoop(interval time.Duration) {
 			return
 		}
 		b, _ := json.Marshal(cur)
-		if err := writeFileAtomic(endpointsPath(n.cfg.StateDir), b, 0o600); err != nil {
+		if err := secret.Write(endpointsPath(n.cfg.StateDir), b); err != nil {
 			n.log.Warn("peer endpoints not saved", "err", err)
 			return
 		}

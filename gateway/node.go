@@ -104,6 +104,9 @@ func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
 	}
 	var err error
 	if opts.TUN == nil {
+		if err := CheckDeviceFree(cfg.TUN.Name, UAPISocketDir); err != nil {
+			return nil, err
+		}
 		// The gateway routes between its LAN and vp0: the kernel must forward IPv4.
 		if err := enableForwarding(); err != nil {
 			return nil, err
@@ -324,7 +327,7 @@ func enableForwarding() error {
 		return nil
 	}
 	if err := os.WriteFile(ipForward, []byte("1\n"), 0o644); err != nil {
-		return fmt.Errorf("enabling IPv4 forwarding (%s): %w", ipForward, err)
+		return fmt.Errorf("enabling IPv4 forwarding (%s): %w (a gateway running as a service cannot: set net.ipv4.ip_forward = 1 in /etc/sysctl.d, as scripts/install.sh does)", ipForward, err)
 	}
 	return nil
 }

@@ -85,7 +85,7 @@ func TestRestartKeys(t *testing.T) {
 	b.Cloud.Endpoint = "10.99.0.9:51820"
 	b.TUN.Driver = "water"
 	b.DNS.Upstreams = []string{"10.0.0.53:53"}
-	if k := strings.Join(restartKeys(a, b), ","); k != "dns,tun" {
+	if k := strings.Join(restartKeys(a, b), ","); k != "dns.upstreams,tun.driver" {
 		t.Fatalf("restart keys %q (the endpoint applies live)", k)
 	}
 }

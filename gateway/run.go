@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"reflect"
-	"sort"
 
 	"github.com/egw-project/egw/api"
 )
@@ -121,22 +119,6 @@ func (n *Node) first(initial *api.Snapshot) error {
 }
 
 // restartKeys names the configuration keys that differ between a and b and that only a
-// restart applies (everything but the cloud peer's endpoint, key and keepalive).
-func restartKeys(a, b *Parsed) []string {
-	var out []string
-	for key, changed := range map[string]bool{
-		"name": a.Name != b.Name, "site": a.Site != b.Site, "stateDir": a.StateDir != b.StateDir,
-		"privateKeyFile": a.PrivateKeyFile != b.PrivateKeyFile, "listenPort": a.ListenPort != b.ListenPort,
-		"overlayCIDR": a.OverlayCIDRP != b.OverlayCIDRP, "overlayPrefix": a.OverlayPrefixP != b.OverlayPrefixP,
-		"overlayIP": a.OverlayIPA != b.OverlayIPA, "vpCIDR": a.VPCIDRP != b.VPCIDRP,
-		"cloud.overlayIP": a.CloudOverlay != b.CloudOverlay, "cloud.syncPort": a.Cloud.SyncPort != b.Cloud.SyncPort,
-		"tun": a.TUN != b.TUN, "dns": !reflect.DeepEqual(a.DNS, b.DNS), "metrics": a.Metrics != b.Metrics,
-		"nat": a.NAT != b.NAT,
-	} {
-		if changed {
-			out = append(out, key)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
+// restart applies: all but those api.NodeConfig tags reload:"live" (the cloud peer's
+// endpoint, key and keepalive).
+func restartKeys(a, b *Parsed) []string { return api.RestartKeys(a.Config, b.Config) }

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # demo.sh — EGW on one machine, narrated (`make demo`; needs root).
 #
-# Builds the topology of docs (DESIGN §1) from network namespaces, runs the real daemons,
-# applies the objects with egwctl, and walks through: DNS at site A, a request that succeeds
-# (the service at site B sees a presence IP), one that is denied, `egwctl status`. Everything
-# is torn down on exit, also on error or Ctrl-C.
+# Builds the topology of docs/ARCHITECTURE.md ("Topology") in network namespaces, runs the
+# real daemons, applies the objects with egwctl, and walks through: DNS at site A, a request
+# that succeeds (the service at site B sees a presence IP), one that is denied, `egwctl
+# status`. Everything is torn down on exit, also on error or Ctrl-C.
 #
 #                        ┌──────── wan: bridge, underlay 203.0.113.0/24 ────────┐
 #                   .1 ──┘                       .2 │                      .3 └── 
@@ -171,11 +171,12 @@ for line in "site-a edge-a gwa 192.168.0.0/24 vpdemoa" "site-b edge-b gwb 172.16
 	pub=$(wg pubkey <"$work/$gw/private.key")
 	showctl site add "$site"
 	showctl gateway add "$gw" --site "$site" --vp-cidr "$vp" --public-key "$pub" --output-file "$work/$gw/generated.yaml"
-	# The printed config is ready for /etc/egw/edgegateway.yaml; on this one machine each edge
-	# gets its own state directory and device name (wireguard-go's UAPI socket is per name).
+	# The printed config is ready for /etc/egw/edgegateway.yaml and already names the device
+	# after the gateway (egw-edge-a); on this one machine each edge also gets its own state
+	# directory, and the demo gives the devices its own names.
 	sed -e "s#^stateDir: .*#stateDir: $work/$gw#" \
 		-e "s#^privateKeyFile: .*#privateKeyFile: $work/$gw/private.key#" \
-		-e "s#^\( *\)name: vp0\$#\1name: $tun#" \
+		-e "s#^\( *\)name: egw-$gw\$#\1name: $tun#" \
 		-e "s#^\( *\)siteNetworks: .*#\1siteNetworks: [10.0.0.0/24]#" \
 		"$work/$gw/generated.yaml" >"$work/$gw/edgegateway.yaml"
 	grep -q "name: $tun" "$work/$gw/edgegateway.yaml" || fail "could not set the device name in $gw's config"

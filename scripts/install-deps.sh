@@ -22,6 +22,8 @@ required=(
 	"procps ps"
 	"psmisc killall"
 	"ethtool ethtool"
+	"systemd systemd-analyze" # scripts/test-install.sh rates the units (security --offline)
+	"util-linux setpriv"      # and runs the daemons under their settings
 )
 
 check_only=0

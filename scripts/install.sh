@@ -13,7 +13,9 @@
 # Installs bin/{cloudgateway,edgegateway,egwctl} to $PREFIX/bin (0755), the units to the unit
 # directory (0644), creates /etc/egw (0755) and /var/lib/egw (0700), and writes
 # /etc/sysctl.d/90-egw.conf (IPv4 forwarding) if absent. An existing configuration file is
-# never overwritten; example configurations go next to it as *.yaml.example.
+# never overwritten; example configurations go next to it as *.yaml.example. Installing
+# into / also creates the system user egw the units run as (systemd gives it the state
+# and runtime directories; files it must read, such as an apiTokenFile, must be its own).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -84,6 +86,11 @@ if [[ ! -e $sysctl_conf ]]; then
 fi
 
 if [[ -z $DESTDIR ]]; then
+	if ! getent passwd egw >/dev/null; then
+		useradd --system --user-group --home-dir /var/lib/egw --no-create-home --shell /usr/sbin/nologin egw
+		echo "created system user egw"
+	fi
+	chown egw:egw "$state"
 	if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
 		systemctl daemon-reload
 		echo "systemd reloaded; enable with: systemctl enable --now egw-cloudgateway (or egw-edgegateway)"

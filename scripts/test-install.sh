@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # test-install.sh — stage scripts/install.sh into a temporary DESTDIR with stand-in binaries
 # and check what it installs: modes, units, PREFIX rewriting, and that an existing
-# configuration survives a second run. No root or systemd needed.
+# configuration survives a second run; rate the units with `systemd-analyze security
+# --offline` (at most 2.0 each); and, as root, run both daemons under the units' user,
+# capabilities and file-system restrictions in a network and mount namespace of their own
+# (scripts/test-install-run.sh).
+#
+# Environment: EGW_BIN, a directory with the built cloudgateway, edgegateway and egwctl
+# (default: built into a temporary directory with go). Without systemd-analyze the score
+# check fails: scripts/install-deps.sh installs it. Without root the run check is skipped.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tmp=$(mktemp -d)
@@ -50,13 +57,35 @@ for u in "$here"/systemd/*.service; do
 	for want in 'After=network-online.target' 'Wants=network-online.target' 'Restart=on-failure' \
 		'StateDirectory=egw' 'StateDirectoryMode=0700' 'ConfigurationDirectory=egw' \
 		'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE' 'AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE' \
-		'NoNewPrivileges=yes' 'ProtectSystem=strict' 'ReadWritePaths=/run/egw /var/run/wireguard' 'ExecReload=/bin/kill -HUP $MAINPID'; do
+		'NoNewPrivileges=yes' 'ProtectSystem=strict' 'ReadWritePaths=/run/egw /var/run/wireguard' 'ExecReload=/bin/kill -HUP $MAINPID' \
+		'User=egw' 'Group=egw' 'SystemCallFilter=@system-service' 'LimitNOFILE=4096'; do
 		grep -qxF "$want" "$u" || fail "$(basename "$u") lacks $want"
 	done
 done
-if command -v systemd-analyze >/dev/null 2>&1; then
-	# Only the not-yet-installed binaries may be reported.
-	bad=$(systemd-analyze verify --man=no "$here"/systemd/*.service 2>&1 | grep -v 'is not executable: No such file' || true)
-	[[ -z $bad ]] || fail "systemd-analyze: $bad"
+command -v systemd-analyze >/dev/null 2>&1 || fail "systemd-analyze missing (scripts/install-deps.sh installs it)"
+# Only the not-yet-installed binaries may be reported.
+bad=$(systemd-analyze verify --man=no "$here"/systemd/*.service 2>&1 | grep -v 'is not executable: No such file' || true)
+[[ -z $bad ]] || fail "systemd-analyze: $bad"
+
+# 6. Exposure score: at most 2.0 for each unit.
+for u in "$here"/systemd/*.service; do
+	score=$(cd "$tmp" && systemd-analyze security --offline=yes "$u" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+	[[ -n $score ]] || fail "no exposure score for $(basename "$u")"
+	awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "$(basename "$u") exposure $score > 2.0"
+	echo "test-install: $(basename "$u") exposure $score"
+done
+
+# 7. The daemons work under the units' restrictions.
+if [[ $(id -u) -ne 0 ]] || ! command -v setpriv >/dev/null || ! command -v unshare >/dev/null; then
+	echo "test-install: not root (or no setpriv/unshare): daemons not run under the units' settings"
+else
+	bin=${EGW_BIN:-}
+	if [[ -z $bin ]]; then
+		bin=$tmp/realbin
+		(cd "$here/.." && go build -o "$bin/" ./cmd/cloudgateway ./cmd/edgegateway ./cmd/egwctl)
+	fi
+	chmod 0755 "$tmp"
+	unshare --net --mount --propagation private "$here/test-install-run.sh" "$bin" "$tmp/run" ||
+		fail "daemons under the units' settings (see above)"
 fi
 echo "test-install: ok"

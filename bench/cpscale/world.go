@@ -20,7 +20,7 @@ const (
 	edgeVPCIDR = "192.168.0.0/22"
 
 	// probeService is the service hosted at the cloud site that the latency benchmark's
-	// probe packet goes to (DESIGN's edge → cloud-service path).
+	// probe packet goes to (the edge → cloud-service path of docs/ARCHITECTURE.md, "A packet's walk").
 	probeService = "api"
 	probePort    = 443
 	// basePolicy allows every site's cN; the policy change adds (then removes) nN.

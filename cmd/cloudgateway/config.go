@@ -22,19 +22,24 @@ const DefaultConfigFile = "/etc/egw/cloudgateway.yaml"
 // listenPort, overlayCIDR, vpCIDR, tun, dns, metrics, nat) plus the cloud's own. The hub's
 // overlayPrefix, overlayIP and cloud section come from the control plane, not from the file.
 // Every key is also EGW_<KEY> (upper case, "_" for ".") and the flags --state-dir,
-// --api-socket and --dataplane override theirs.
+// --api-socket and --dataplane override theirs. Keys tagged reload:"live" apply on SIGHUP;
+// the others need a restart (api.RestartKeys).
 type Config struct {
 	gateway.Config `mapstructure:",squash"`
 
-	Endpoint         string `mapstructure:"endpoint"`
+	Endpoint         string `mapstructure:"endpoint" reload:"live"`
 	OverlayPrefixLen int    `mapstructure:"overlayPrefixLen"`
 	APISocket        string `mapstructure:"apiSocket"`
 	APIListen        string `mapstructure:"apiListen"`
-	APITokenFile     string `mapstructure:"apiTokenFile"`
+	APITokenFile     string `mapstructure:"apiTokenFile" reload:"live"`
 	APITLSCert       string `mapstructure:"apiTLSCert"` // with APITLSKey (0600): the TCP API serves TLS
 	APITLSKey        string `mapstructure:"apiTLSKey"`
 	SyncPort         int    `mapstructure:"syncPort"`
-	Dataplane        bool   `mapstructure:"dataplane"`
+	// APIMaxConns and APIMaxConnsPerAddr cap the TCP API's open connections, in all and
+	// per client address (controlplane.DefaultServeLimits).
+	APIMaxConns        int  `mapstructure:"apiMaxConns"`
+	APIMaxConnsPerAddr int  `mapstructure:"apiMaxConnsPerAddr"`
+	Dataplane          bool `mapstructure:"dataplane"`
 
 	// rotateStoreID is the --new-store-id flag (a one-off action, so not a config key).
 	rotateStoreID bool
@@ -50,25 +55,27 @@ func defaults() map[string]any {
 		}
 	}
 	maps.Copy(d, map[string]any{
-		"name":             "cloud-gw",
-		"site":             "cloud",
-		"privateKeyFile":   "",
-		"listenPort":       51820,
-		"vpCIDR":           "192.168.9.0/24",
-		"dns.listen":       []string{},
-		"dns.upstreams":    []string{},
-		"dns.siteNetworks": []string{},
-		"dns.zone":         controlplane.DefaultDNSZone,
-		"endpoint":         "",
-		"overlayCIDR":      controlplane.DefaultOverlayCIDR,
-		"overlayPrefixLen": controlplane.DefaultOverlayPrefixLen,
-		"apiSocket":        controlplane.DefaultAPISocket,
-		"apiListen":        "",
-		"apiTokenFile":     "",
-		"apiTLSCert":       "",
-		"apiTLSKey":        "",
-		"syncPort":         controlplane.DefaultSyncPort,
-		"dataplane":        true,
+		"name":               "cloud-gw",
+		"site":               "cloud",
+		"privateKeyFile":     "",
+		"listenPort":         51820,
+		"vpCIDR":             "192.168.9.0/24",
+		"dns.listen":         []string{},
+		"dns.upstreams":      []string{},
+		"dns.siteNetworks":   []string{},
+		"dns.zone":           controlplane.DefaultDNSZone,
+		"endpoint":           "",
+		"overlayCIDR":        controlplane.DefaultOverlayCIDR,
+		"overlayPrefixLen":   controlplane.DefaultOverlayPrefixLen,
+		"apiSocket":          controlplane.DefaultAPISocket,
+		"apiListen":          "",
+		"apiTokenFile":       "",
+		"apiTLSCert":         "",
+		"apiTLSKey":          "",
+		"syncPort":           controlplane.DefaultSyncPort,
+		"apiMaxConns":        controlplane.DefaultServeLimits.MaxConns,
+		"apiMaxConnsPerAddr": controlplane.DefaultServeLimits.MaxConnsPerAddr,
+		"dataplane":          true,
 	})
 	return d
 }
@@ -125,4 +132,16 @@ func (c *Config) controlplaneConfig() (controlplane.Config, error) {
 		SyncPort: c.SyncPort, DNSZone: c.DNS.Zone,
 	}.WithDefaults()
 	return cfg, cfg.Validate()
+}
+
+// serveLimits are the TCP admin API's limits: the defaults with the configured caps.
+func (c *Config) serveLimits() controlplane.ServeLimits {
+	lim := controlplane.DefaultServeLimits
+	if c.APIMaxConns > 0 {
+		lim.MaxConns = c.APIMaxConns
+	}
+	if c.APIMaxConnsPerAddr > 0 {
+		lim.MaxConnsPerAddr = c.APIMaxConnsPerAddr
+	}
+	return lim
 }

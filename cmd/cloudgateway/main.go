@@ -15,11 +15,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/controlplane"
 	"github.com/spf13/cobra"
 )
@@ -49,7 +49,12 @@ Configuration: ` + DefaultConfigFile + ` (or --config), EGW_* environment variab
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(logw, nil))
+			level, _ := cmd.Flags().GetString("log-level")
+			var lv slog.Level
+			if err := lv.UnmarshalText([]byte(level)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+			}
+			log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: lv}))
 			reload := func() (*Config, error) {
 				c, _, err := loadConfig(cmd.Flags())
 				return c, err
@@ -64,6 +69,7 @@ Configuration: ` + DefaultConfigFile + ` (or --config), EGW_* environment variab
 	f.String("config", "", "configuration file (default "+DefaultConfigFile+" if it exists)")
 	f.String("state-dir", "/var/lib/egw", "state directory (store egw.db, keys)")
 	f.String("api-socket", controlplane.DefaultAPISocket, "unix socket of the admin API")
+	f.String("log-level", "info", "debug, info, warn or error")
 	f.Bool("dataplane", true, "run the hub node (TUN, WireGuard); false: control plane only, no root needed")
 	f.Bool("new-store-id", false, "give the store a new ID before serving: once, after restoring "+controlplane.DBFile+
 		" from a backup, so that edges which applied later revisions of the original follow its lower ones")
@@ -110,9 +116,9 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 	if err != nil {
 		return err
 	}
-	api := &http.Server{Handler: cp.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	servers = append(servers, api)
-	go func() { errc <- serve(api, ul) }()
+	unixAPI := controlplane.NewHTTPServer(cp.Handler(), controlplane.DefaultServeLimits)
+	servers = append(servers, unixAPI)
+	go func() { errc <- serve(unixAPI, ul) }()
 	log.Info("admin API listening", "socket", cfg.APISocket)
 
 	var token atomic.Pointer[string]
@@ -131,7 +137,7 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 			return err
 		}
 		apiCert = cert
-		tcp := &http.Server{Handler: controlplane.BearerAuth(cp.Handler(), func() string { return *token.Load() }), ReadHeaderTimeout: 10 * time.Second}
+		tcp := controlplane.NewHTTPServer(controlplane.BearerAuth(cp.Handler(), func() string { return *token.Load() }), cfg.serveLimits())
 		servers = append(servers, tcp)
 		go func() { errc <- serve(tcp, tl) }()
 	} else if cfg.APITLSCert != "" || cfg.APITLSKey != "" {
@@ -217,20 +223,9 @@ func reloadConfig(cur *Config, reload func() (*Config, error), cp *controlplane.
 			log.Info("SIGHUP: API TLS certificate reloaded", "notAfter", cert.Leaf().NotAfter)
 		}
 	}
-	var restart []string
-	for key, changed := range map[string]bool{
-		"name": next.Name != cur.Name, "site": next.Site != cur.Site, "stateDir": next.StateDir != cur.StateDir,
-		"overlayCIDR": next.OverlayCIDR != cur.OverlayCIDR, "overlayPrefixLen": next.OverlayPrefixLen != cur.OverlayPrefixLen,
-		"apiSocket": next.APISocket != cur.APISocket, "apiListen": next.APIListen != cur.APIListen,
-		"apiTLSCert": next.APITLSCert != cur.APITLSCert, "apiTLSKey": next.APITLSKey != cur.APITLSKey,
-		"syncPort": next.SyncPort != cur.SyncPort, "dataplane": next.Dataplane != cur.Dataplane, "dns.zone": next.DNS.Zone != cur.DNS.Zone,
-	} {
-		if changed {
-			restart = append(restart, key)
-		}
-	}
+	// cur.Endpoint already follows next where that worked; other live keys were applied above.
+	restart := api.RestartKeys(cur, next)
 	if len(restart) > 0 {
-		slices.Sort(restart)
 		log.Warn("SIGHUP: these keys changed but take effect only after a restart", "keys", restart)
 	}
 }
@@ -251,10 +246,12 @@ func listenTCPAPI(cfg *Config, log *slog.Logger) (net.Listener, *controlplane.TL
 			return nil, nil, err
 		}
 	}
-	l, err := net.Listen("tcp", cfg.APIListen)
+	tl, err := net.Listen("tcp", cfg.APIListen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("apiListen: %w", err)
 	}
+	lim := cfg.serveLimits()
+	var l net.Listener = controlplane.LimitListener(tl, lim.MaxConns, lim.MaxConnsPerAddr)
 	addr := l.Addr().String()
 	if cert != nil {
 		log.Info("admin API listening", "tcp", addr, "tls", true, "certificate", cfg.APITLSCert, "notAfter", cert.Leaf().NotAfter)

@@ -205,3 +205,23 @@ func TestMissingExplicitConfig(t *testing.T) {
 		t.Fatalf("missing explicit config file: %v\n%s", err, logs)
 	}
 }
+
+func TestLogLevelFlag(t *testing.T) {
+	dir := t.TempDir()
+	args := apiConfig(t, dir, "")
+	stop, logs := start(t, append(args, "--log-level", "warn")...)
+	waitSocket(t, args[5], logs)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "level=INFO") {
+		t.Errorf("--log-level warn logged info lines:\n%s", logs)
+	}
+	cmd := newCommand(io.Discard)
+	cmd.SetArgs(append(args, "--log-level", "loud"))
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--log-level") {
+		t.Errorf("--log-level loud: %v", err)
+	}
+}

@@ -139,7 +139,7 @@ func TestTCPAPITLSConfigErrors(t *testing.T) {
 		{"cert without key", "apiTLSCert: " + cert + "\n", "apiTLSCert and apiTLSKey go together"},
 		{"key without cert", "apiTLSKey: " + key + "\n", "apiTLSCert and apiTLSKey go together"},
 		{"key of another certificate", "apiTLSCert: " + otherCert + "\napiTLSKey: " + key + "\n", "private key does not match public key"},
-		{"missing key", "apiTLSCert: " + cert + "\napiTLSKey: " + filepath.Join(dir, "none") + "\n", "API TLS key file: stat " + filepath.Join(dir, "none")},
+		{"missing key", "apiTLSCert: " + cert + "\napiTLSKey: " + filepath.Join(dir, "none") + "\n", "API TLS key file: open " + filepath.Join(dir, "none")},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -50,7 +50,7 @@ func (a *app) readFiles(paths []string) ([]api.Object, error) {
 	}
 	var objs []api.Object
 	for _, p := range paths {
-		o, err := api.ReadPath(p, a.in)
+		o, err := readPath(p, a.in)
 		if err != nil {
 			return nil, err
 		}

@@ -2,12 +2,11 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/secret"
 )
 
 func (a *app) newGatewayCommand() *cobra.Command {
@@ -78,7 +77,7 @@ stdout, or with --output-file to a file created with mode 0600. Copy it to the e
 }
 
 // writeEdgeConfig fetches a gateway's edge config and writes it to stdout or to path
-// (mode 0600: it names the cloud's key and endpoint).
+// (mode 0600, internal/secret: it names the cloud's key and endpoint).
 func (a *app) writeEdgeConfig(cmd *cobra.Command, name, path string) error {
 	c, err := a.api()
 	if err != nil {
@@ -94,34 +93,9 @@ func (a *app) writeEdgeConfig(cmd *cobra.Command, name, path string) error {
 		_, err = a.out.Write(y)
 		return err
 	}
-	if err := writeFile0600(path, y); err != nil {
+	if err := secret.Write(path, y); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.out, "edge config of %s written to %s\n", name, path)
 	return nil
-}
-
-// writeFile0600 writes data to path with mode 0600, replacing the file atomically.
-func writeFile0600(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".egwctl-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

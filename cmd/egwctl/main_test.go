@@ -35,7 +35,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	fake := clienttest.New()
+	fake := clienttest.New(t)
 	sock := fake.ServeUnix(t)
 	return &env{t: t, fake: fake, vars: map[string]string{"EGW_SOCKET": sock}}
 }
@@ -125,7 +125,7 @@ ServiceExpose/TykyoChibaNginx created
 	got := rows(e.ok("get", "virtualpresences"))
 	wantRows := [][]string{
 		{"NAME", "SERVICE", "SITE", "GATEWAY", "VIP", "CONDITIONS"},
-		{"vp1", "TykyoChibaNginx", "-", "-", "192.168.0.10", "OK"},
+		{"vp1", "TykyoChibaNginx", "TokyoChibaSite1", "TokyoChibaGateway", "192.168.0.10", "OK"},
 	}
 	if !equalRows(got, wantRows) {
 		t.Errorf("get virtualpresences = %q, want %q", got, wantRows)
@@ -181,7 +181,7 @@ func TestGetFormats(t *testing.T) {
 	}{
 		{"svc", [][]string{
 			{"NAME", "SITE", "PROTOCOL", "IP", "PORT", "DOMAIN", "OVERLAY-IP", "CONDITIONS"},
-			{"TykyoChibaNginx", "TokyoChibaSite1", "TCP", "10.0.0.10", "8080", "EServiceNginx", "-", "OK"},
+			{"TykyoChibaNginx", "TokyoChibaSite1", "TCP", "10.0.0.10", "8080", "EServiceNginx", "100.64.1.2", "OK"},
 		}},
 		{"EServer", [][]string{
 			{"NAME", "SITE", "IP", "CONDITIONS"},
@@ -193,7 +193,7 @@ func TestGetFormats(t *testing.T) {
 		}},
 		{"gw", [][]string{
 			{"NAME", "SITE", "VP-CIDR", "OVERLAY-PREFIX", "ENDPOINT", "PUBLIC-KEY", "CONDITIONS"},
-			{"TokyoChibaGateway", "TokyoChibaSite1", "192.168.0.0/24", "100.64.4.0/22", "-", "-", "OK"},
+			{"TokyoChibaGateway", "TokyoChibaSite1", "192.168.0.0/24", "100.64.1.0/24", "-", "-", "OK"},
 		}},
 		{"policies", [][]string{
 			{"NAME", "ALLOWED-SERVERS", "ALLOWED-SITES", "CONDITIONS"},
@@ -201,7 +201,7 @@ func TestGetFormats(t *testing.T) {
 		}},
 		{"esite", [][]string{
 			{"NAME", "CONDITIONS"},
-			{"TokyoChibaSite1", "OK"},
+			{"TokyoChibaSite1", "-"},
 		}},
 	}
 	for _, tt := range tests {
@@ -258,7 +258,7 @@ func TestGetFormats(t *testing.T) {
 
 	e.fails(`unknown kind "widgets"`, "get", "widgets")
 	e.fails(`unknown output format "xml"`, "get", "svc", "-o", "xml")
-	e.fails(`EService "nope" not found`, "get", "svc", "nope")
+	e.fails(`EService/nope: not found`, "get", "svc", "nope")
 	e.fails("accepts between 1 and 2 arg(s)", "get")
 }
 
@@ -326,11 +326,11 @@ func TestDescribe(t *testing.T) {
 		}
 	}
 	out = e.ok("describe", "expose", "TykyoChibaNginx")
-	if !strings.Contains(out, "ResolvedRefs   False    NotFound   missing EPolicy/Policy2") {
+	if !strings.Contains(out, `ResolvedRefs   False    NotFound   EPolicy "Policy2" not found`) {
 		t.Errorf("describe expose does not show the dangling policy:\n%s", out)
 	}
 	out = e.ok("describe", "gw", "TokyoChibaGateway")
-	if !strings.Contains(out, "Overlay prefix:") || !strings.Contains(out, "100.64.4.0/22") {
+	if !strings.Contains(out, "Overlay prefix:") || !strings.Contains(out, "100.64.1.0/24") {
 		t.Errorf("describe gw lacks the overlay prefix:\n%s", out)
 	}
 	e.fails("describe needs a name", "describe", "svc")
@@ -369,10 +369,10 @@ func TestFriendlyVerbs(t *testing.T) {
 	}
 
 	// expose --name, and the VIPs the control plane allocated are listed.
-	e.fake.Seed(t, &api.VirtualPresence{TypeMeta: api.TypeMeta{Kind: api.KindVirtualPresence}, Metadata: api.ObjectMeta{Name: "nginx-osaka"},
-		VirtualIP: "192.168.1.10", EServiceName: "nginx", ESiteName: "osaka"})
-	out := e.ok("expose", "nginx", "--site", "osaka", "--name", "nginx2")
-	if got := rows(out); len(got) != 3 || got[0][0] != "ServiceExpose/nginx2" || got[2][0] != "nginx-osaka" || got[2][4] != "192.168.1.10" {
+	e.fake.Seed(t, &api.VirtualPresence{TypeMeta: api.TypeMeta{Kind: api.KindVirtualPresence}, Metadata: api.ObjectMeta{Name: "nginx-kyoto"},
+		VirtualIP: "192.168.1.10", EServiceName: "nginx", ESiteName: "kyoto"})
+	out := e.ok("expose", "nginx", "--site", "kyoto", "--name", "nginx2")
+	if got := rows(out); len(got) != 3 || got[0][0] != "ServiceExpose/nginx2" || got[2][0] != "nginx-kyoto" || got[2][4] != "192.168.1.10" {
 		t.Errorf("expose --name output = %q", got)
 	}
 
@@ -384,7 +384,10 @@ func TestFriendlyVerbs(t *testing.T) {
 	e.fails("accepts 1 arg(s), received 0", "site", "add")
 }
 
-const testKey = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+const (
+	testKey  = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+	testKey2 = "uXf5DPNLbzFDzwE1eIgTBmr8kpNcYtXhSqTBzCfTNVI="
+)
 
 func TestGatewayAdd(t *testing.T) {
 	e := newEnv(t)
@@ -394,7 +397,8 @@ func TestGatewayAdd(t *testing.T) {
 		t.Fatalf("gateway add: %+v", r)
 	}
 	// stdout is exactly the edge config; the note goes to stderr.
-	if !strings.HasPrefix(r.stdout, "name: edge-a\nsite: site-a\nvpCIDR: 192.168.0.0/24\n") || r.stderr != "EGateway/edge-a created\n" {
+	if !strings.HasPrefix(r.stdout, "# /etc/egw/edgegateway.yaml for EGateway edge-a (site site-a)") || !strings.Contains(r.stdout, "\nname: edge-a\nsite: site-a\n") ||
+		!strings.Contains(r.stdout, "\nvpCIDR: 192.168.0.0/24\n") || r.stderr != "EGateway/edge-a created\n" {
 		t.Errorf("gateway add: stdout %q stderr %q", r.stdout, r.stderr)
 	}
 	var cfg map[string]any
@@ -411,7 +415,7 @@ func TestGatewayAdd(t *testing.T) {
 	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := e.ok("gateway", "add", "edge-b", "--site", "site-a", "--vp-cidr", "192.168.0.0/24", "--public-key", testKey, "--output-file", path)
+	out := e.ok("gateway", "add", "edge-b", "--site", "site-b", "--vp-cidr", "192.168.0.0/24", "--public-key", testKey2, "--output-file", path)
 	if out != "EGateway/edge-b created\nedge config of edge-b written to "+path+"\n" {
 		t.Errorf("gateway add --output-file: %q", out)
 	}
@@ -422,11 +426,11 @@ func TestGatewayAdd(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("edge config mode %v, want 0600", st.Mode().Perm())
 	}
-	if b, _ := os.ReadFile(path); !strings.HasPrefix(string(b), "name: edge-b\n") {
+	if b, _ := os.ReadFile(path); !strings.Contains(string(b), "\nname: edge-b\n") {
 		t.Errorf("edge config file = %q", b)
 	}
 
-	if out := e.ok("gateway", "config", "edge-a"); !strings.HasPrefix(out, "name: edge-a\n") {
+	if out := e.ok("gateway", "config", "edge-a"); !strings.Contains(out, "\nname: edge-a\n") {
 		t.Errorf("gateway config = %q", out)
 	}
 	e.fails("EGateway/edge-a: already exists", "gateway", "add", "edge-a", "--site", "site-a", "--vp-cidr", "192.168.0.0/24", "--public-key", testKey)
@@ -468,7 +472,7 @@ func TestVPList(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	e := newEnv(t)
-	if out := e.ok("status"); out != "No gateways (revision 1).\n" {
+	if out := e.ok("status"); out != "No gateways (revision 0).\n" {
 		t.Errorf("status on an empty system = %q", out)
 	}
 	e.fake.SetStatus(map[string]any{
@@ -579,7 +583,7 @@ func TestVersion(t *testing.T) {
 func TestConnectionFlags(t *testing.T) {
 	// --socket overrides EGW_SOCKET.
 	e := newEnv(t)
-	other := clienttest.New()
+	other := clienttest.New(t)
 	otherSock := other.ServeUnix(t)
 	e.ok("--socket", otherSock, "site", "add", "x")
 	if other.Object(api.KindESite, "x") == nil || e.fake.Object(api.KindESite, "x") != nil {
@@ -587,7 +591,7 @@ func TestConnectionFlags(t *testing.T) {
 	}
 
 	// TCP with a bearer token from a file, by flag and by environment.
-	tcp := clienttest.New()
+	tcp := clienttest.New(t)
 	tcp.Token = "t0ken"
 	url := tcp.ServeTCP(t)
 	dir := t.TempDir()
@@ -604,7 +608,7 @@ func TestConnectionFlags(t *testing.T) {
 		t.Errorf("get sites via EGW_SERVER = %q", got)
 	}
 	e.fails("missing or wrong bearer token", "--token-file", bad, "get", "sites")
-	e.fails("token file: stat "+filepath.Join(dir, "missing"), "--token-file", filepath.Join(dir, "missing"), "get", "sites")
+	e.fails("token file: open "+filepath.Join(dir, "missing"), "--token-file", filepath.Join(dir, "missing"), "get", "sites")
 	empty := filepath.Join(dir, "empty")
 	os.WriteFile(empty, nil, 0o600)
 	e.fails("want one non-empty line", "--token-file", empty, "get", "sites")
@@ -663,7 +667,7 @@ func TestHTTPSServer(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()
 	cert, key := clienttest.WriteSelfSigned(t, dir)
-	tls := clienttest.New()
+	tls := clienttest.New(t)
 	tls.Token = "t0ken"
 	url := tls.ServeTLS(t, cert, key)
 	tok := filepath.Join(dir, "token")

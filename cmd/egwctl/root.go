@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/egw-project/egw/client"
+	"github.com/egw-project/egw/internal/secret"
 )
 
 // Exit codes.
@@ -163,25 +163,10 @@ func (a *app) api() (*client.Client, error) {
 	return c, nil
 }
 
-// readToken reads a bearer token from path. Like the server, it refuses a file that group
-// or others may access: the token is a secret.
+// readToken reads a bearer token from path: a secret file (internal/secret), refused when
+// group or others may access it, as the server refuses its own.
 func readToken(path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("token file: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("token file %s has mode %04o: it must not be accessible to group or others (chmod 600)", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("token file: %w", err)
-	}
-	token := strings.TrimSpace(string(b))
-	if token == "" || strings.ContainsAny(token, "\r\n") {
-		return "", fmt.Errorf("token file %s: want one non-empty line", path)
-	}
-	return token, nil
+	return secret.ReadLine(path, "token file")
 }
 
 // ctx returns the context of one command: cancelled after --timeout.

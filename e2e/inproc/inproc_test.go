@@ -249,7 +249,7 @@ func TestSitesWithOverlappingLANsThroughHub(t *testing.T) {
 		// With nothing listening on 10.0.0.10:5353 the host answers ICMP port unreachable;
 		// translated (outer and embedded headers) at edge-b and edge-a and relayed by the
 		// hub, it must reach client1 as an error about its own datagram to the VIP
-		// (DESIGN.md §4), so that its stack can report "connection refused". gVisor's UDP
+		// (docs/ARCHITECTURE.md, "A packet's walk"), so that its stack can report "connection refused". gVisor's UDP
 		// sockets do not surface it on Read, so the test looks at the packet on site A.
 		got := make(chan []byte, 16)
 		f := func(pkt []byte) {
@@ -326,7 +326,7 @@ func TestSitesWithOverlappingLANsThroughHub(t *testing.T) {
 			}
 		}
 		// The new snapshots reach the gateways one at a time, so each enforcement point is
-		// seen on its own (DESIGN.md §4): the service's edge, then the hub, then the client's.
+		// seen on its own (docs/ARCHITECTURE.md, "A packet's walk"): the service's edge, then the hub, then the client's.
 		steps := []struct {
 			gw     string
 			reason string

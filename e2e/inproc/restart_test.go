@@ -9,10 +9,10 @@ import (
 )
 
 // TestEdgeRestartsFromCache restarts both edge gateways with no control plane to ask
-// (DESIGN.md §6: "on start applies the cached one before the cloud answers"): each new node
-// applies the snapshot its predecessor cached in its state directory, and comes back at a
-// new underlay address (as after a NAT rebinding), which the hub learns from the
-// authenticated handshake. Traffic flows again without anything from the cloud.
+// (docs/ARCHITECTURE.md, "Control plane and edge sync": on start an edge applies its
+// cached snapshot before the cloud answers): each new node applies the snapshot its
+// predecessor cached in its state directory, and comes back at a new underlay address (as
+// after a NAT rebinding), which the hub learns from the authenticated handshake. Traffic flows again without anything from the cloud.
 func TestEdgeRestartsFromCache(t *testing.T) {
 	w := newWorld(t, worldOptions{})
 	vipNginx := netip.AddrPortFrom(w.vip(t, "nginx"), tcpPort)

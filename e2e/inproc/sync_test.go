@@ -14,7 +14,7 @@ import (
 	"github.com/egw-project/egw/internal/lantest"
 )
 
-// TestSyncThroughTunnel runs the real edge sync (DESIGN.md §6): the edges start from their
+// TestSyncThroughTunnel runs the real edge sync (docs/ARCHITECTURE.md, "Control plane and edge sync"): the edges start from their
 // bootstrap snapshot, long-poll the control plane's sync server on the hub's overlay IP
 // through WireGuard with their own overlay IP as source, apply what comes and report back;
 // the hub follows its snapshot in-process. A policy change then reaches every gateway and is

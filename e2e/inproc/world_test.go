@@ -32,7 +32,7 @@ import (
 	"github.com/egw-project/egw/internal/pkttest"
 )
 
-// The topology of DESIGN.md §1: two edge sites whose LANs are both 10.0.0.0/24, and the
+// The topology of docs/ARCHITECTURE.md ("Topology"): two edge sites whose LANs are both 10.0.0.0/24, and the
 // cloud hub between them.
 const (
 	hubGW, hubSite = "cloud-gw", "cloud"
