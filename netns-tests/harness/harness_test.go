@@ -92,3 +92,45 @@ func FuzzOwnerPID(f *testing.F) {
 		}
 	})
 }
+
+func TestParseMetrics(t *testing.T) {
+	page := `# HELP egw_relay_packets_total Ciphertext packets forwarded.
+# TYPE egw_relay_packets_total counter
+egw_relay_packets_total{gateway="cloud"} 42
+# TYPE egw_relay_drops_total counter
+egw_relay_drops_total{gateway="cloud",reason="forged-sender"} 3
+egw_relay_drops_total{gateway="cloud",reason="unlinked"} 1.5e+01
+# TYPE egw_path_direct gauge
+egw_path_direct{gateway="edge-a",peer="edge-b"} 1
+egw_path_direct{gateway="edge-a",peer="edge \"c\""} 0
+go_goroutines 12
+# TYPE egw_empty_total counter
+`
+	m, err := ParseMetrics(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := m.Sum("egw_relay_packets_total", nil); !ok || v != 42 {
+		t.Errorf("relay packets = %v, %v", v, ok)
+	}
+	if v, _ := m.Sum("egw_relay_drops_total", nil); v != 18 {
+		t.Errorf("drops sum = %v", v)
+	}
+	if d := m.ByLabel("egw_relay_drops_total", "reason"); d["unlinked"] != 15 || d["forged-sender"] != 3 {
+		t.Errorf("drops by reason = %v", d)
+	}
+	if v, ok := m.Sum("egw_path_direct", map[string]string{"peer": "edge-b"}); !ok || v != 1 {
+		t.Errorf("path direct edge-b = %v, %v", v, ok)
+	}
+	if _, ok := m.Sum("egw_path_direct", map[string]string{"peer": `edge "c"`}); !ok {
+		t.Error("escaped label value not parsed")
+	}
+	if !m.Has("egw_empty_total") || !m.Has("go_goroutines") || m.Has("egw_missing") {
+		t.Errorf("families = %v", m.Families)
+	}
+	for _, bad := range []string{"x{a=\"b} 1", "x{a} 1", "x", "x{a=\"b\"}", "x notanumber"} {
+		if _, err := ParseMetrics(strings.NewReader(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
