@@ -432,9 +432,16 @@ func TestEGWWater(t *testing.T) {
 // deploy builds the topology, starts the responders and EGW, and applies the objects.
 func deploy(t *testing.T, bins harness.EGWBinaries, driver string) *deployment {
 	t.Helper()
+	return deployOn(t, harness.DefaultSpec(), harness.EGWOptions{Bin: bins, TunDriver: driver})
+}
+
+// deployOn is deploy on any topology spec with the given options (RejectDenied and
+// PolicyAware are always set).
+func deployOn(t *testing.T, spec harness.Spec, opts harness.EGWOptions) *deployment {
+	t.Helper()
 	ctx := context.Background()
 	lab := harness.NewT(t)
-	topo, err := harness.Build(lab, harness.DefaultSpec())
+	topo, err := harness.Build(lab, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +449,8 @@ func deploy(t *testing.T, bins harness.EGWBinaries, driver string) *deployment {
 	for _, h := range []*harness.Host{d.b10, d.a21, d.c10} {
 		startResponder(t, lab, h, h.Name)
 	}
-	d.egw, err = harness.StartEGW(ctx, topo, harness.EGWOptions{Bin: bins, TunDriver: driver, RejectDenied: true, PolicyAware: true})
+	opts.RejectDenied, opts.PolicyAware = true, true
+	d.egw, err = harness.StartEGW(ctx, topo, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
