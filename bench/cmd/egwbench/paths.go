@@ -3,8 +3,8 @@ package main
 // A path is what the measured traffic crosses. Each path builds its namespaces in a Lab of
 // its own (removed before the next path starts) and says where the client runs and which
 // address it dials. The reference paths exist today; EGW's paths (edge→cloud service,
-// edge→hub→edge, same-site, and the TUN drivers side by side) are built on the same
-// harness.Topology as the netns tests, see egw.go.
+// edge→edge direct, edge→hub relay→edge, same-site, and the TUN drivers side by side) are
+// built on the same harness.Topology as the netns tests, see egw.go.
 
 import (
 	"context"
@@ -30,6 +30,9 @@ type endpoints struct {
 	extra    []extraFigure // measured during setup (e.g. a daemon's RSS)
 	// afterStart, if set, runs once the servers answer and may measure more figures.
 	afterStart func(ctx context.Context) ([]extraFigure, error)
+	// verify, if set, runs after every round and fails the path when what was measured is
+	// not what the path claims (e.g. an edge-to-edge pair that left its direct path).
+	verify func(ctx context.Context) error
 }
 
 // extraFigure is a figure a path's setup measured itself.
