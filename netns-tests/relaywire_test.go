@@ -4,13 +4,14 @@ package netnstests
 
 // The relay wire format as the tests build it. This file is the only place the suite knows
 // it: the relay-filter scenario (paths_test.go) sends frames built here from raw sockets,
-// so a change of the format changes relayFrame and relayHeaderLen and nothing else.
+// so a change of the format changes this file and nothing else. It mirrors the format of
+// overlay/pathbind (wire.go: markRelayed, ParseRelayed), built independently so that the
+// test does not trust the code it tests.
 //
-// A relay frame is one UDP datagram to the hub's WireGuard port: a 12-byte header — a
-// little-endian uint32 message type (relayMsgType, outside WireGuard's 1–4, so the hub tells
-// the two apart by the first word, as WireGuard itself does), the sender's overlay IPv4
-// address, the destination's overlay IPv4 address — then the sender's WireGuard message,
-// which the hub forwards to the destination without reading it.
+// A relayed datagram goes to the hub's WireGuard port. It is the sender's WireGuard message
+// (first byte its type, 1..4) with the three reserved bytes 1..3 set to the relay mark
+// 0xEE 'R' 1, followed by an 8-byte trailer: the sending and the receiving gateway's
+// overlay IPv4 addresses. The hub forwards it unchanged, without reading the message.
 
 import (
 	"encoding/binary"
@@ -18,31 +19,40 @@ import (
 )
 
 const (
-	relayMsgType   = 0x45475752 // "RWGE" on the wire, little-endian
-	relayHeaderLen = 12
+	relayTrailerLen = 8  // source and destination overlay IPv4
+	wgMinMessage    = 32 // a WireGuard transport message without payload (keepalive)
 )
 
-// relayFrame wraps payload (a WireGuard message of the sender) for the hub to relay from
-// src to dst (overlay IPs of gateways).
-func relayFrame(src, dst netip.Addr, payload []byte) []byte {
-	b := make([]byte, relayHeaderLen+len(payload))
-	binary.LittleEndian.PutUint32(b[0:], relayMsgType)
+// relayMark is what bytes 1..3 of a relayed datagram carry (version 1).
+var relayMark = [3]byte{0xEE, 'R', 1}
+
+// relayFrame wraps msg (a WireGuard message of the sender, len ≥ 4) for the hub to relay
+// from src to dst (overlay IPs of gateways).
+func relayFrame(src, dst netip.Addr, msg []byte) []byte {
+	b := make([]byte, len(msg)+relayTrailerLen)
+	copy(b, msg)
+	copy(b[1:4], relayMark[:])
 	s, d := src.As4(), dst.As4()
-	copy(b[4:8], s[:])
-	copy(b[8:12], d[:])
-	copy(b[relayHeaderLen:], payload)
+	copy(b[len(msg):], s[:])
+	copy(b[len(msg)+4:], d[:])
 	return b
 }
 
-// malformedRelayFrames are datagrams that start like a relay frame but whose header is cut
-// short: the hub cannot tell sender or destination.
+// malformedRelayFrames are datagrams that carry the relay mark but that the hub cannot
+// relay: cut short (shorter than a keepalive plus the trailer, or the bare mark), an inner
+// message of no WireGuard type, and a source equal to the destination.
 func malformedRelayFrames(src, dst netip.Addr) [][]byte {
-	full := relayFrame(src, dst, nil)
-	return [][]byte{full[:4], full[:7], full[:relayHeaderLen-1]}
+	short := relayFrame(src, dst, fakeTransport(16)[:wgMinMessage-4])
+	bare := relayFrame(src, dst, fakeTransport(16))[:4]
+	badType := relayFrame(src, dst, fakeTransport(64))
+	badType[0] = 0x77
+	same := relayFrame(src, src, fakeTransport(64))
+	return [][]byte{short, bare, badType, same}
 }
 
-// fakeTransport is a WireGuard transport-data message (type 4) with a receiver index and
-// counter nobody holds: what a relay would carry, undecryptable by anyone.
+// fakeTransport is a WireGuard transport-data message (type 4) of 16+n bytes (n ≥ 16) with
+// a receiver index and counter nobody holds: what a relay would carry, undecryptable by
+// anyone.
 func fakeTransport(n int) []byte {
 	b := make([]byte, 16+max(n, 16))
 	binary.LittleEndian.PutUint32(b[0:], 4)
