@@ -134,3 +134,34 @@ go_goroutines 12
 		}
 	}
 }
+
+func TestNATSpec(t *testing.T) {
+	s := NATSpec(NATPortPreserving, NATEndpointDependent)
+	kinds := map[string]NATKind{}
+	for _, ss := range s.Sites {
+		kinds[ss.Site] = ss.NAT
+		if ss.NAT != "" && (!ss.Inside.IsValid() || ss.ListenPort != EdgeListenPort || ss.Inside.Overlaps(ss.LAN)) {
+			t.Errorf("%s: inside %v, listen port %d", ss.Site, ss.Inside, ss.ListenPort)
+		}
+	}
+	if kinds["cloud"] != "" || kinds["site-a"] != NATPortPreserving || kinds["site-b"] != NATEndpointDependent {
+		t.Errorf("NAT kinds %v", kinds)
+	}
+	hub := s.Sites[0].Underlay.Addr()
+	pp, err := natRuleset(NATPortPreserving, hub)
+	if err != nil || !strings.Contains(pp, "oifname \"wan0\" masquerade\n") || strings.Contains(pp, "random") {
+		t.Errorf("port-preserving ruleset (%v):\n%s", err, pp)
+	}
+	ed, err := natRuleset(NATEndpointDependent, hub)
+	if err != nil || !strings.Contains(ed, "fully-random") || !strings.Contains(ed, "ip daddr "+hub.String()+" counter name "+CounterToHub) {
+		t.Errorf("endpoint-dependent ruleset (%v):\n%s", err, ed)
+	}
+	for _, r := range []string{pp, ed} {
+		if !strings.Contains(r, `iifname "wan0" ct state new drop`) {
+			t.Errorf("ruleset lets unsolicited packets in:\n%s", r)
+		}
+	}
+	if _, err := natRuleset("full-cone", hub); err == nil {
+		t.Error("unknown NAT kind accepted")
+	}
+}
