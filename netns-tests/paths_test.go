@@ -11,6 +11,7 @@ package netnstests
 //	                            unlinked pair, unknown destination, malformed; rogue edge),
 //	                            50 MB with the direct path blocked and unblocked, cloud
 //	                            stopped, edge restarted while the cloud is down
+//	TestPathsDirectWater        the direct path with tun.driver water
 //	TestPathsEndpointDependent  edge-a behind an endpoint-dependent NAT: relayed, works, no
 //	                            flapping over a re-probe interval
 //	TestPathsForcedRelay        paths.direct: false (wgtun and water): relayed, relay counter
@@ -381,6 +382,26 @@ func TestPathsDirect(t *testing.T) {
 		}
 		downloadChecked(t, p.deployment, p.a20, p.webVIP, 5<<20, 3)
 	})
+}
+
+// TestPathsDirectWater: the direct path through port-preserving NATs with tun.driver
+// water: it comes up and carries a transfer intact, with nothing through the relay.
+func TestPathsDirectWater(t *testing.T) {
+	p := deployPaths(t, harness.NATSpec(harness.NATPortPreserving, harness.NATPortPreserving), harness.EGWOptions{TunDriver: "water"})
+	who := waitHTTP(t, p.deployment, p.a20, p.webVIP, 30*time.Second)
+	assertPresence(t, who.Remote, p.topo.Site("site-b").VPCIDR)
+	if _, err := p.waitMode(t, true, directUpWithin, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	relay0 := p.relayPackets(t)
+	downloadChecked(t, p.deployment, p.a20, p.webVIP, 20<<20, 8)
+	uploadChecked(t, p.deployment, p.a20, p.webVIP, 20<<20, 9)
+	if relay := p.relayPackets(t); relay != relay0 {
+		t.Errorf("hub relayed %v packets while the path was direct", relay-relay0)
+	}
+	if _, err := p.waitMode(t, true, time.Second, 200*time.Millisecond); err != nil {
+		t.Error(err)
+	}
 }
 
 // TestPathsEndpointDependent: edge-a behind an endpoint-dependent NAT, edge-b behind a
