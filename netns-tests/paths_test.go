@@ -50,7 +50,7 @@ const (
 	mPathDirect   = "egw_path_direct"
 )
 
-// Timing targets of issue 10 (docs/ARCHITECTURE.md).
+// Timing targets of issue 10.
 const (
 	failoverTarget = 3 * time.Second  // loss on a direct path → relayed
 	reprobeMax     = 60 * time.Second // while relayed, re-probe at most this often
