@@ -16,6 +16,8 @@ package netnstests
 //	                            flapping over a re-probe interval
 //	TestPathsForcedRelay        paths.direct: false (wgtun and water): relayed, relay counter
 //	                            carries the traffic, policy
+//	TestPathsRelayRateLimit     the hub's per-sender relay rate set low: excess dropped as
+//	                            rate-limited, the transfer still intact
 //
 // Each skips, naming what is missing, only when the binaries lack the feature: the hub's
 // metrics have no egw_relay_packets_total family.
@@ -500,6 +502,31 @@ func TestPathsForcedRelay(t *testing.T) {
 				t.Error(err)
 			}
 		})
+	}
+}
+
+// TestPathsRelayRateLimit: the hub's per-sender relay rate (paths.relayRate, bytes/s, and
+// paths.relayBurst) set low: a relayed download makes edge-b exceed it, the excess is
+// dropped and counted as rate-limited, and TCP still delivers the content intact.
+func TestPathsRelayRateLimit(t *testing.T) {
+	const rate, burst = 2 << 20, 256 << 10
+	p := deployPaths(t, harness.DefaultSpec(), harness.EGWOptions{ForceRelay: true,
+		HubConfig: map[string]any{"paths": map[string]any{"relayRate": rate, "relayBurst": burst}}})
+	who := waitHTTP(t, p.deployment, p.a20, p.webVIP, 30*time.Second)
+	assertPresence(t, who.Remote, p.topo.Site("site-b").VPCIDR)
+	if _, err := p.waitMode(t, false, 30*time.Second, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	before := p.metrics(t, p.cloud).ByLabel(mRelayDrops, "reason")["rate-limited"]
+	const size = 8 << 20
+	start := time.Now()
+	downloadChecked(t, p.deployment, p.a20, p.webVIP, size, 10)
+	took := time.Since(start)
+	limited := p.metrics(t, p.cloud).ByLabel(mRelayDrops, "reason")["rate-limited"] - before
+	t.Logf("%d MB through a %d MB/s relay limit in %v (%.1f MB/s), %v datagrams rate-limited",
+		size>>20, rate>>20, took.Round(time.Millisecond), float64(size)/(1<<20)/took.Seconds(), limited)
+	if limited <= 0 {
+		t.Errorf("no rate-limited drops for %d MB through a relay limited to %d MB/s", size>>20, rate>>20)
 	}
 }
 

@@ -49,6 +49,9 @@ type EGWOptions struct {
 	// through the hub's ciphertext relay. Unset, the key keeps its default (direct paths
 	// are tried).
 	ForceRelay bool
+	// HubConfig holds more keys for the cloud gateway's file, merged into the harness's own
+	// (nested maps key by key), e.g. {"paths": {"relayRate": 1e6}}.
+	HubConfig map[string]any
 }
 
 // Node is one running gateway daemon.
@@ -165,6 +168,19 @@ func (e *EGW) nodeConfig(n *Node) map[string]any {
 	return cfg
 }
 
+// mergeConfig sets every key of extra in cfg, merging nested maps key by key.
+func mergeConfig(cfg, extra map[string]any) {
+	for k, v := range extra {
+		sub, isMap := v.(map[string]any)
+		have, haveMap := cfg[k].(map[string]any)
+		if isMap && haveMap {
+			mergeConfig(have, sub)
+			continue
+		}
+		cfg[k] = v
+	}
+}
+
 func writeYAML(path string, v any) error {
 	b, err := yaml.Marshal(v)
 	if err != nil {
@@ -202,6 +218,7 @@ func (e *EGW) startCloud(ctx context.Context, s *Site) error {
 	cfg["apiTokenFile"] = ""
 	cfg["syncPort"] = 7443
 	cfg["dataplane"] = !e.Opts.ControlPlaneOnly
+	mergeConfig(cfg, e.Opts.HubConfig)
 	if err := writeYAML(n.Config, cfg); err != nil {
 		return err
 	}

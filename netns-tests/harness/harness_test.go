@@ -165,3 +165,16 @@ func TestNATSpec(t *testing.T) {
 		t.Error("unknown NAT kind accepted")
 	}
 }
+
+func TestMergeConfig(t *testing.T) {
+	cfg := map[string]any{"name": "cloud", "paths": map[string]any{"direct": false}, "tun": map[string]any{"mtu": 1420}}
+	mergeConfig(cfg, map[string]any{"paths": map[string]any{"relayRate": 1e6}, "tun": "x", "new": 1})
+	paths := cfg["paths"].(map[string]any)
+	if paths["direct"] != false || paths["relayRate"] != 1e6 || cfg["tun"] != "x" || cfg["new"] != 1 || cfg["name"] != "cloud" {
+		t.Errorf("merged %v", cfg)
+	}
+	mergeConfig(cfg, nil)
+	if len(cfg) != 4 {
+		t.Errorf("merging nothing changed %v", cfg)
+	}
+}
