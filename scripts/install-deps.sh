@@ -16,6 +16,7 @@ required=(
 	"iproute2 ip"
 	"iputils-ping ping"
 	"iperf3 iperf3"
+	"nftables nft"
 	"wireguard-tools wg"
 	"dnsutils dig"
 	"netcat-openbsd nc"
@@ -23,7 +24,6 @@ required=(
 	"procps ps"
 	"psmisc killall"
 	"ethtool ethtool"
-	"nftables nft"
 )
 
 check_only=0

@@ -2,9 +2,9 @@ package main
 
 // A path is what the measured traffic crosses. Each path builds its namespaces in a Lab of
 // its own (removed before the next path starts) and says where the client runs and which
-// address it dials. The reference paths exist today; EGW's paths (edge→cloud service,
-// edge→edge direct, edge→hub relay→edge, same-site, and the TUN drivers side by side) are
-// built on the same harness.Topology as the netns tests, see egw.go.
+// address it dials. Beside the reference paths, EGW's paths (edge→cloud service,
+// edge→hub→edge, same-site, and the TUN drivers side by side) are built on the same
+// harness.Topology as the netns tests, see egw.go.
 
 import (
 	"context"
