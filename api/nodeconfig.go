@@ -69,6 +69,7 @@ type NodeMetricsConfig struct {
 // NodeNATConfig tunes the translation engine.
 type NodeNATConfig struct {
 	RejectDenied bool          `mapstructure:"rejectDenied" yaml:"rejectDenied"`
+	ResetRevoked bool          `mapstructure:"resetRevoked" yaml:"resetRevoked"` // RST both ends of revoked TCP flows (nat/reset.go)
 	LeaseIdle    time.Duration `mapstructure:"leaseIdle" yaml:"leaseIdle"`
 	LeaseQuiet   time.Duration `mapstructure:"leaseQuiet" yaml:"leaseQuiet"`
 }
@@ -84,7 +85,7 @@ func DefaultNodeConfig() NodeConfig {
 		DNS: NodeDNSConfig{Enabled: true, Listen: []string{}, Upstreams: []string{}, SiteNetworks: []string{},
 			PolicyAware: true, TTL: 5 * time.Second, Zone: "egw.local."},
 		Metrics: NodeMetricsConfig{Listen: "127.0.0.1:9469"},
-		NAT:     NodeNATConfig{RejectDenied: true, LeaseIdle: 5 * time.Minute, LeaseQuiet: 2 * time.Minute},
+		NAT:     NodeNATConfig{RejectDenied: true, ResetRevoked: true, LeaseIdle: 5 * time.Minute, LeaseQuiet: 2 * time.Minute},
 	}
 }
 

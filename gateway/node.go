@@ -64,13 +64,14 @@ type Node struct {
 // NewNode builds the data plane of a gateway: engine, overlay device (vp0 + WireGuard) and
 // DNS server. Nothing passes until the first Apply; Start begins serving DNS.
 func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
-	reject := cfg.NAT.RejectDenied
+	reject, reset := cfg.NAT.RejectDenied, cfg.NAT.ResetRevoked
 	n := &Node{cfg: cfg, opts: opts, log: log, stop: make(chan struct{})}
 	cc := cfg.Cloud
 	n.cloud.Store(&cc)
 	ncfg := nat.Config{
 		MTU:               cfg.TUN.MTU,
 		RejectDenied:      &reject,
+		ResetRevoked:      &reset,
 		ClientLeaseIdle:   cfg.NAT.LeaseIdle,
 		PresenceLeaseIdle: cfg.NAT.LeaseIdle,
 		LeaseQuiet:        cfg.NAT.LeaseQuiet,
