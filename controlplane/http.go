@@ -30,6 +30,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/delete", s.handleDeleteMany)
 	mux.HandleFunc("GET /v1/snapshots/{gateway}", s.handleSnapshot)
 	mux.HandleFunc("GET /v1/egateways/{name}/edgeconfig", s.handleEdgeConfig)
+	s.lifecycleRoutes(mux)
 	mux.HandleFunc("GET /v1/{plural}", s.handleList)
 	mux.HandleFunc("POST /v1/{plural}", s.handleCreate)
 	mux.HandleFunc("GET /v1/{plural}/{name}", s.handleGet)
@@ -416,7 +417,7 @@ func (s *Server) caller(w http.ResponseWriter, r *http.Request) (string, bool) {
 
 func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	gw, ok := s.caller(w, r)
-	if !ok {
+	if !ok || s.refuseRevokedSync(w, gw) {
 		return
 	}
 	q := r.URL.Query()
@@ -440,6 +441,9 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	defer done()
 	g, err := s.watch(ctx, gw, since, storeID)
 	if err != nil {
+		if waitRevoked(ctx) && s.refuseRevokedSync(w, gw) {
+			return
+		}
 		if errors.Is(context.Cause(ctx), errPollEvicted) {
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: fmt.Sprintf(

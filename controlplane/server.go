@@ -94,6 +94,9 @@ type Server struct {
 	epFlushing bool
 	// epIdle, if set, is closed (and cleared) when the flusher finds nothing more to do.
 	epIdle chan struct{}
+
+	// lc: join tokens, enrollment and revocation (lifecycle.go).
+	lc lifecycle
 }
 
 // gwSnap is the current snapshot of one gateway. The hub's is kept as it is (its own node
@@ -462,27 +465,41 @@ func (s *Server) endpointsIdle() <-chan struct{} {
 // Apply, Create, Update, Delete and DeleteAll write through the store and recompile.
 
 func (s *Server) Apply(objs []api.Object) (int64, []Result, error) {
+	if err := s.refuseRevokedKeys(objs...); err != nil {
+		return 0, nil, err
+	}
 	rev, res, err := s.store.Apply(objs)
 	return rev, res, s.after(err)
 }
 
 func (s *Server) Create(o api.Object) (api.Object, error) {
+	if err := s.refuseRevokedKeys(o); err != nil {
+		return nil, err
+	}
 	o, err := s.store.Create(o)
 	return o, s.after(err)
 }
 
 func (s *Server) Update(o api.Object, expectedRV int64) (api.Object, error) {
+	if err := s.refuseRevokedKeys(o); err != nil {
+		return nil, err
+	}
 	o, err := s.store.Update(o, expectedRV)
 	return o, s.after(err)
 }
 
 func (s *Server) Delete(kind, name string) (int64, error) {
-	rev, err := s.store.Delete(kind, name)
-	return rev, s.after(err)
+	rev, _, err := s.DeleteAll([]Ref{{kind, name}})
+	return rev, err
 }
 
+// DeleteAll deletes refs; a deleted gateway's key is revoked (lifecycle.go).
 func (s *Server) DeleteAll(refs []Ref) (int64, []Result, error) {
+	keys := s.gatewayKeys(refs)
 	rev, res, err := s.store.DeleteAll(refs)
+	if err == nil {
+		err = s.recordRevoked(keys, s.opts.Now().UTC())
+	}
 	return rev, res, s.after(err)
 }
 

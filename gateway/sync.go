@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,6 +35,9 @@ type SyncClient struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Latency, if set, observes how long each successful poll that carried a snapshot took.
 	Latency func(time.Duration)
+	// Revoked, if set, is called once when the cloud answers that this gateway was revoked
+	// (revoked.go); Run then returns.
+	Revoked func(*RevokedError)
 }
 
 // NewSyncClient returns a client whose connections originate from local (the overlay IP).
@@ -71,6 +75,13 @@ func (c *SyncClient) Run(ctx context.Context, since int64) {
 		snap, err := c.poll(ctx, since)
 		if err != nil {
 			if ctx.Err() != nil {
+				return
+			}
+			var rev *RevokedError
+			if errors.As(err, &rev) {
+				if c.Revoked != nil {
+					c.Revoked(rev)
+				}
 				return
 			}
 			c.Log.Warn("sync: poll failed", "err", err, "retry_in", backoff)
@@ -149,6 +160,13 @@ func (c *SyncClient) poll(ctx context.Context, since int64) (*api.Snapshot, erro
 	case http.StatusOK:
 	default:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if at := resp.Header.Get(HeaderRevoked); resp.StatusCode == http.StatusForbidden && at != "" {
+			var e struct {
+				Error string `json:"error"`
+			}
+			json.Unmarshal(b, &e)
+			return nil, &RevokedError{At: at, Message: e.Error}
+		}
 		return nil, fmt.Errorf("sync: %s: %s", resp.Status, bytes.TrimSpace(b))
 	}
 	var s api.Snapshot

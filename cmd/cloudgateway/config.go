@@ -40,6 +40,10 @@ type Config struct {
 	APIMaxConns        int  `mapstructure:"apiMaxConns"`
 	APIMaxConnsPerAddr int  `mapstructure:"apiMaxConnsPerAddr"`
 	Dataplane          bool `mapstructure:"dataplane"`
+	// EnrollListen is where the enrollment listener (HTTPS, join tokens) listens ("": off);
+	// EnrollAddress is the host:port join tokens carry (default: endpoint's host, its port).
+	EnrollListen  string `mapstructure:"enrollListen"`
+	EnrollAddress string `mapstructure:"enrollAddress"`
 
 	// rotateStoreID is the --new-store-id flag (a one-off action, so not a config key).
 	rotateStoreID bool
@@ -76,6 +80,8 @@ func defaults() map[string]any {
 		"apiMaxConns":        controlplane.DefaultServeLimits.MaxConns,
 		"apiMaxConnsPerAddr": controlplane.DefaultServeLimits.MaxConnsPerAddr,
 		"dataplane":          true,
+		"enrollListen":       ":7444",
+		"enrollAddress":      "",
 	})
 	return d
 }

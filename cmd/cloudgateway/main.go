@@ -109,7 +109,7 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	var servers []*http.Server
 
 	ul, err := controlplane.ListenUnix(cfg.APISocket)
@@ -142,6 +142,13 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 		go func() { errc <- serve(tcp, tl) }()
 	} else if cfg.APITLSCert != "" || cfg.APITLSKey != "" {
 		log.Warn("apiTLSCert/apiTLSKey are set but apiListen is not: there is no TCP API to serve them on")
+	}
+
+	if es, el, err := startEnroll(cfg, cp, log); err != nil {
+		return err
+	} else if es != nil {
+		servers = append(servers, es)
+		go func() { errc <- serve(es, el) }()
 	}
 
 	dpDone := make(chan struct{})
