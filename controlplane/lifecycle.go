@@ -107,6 +107,9 @@ type lifecycle struct {
 	tat    time.Time // rate limiter: theoretical arrival time
 	sem    chan struct{}
 	once   sync.Once
+	// revoking holds the gateways being revoked (name -> time): their sync requests are
+	// answered 403 before their key leaves the snapshots (RevokeGateway).
+	revoking map[string]string
 }
 
 // SetEnrollment says where edges enroll; without it, join tokens cannot be made.
@@ -512,38 +515,65 @@ func (s *Server) RevokeGateway(name string) (api.Object, error) {
 	if err := s.recordRevoked(map[string]string{name: g.PublicKey}, now); err != nil {
 		return nil, err
 	}
+	at := now.Format(time.RFC3339Nano)
+	// Tell the gateway first, while its tunnel still carries the answer: its waiting polls
+	// (and any new request) get 403 now; then its key leaves the snapshots.
+	s.lc.mu.Lock()
+	if s.lc.revoking == nil {
+		s.lc.revoking = map[string]string{}
+	}
+	s.lc.revoking[name] = at
+	s.lc.mu.Unlock()
+	defer func() {
+		s.lc.mu.Lock()
+		delete(s.lc.revoking, name)
+		s.lc.mu.Unlock()
+	}()
+	if s.endPolls(name, errGatewayRevoked) > 0 {
+		deadline := time.Now().Add(300 * time.Millisecond)
+		for s.waitingPolls(name) > 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // the answer leaves through the tunnel
+	}
 	g.PublicKey = ""
 	if g.Metadata.Annotations == nil {
 		g.Metadata.Annotations = map[string]string{}
 	}
-	g.Metadata.Annotations[AnnotationRevoked] = now.Format(time.RFC3339Nano)
+	g.Metadata.Annotations[AnnotationRevoked] = at
 	out, err := s.Update(g, g.Metadata.ResourceVersion)
 	if err != nil {
 		return nil, err
 	}
-	s.endPolls(name, errGatewayRevoked)
 	s.log.Info("gateway revoked", "gateway", name, "at", now.Format(time.RFC3339Nano))
 	return out, nil
 }
 
-// endPolls ends the waiting sync polls of gw with cause.
-func (s *Server) endPolls(gw string, cause error) {
+// endPolls ends the waiting sync polls of gw with cause and returns how many it ended.
+func (s *Server) endPolls(gw string, cause error) int {
 	s.mu.Lock()
 	list := slices.Clone(s.polls[gw])
 	s.mu.Unlock()
 	for _, p := range list {
 		p.cancel(cause)
 	}
+	return len(list)
 }
 
 // revokedAt returns when gw was revoked, if it is revoked now (no key, the annotation set).
 func (s *Server) revokedAt(gw string) (string, bool) {
+	s.lc.mu.Lock()
+	at, ok := s.lc.revoking[gw]
+	s.lc.mu.Unlock()
+	if ok {
+		return at, true
+	}
 	o, err := s.store.Get(api.KindEGateway, gw)
 	if err != nil {
 		return "", false
 	}
 	g := o.(*api.EGateway)
-	at, ok := g.Metadata.Annotations[AnnotationRevoked]
+	at, ok = g.Metadata.Annotations[AnnotationRevoked]
 	return at, ok && g.PublicKey == ""
 }
 
