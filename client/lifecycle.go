@@ -81,3 +81,11 @@ func (c *Client) RevokedKeys(ctx context.Context) ([]RevokedKey, error) {
 	_, _, err := c.do(ctx, http.MethodGet, "/v1/revokedkeys", nil, &out)
 	return out.Items, err
 }
+
+// RotateKey asks a gateway to rotate its key (POST /v1/egateways/{name}/rotate-key); the
+// gateway does it at its next sync answer. It returns the gateway.
+func (c *Client) RotateKey(ctx context.Context, name string) (*api.EGateway, error) {
+	var out api.EGateway
+	_, _, err := c.do(ctx, http.MethodPost, "/v1/egateways/"+url.PathEscape(name)+"/rotate-key", nil, &out)
+	return &out, err
+}

@@ -396,6 +396,7 @@ func (s *Server) SyncHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/sync", s.handleSync)
 	mux.HandleFunc("POST /v1/report", s.handleReport)
+	mux.HandleFunc("POST /v1/rotate", s.handleRotate)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, &Error{Code: CodeNotFound, Message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
 	})
@@ -420,6 +421,7 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	if !ok || s.refuseRevokedSync(w, gw) {
 		return
 	}
+	s.rotationHeader(w, gw)
 	q := r.URL.Query()
 	var since int64
 	if v := q.Get("since"); v != "" {
@@ -444,6 +446,7 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 		if waitRevoked(ctx) && s.refuseRevokedSync(w, gw) {
 			return
 		}
+		s.rotationHeader(w, gw) // a rotation request may have ended the poll
 		if errors.Is(context.Cause(ctx), errPollEvicted) {
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: fmt.Sprintf(

@@ -13,6 +13,7 @@ import (
 //	GET    /v1/tokens                   {"items":[JoinToken…]}
 //	DELETE /v1/tokens/{id}              revoke an unused token -> JoinToken
 //	POST   /v1/egateways/{name}/revoke  revoke the gateway's key -> the EGateway
+//	POST   /v1/egateways/{name}/rotate-key  ask the gateway to rotate its key -> the EGateway
 //	GET    /v1/revokedkeys              {"items":[RevokedKey…]}
 func (s *Server) lifecycleRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/tokens", s.handleTokenCreate)
@@ -37,6 +38,14 @@ func (s *Server) lifecycleRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /v1/egateways/{name}/revoke", func(w http.ResponseWriter, r *http.Request) {
 		o, err := s.RevokeGateway(r.PathValue("name"))
+		if err != nil {
+			writeError(w, s.log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, o)
+	})
+	mux.HandleFunc("POST /v1/egateways/{name}/rotate-key", func(w http.ResponseWriter, r *http.Request) {
+		o, err := s.RequestKeyRotation(r.PathValue("name"))
 		if err != nil {
 			writeError(w, s.log, err)
 			return

@@ -51,6 +51,12 @@ func RunEdge(ctx context.Context, cfg *Parsed, reload func() (*Parsed, error), h
 	sc.Latency = node.observeSync
 	revoked := make(chan *RevokedError, 1)
 	sc.Revoked = func(e *RevokedError) { revoked <- e }
+	cur := &edgeKey{key: key}
+	sc.Rotate = func(nonce string) {
+		if err := cur.rotate(syncCtx, sc, node, cfg.PrivateKeyFile, nonce); err != nil {
+			log.Error("key rotation failed; keeping the current key", "err", err)
+		}
+	}
 	go func() { defer close(syncDone); sc.Run(syncCtx, since) }()
 
 	for {
@@ -59,7 +65,7 @@ func RunEdge(ctx context.Context, cfg *Parsed, reload func() (*Parsed, error), h
 			return nil
 		case e := <-revoked:
 			// The one line about it is the error the daemon exits with.
-			if err := markRevoked(cfg.StateDir, key.PublicKey().String(), e); err != nil {
+			if err := markRevoked(cfg.StateDir, cur.get().PublicKey().String(), e); err != nil {
 				log.Warn("recording the revocation", "err", err)
 			}
 			return e

@@ -38,6 +38,9 @@ type SyncClient struct {
 	// Revoked, if set, is called once when the cloud answers that this gateway was revoked
 	// (revoked.go); Run then returns.
 	Revoked func(*RevokedError)
+	// Rotate, if set, is called with the nonce of a key rotation the cloud asks for
+	// (HeaderRotate, rotate.go), before the answer is handled.
+	Rotate func(nonce string)
 }
 
 // NewSyncClient returns a client whose connections originate from local (the overlay IP).
@@ -154,6 +157,9 @@ func (c *SyncClient) poll(ctx context.Context, since int64) (*api.Snapshot, erro
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if n := resp.Header.Get(HeaderRotate); n != "" && c.Rotate != nil && resp.StatusCode < 300 {
+		c.Rotate(n)
+	}
 	switch resp.StatusCode {
 	case http.StatusNoContent, http.StatusNotModified:
 		return nil, nil

@@ -63,7 +63,29 @@ to admit the site again, print a new join token (egwctl gateway token NAME) and 
 			return nil
 		},
 	}
-	return []*cobra.Command{token, revoke}
+	rotate := &cobra.Command{
+		Use:   "rotate-key NAME",
+		Short: "Ask an edge gateway to replace its WireGuard key (open connections keep working)",
+		Long: `gateway rotate-key asks the gateway, on its sync channel, to make a new key and send its
+public half back; the hub and the peer gateways then swap its peer and the old key is
+revoked. Open connections keep working (a few packets may be retransmitted). Watch for
+egw.io/key-rotated-at with egwctl describe egateway NAME.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.api()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.ctx(cmd)
+			defer cancel()
+			if _, err := c.RotateKey(ctx, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "%s/%s: key rotation requested; the gateway rotates at its next sync\n", api.KindEGateway, args[0])
+			return nil
+		},
+	}
+	return []*cobra.Command{token, revoke, rotate}
 }
 
 // newTokenCommand is `egwctl token list|revoke`.
