@@ -156,8 +156,8 @@ func (s *Server) CreateJoinToken(name string, ttl time.Duration) (string, JoinTo
 	if ttl == 0 {
 		ttl = DefaultTokenTTL
 	}
-	if ttl < time.Minute || ttl > MaxTokenTTL {
-		return "", JoinToken{}, &Error{Code: CodeBadRequest, Field: "ttl", Message: fmt.Sprintf("%s is not between 1m and %s", ttl, MaxTokenTTL)}
+	if ttl < time.Second || ttl > MaxTokenTTL {
+		return "", JoinToken{}, &Error{Code: CodeBadRequest, Field: "ttl", Message: fmt.Sprintf("%s is not between 1s and %s", ttl, MaxTokenTTL)}
 	}
 	key := keyGateway(name)
 	if name == s.cfg.HubGateway {

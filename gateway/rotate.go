@@ -62,16 +62,20 @@ func (k *edgeKey) rotate(ctx context.Context, c *SyncClient, n *Node, keyFile, n
 	if err != nil {
 		return fmt.Errorf("key rotation: %w", err)
 	}
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
 		return fmt.Errorf("key rotation refused by the cloud: %s: %s", resp.Status, bytes.TrimSpace(data))
 	}
+	// The switch delay counts from the answer, not from the end of the response (the cloud
+	// replaces the key after answering).
 	var ans struct {
 		SwitchAfter string `json:"switchAfter"`
 	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&ans)
+	resp.Body.Close()
 	wait := 400 * time.Millisecond
-	if json.Unmarshal(data, &ans) == nil {
+	if err == nil {
 		if d, err := time.ParseDuration(ans.SwitchAfter); err == nil && d >= 0 && d < 10*time.Second {
 			wait = d
 		}
