@@ -311,7 +311,7 @@ func TestLifecycle(t *testing.T) {
 		oldKey := na.PublicKey
 		const size = 300 << 20
 		done := make(chan error, 1)
-		var finished atomic.Int64
+		var finished, longestPause atomic.Int64
 		go func() {
 			url := fmt.Sprintf("http://%s/bytes?n=%d", net.JoinHostPort(vip.String(), "8080"), size)
 			resp, err := lab.HTTPClient(d.a20.NS, 120*time.Second).Get(url)
@@ -320,7 +320,25 @@ func TestLifecycle(t *testing.T) {
 				return
 			}
 			defer resp.Body.Close()
-			n, err := io.Copy(io.Discard, resp.Body)
+			var n int64
+			buf := make([]byte, 64<<10)
+			last := time.Now()
+			for {
+				m, rerr := resp.Body.Read(buf)
+				if m > 0 {
+					n += int64(m)
+					if gap := time.Since(last); int64(gap) > longestPause.Load() {
+						longestPause.Store(int64(gap))
+					}
+					last = time.Now()
+				}
+				if rerr != nil {
+					if rerr != io.EOF {
+						err = rerr
+					}
+					break
+				}
+			}
 			finished.Store(time.Now().UnixNano())
 			if err == nil && n != size {
 				err = fmt.Errorf("%d of %d bytes", n, size)
@@ -347,8 +365,12 @@ func TestLifecycle(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("transfer across the rotation: %v", err)
 		}
-		t.Logf("rotation done %v after the request; transfer of %d MB ended %v after the rotation",
-			rotated.Sub(requested), size>>20, time.Duration(finished.Load()-rotated.UnixNano()))
+		pause := time.Duration(longestPause.Load())
+		t.Logf("rotation done %v after the request; transfer of %d MB ended %v after the rotation; its longest pause %v",
+			rotated.Sub(requested), size>>20, time.Duration(finished.Load()-rotated.UnixNano()), pause)
+		if pause > 1500*time.Millisecond {
+			t.Errorf("the transfer stalled %v across the rotation", pause)
+		}
 		if finished.Load() < rotated.UnixNano() {
 			t.Error("the transfer ended before the rotation: it did not cross it")
 		}
