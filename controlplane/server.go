@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -497,10 +498,13 @@ func (s *Server) Delete(kind, name string) (int64, error) {
 func (s *Server) DeleteAll(refs []Ref) (int64, []Result, error) {
 	keys := s.gatewayKeys(refs)
 	rev, res, err := s.store.DeleteAll(refs)
-	if err == nil {
-		err = s.recordRevoked(keys, s.opts.Now().UTC())
+	if err != nil {
+		return rev, res, err
 	}
-	return rev, res, s.after(err)
+	if rerr := s.recordRevoked(keys, s.opts.Now().UTC()); rerr != nil {
+		err = fmt.Errorf("deleted, but recording the deleted gateways' keys as revoked failed: %w", rerr)
+	}
+	return rev, res, errors.Join(s.after(nil), err)
 }
 
 func (s *Server) after(err error) error {
