@@ -434,8 +434,8 @@ func TestGatewayAdd(t *testing.T) {
 		t.Errorf("gateway config = %q", out)
 	}
 	e.fails("EGateway/edge-a: already exists", "gateway", "add", "edge-a", "--site", "site-a", "--vp-cidr", "192.168.0.0/24", "--public-key", testKey)
-	// Without a key, a join token is asked for (this fake API has no enrollment; the
-	// token path runs against the real control plane in controlplane and netns-tests).
+	// Without a key, a join token is asked for; this API has no enrollment listener set
+	// (lifecycle_test.go sets one).
 	if r := e.run("gateway", "add", "edge-c", "--site", "site-c", "--vp-cidr", "192.168.0.0/24"); r.code != 1 || r.stdout != "" ||
 		!strings.Contains(r.stderr, "EGateway/edge-c is registered, but no join token was made") {
 		t.Errorf("gateway add without a key: %+v", r)
