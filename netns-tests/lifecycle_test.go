@@ -470,8 +470,24 @@ func TestLifecycle(t *testing.T) {
 		if err := egw.StartNode(ctx, na); err == nil || !strings.Contains(err.Error(), "revoked") {
 			t.Errorf("restart of the revoked edge: %v", err)
 		}
+		// Someone who ignores that (the record removed, the stolen key used) gets no
+		// handshake: the hub answers no initiation from a key it does not have.
+		if err := os.Remove(filepath.Join(na.StateDir, "revoked")); err != nil {
+			t.Fatal(err)
+		}
+		if err := egw.StartNode(ctx, na); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second) // wireguard-go initiates at once (persistent keepalive)
+		hs, err := lab.Run(ctx, siteA.GWNS, "wg", "show", na.Tun, "latest-handshakes")
+		if err != nil || !strings.Contains(hs, egw.Cloud.PublicKey) || strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(hs), egw.Cloud.PublicKey)) != "0" {
+			t.Errorf("the revoked key got a handshake with the hub: %q %v", hs, err)
+		}
+		if err := egw.StopNode(na); err != nil {
+			t.Logf("stopping the revoked edge: %v", err)
+		}
 		// The key is refused if it comes back; describe shows when it was revoked.
-		_, err := egw.Ctl(ctx, "gateway", "add", "x-back", "--site", "site-y", "--vp-cidr", "192.168.78.0/24", "--public-key", na.PublicKey)
+		_, err = egw.Ctl(ctx, "gateway", "add", "x-back", "--site", "site-y", "--vp-cidr", "192.168.78.0/24", "--public-key", na.PublicKey)
 		if err == nil || !strings.Contains(err.Error(), "revoked") {
 			t.Errorf("the revoked key was admitted: %v", err)
 		}
