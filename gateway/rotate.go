@@ -3,9 +3,9 @@ package gateway
 // Key rotation, the edge's half (docs/ARCHITECTURE.md, "Key rotation"): a sync answer with
 // HeaderRotate asks for it. The edge makes a new key beside its own (privateKeyFile.next,
 // 0600; an interrupted rotation reuses it), sends the public half on the sync channel
-// (POST /v1/rotate), and once the cloud accepted it switches the device to the new key
-// after the delay the cloud names (the hub has the new peer by then), then renames the new
-// key file over the old one.
+// (POST /v1/rotate), and once the cloud accepted it renames the new key file over the old
+// one (a restart from then on uses the new key) and switches the device to the new key after
+// the delay the cloud names (the hub has the new peer by then).
 
 import (
 	"bytes"
@@ -80,14 +80,15 @@ func (k *edgeKey) rotate(ctx context.Context, c *SyncClient, n *Node, keyFile, n
 			wait = d
 		}
 	}
+	// The cloud takes the new key: a restart from here on must start with it.
+	if err := os.Rename(next, keyFile); err != nil {
+		return fmt.Errorf("key rotation: the cloud took the new key but %s could not replace %s: %w", next, keyFile, err)
+	}
 	if !sleep(ctx, wait) {
 		return ctx.Err()
 	}
 	if err := n.Overlay().SetPrivateKey(nk); err != nil {
-		return fmt.Errorf("key rotation: the cloud has the new key but the device refused it: %w", err)
-	}
-	if err := os.Rename(next, keyFile); err != nil {
-		return fmt.Errorf("key rotation: the device uses the new key but %s could not replace %s: %w", next, keyFile, err)
+		return fmt.Errorf("key rotation: the cloud has the new key but the device refused it: %w (restart the gateway)", err)
 	}
 	k.key, k.done = nk, nonce
 	c.Log.Info("key rotated", "publicKey", nk.PublicKey().String())

@@ -361,6 +361,21 @@ func TestLifecycle(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
+		// Done when the hub has the new peer and the edge a handshake with it.
+		if err := harness.Poll(ctx, 10*time.Second, 20*time.Millisecond, "the hub's peer swapped and a handshake on the new key", func() error {
+			peers, err := lab.Run(ctx, egw.Cloud.Site.GWNS, "wg", "show", egw.Cloud.Tun, "latest-handshakes")
+			if err != nil {
+				return err
+			}
+			for _, l := range strings.Split(peers, "\n") {
+				if f := strings.Fields(l); len(f) == 2 && f[0] == newKey && f[1] != "0" {
+					return nil
+				}
+			}
+			return fmt.Errorf("hub handshakes %q", peers)
+		}); err != nil {
+			t.Fatal(err)
+		}
 		rotated := time.Now()
 		if err := <-done; err != nil {
 			t.Fatalf("transfer across the rotation: %v", err)
