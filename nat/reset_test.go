@@ -57,7 +57,7 @@ func rst(t *testing.T, b []byte) *layers.TCP {
 
 // openFlow passes one segment each way between clientA and nginx; it returns the segment
 // as nginx saw it.
-func openFlow(t *testing.T, w *world) []byte {
+func openFlow(t testing.TB, w *world) []byte {
 	t.Helper()
 	atS := w.toService(t, tcpTo(clientA, vipNginx, 8080).build(t))
 	if atS == nil {
@@ -261,4 +261,35 @@ func TestRevokedUDPGetsAdminProhibited(t *testing.T) {
 	if r.Action != Drop || r.ReplyLen == 0 || w.reply[20] != 3 || w.reply[21] != 13 || srcOf(w.reply) != vipDNS {
 		t.Fatalf("%+v", r)
 	}
+}
+
+// FuzzRevoked runs arbitrary packets through engines whose policy was revoked while flows
+// held leases, so the reset path (reset.go) sees malformed and odd segments too.
+func FuzzRevoked(f *testing.F) {
+	w, seeds := fuzzWorld(f)
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	openFlow(f, w)
+	seg := tcpTo(clientA, vipNginx, 8080).build(f)
+	f.Add(seg)
+	f.Add(mirror(seg))
+	sa := snapA()
+	sa.Revision = 2
+	sa.VIPs[0].AllowedClients = nil
+	sb := snapB()
+	sb.Revision = 2
+	sb.Hosted[0].AllowedSites, sb.Hosted[0].AllowedPrefixes = nil, nil
+	if err := w.a.Apply(sa); err != nil {
+		f.Fatal(err)
+	}
+	if err := w.b.Apply(sb); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzEngine(t, w.a, true, data)
+		fuzzEngine(t, w.a, false, data)
+		fuzzEngine(t, w.b, true, data)
+		fuzzEngine(t, w.b, false, data)
+	})
 }
