@@ -167,7 +167,8 @@ func checkAgainstFull(t *testing.T, srv *Server, step string) {
 func TestIncrementalMatchesFull(t *testing.T) {
 	for seed := range uint64(3) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			srv := newServer(t, t.TempDir(), testConfig(), Options{})
+			dir := t.TempDir()
+			srv := newServer(t, dir, testConfig(), Options{})
 			if err := srv.EnsureHub("192.168.9.0/24", "", "203.0.113.1:51820"); err != nil {
 				t.Fatal(err)
 			}
@@ -239,10 +240,24 @@ func TestIncrementalMatchesFull(t *testing.T) {
 			}
 			t.Logf("%d of %d writes refused; %d objects, %d gateway prefixes, %d ov(S), %d links at the end; at most %d links, %d relay rules, %d hub peers",
 				rejected, steps, len(st.Objects), len(st.IPAM.Gateways), len(st.IPAM.Services), links, maxLinks, maxRelay, maxPeers)
-			// A new server over the same store (a full compile) agrees.
-			srv2, err := NewServer(srv.Store(), Options{})
+			// The store read back from its file is the same state, and a new server over it
+			// (a full compile) agrees.
+			want, _ := srv.Store().Load()
+			srv.Store().Close()
+			srv2 := newServer(t, dir, testConfig(), Options{})
+			got, err := srv2.Store().Load()
 			if err != nil {
 				t.Fatal(err)
+			}
+			if got.Revision != want.Revision || !got.IPAM.equal(want.IPAM) || len(got.Objects) != len(want.Objects) {
+				t.Fatalf("reopened: revision %d, %d objects; want %d, %d", got.Revision, len(got.Objects), want.Revision, len(want.Objects))
+			}
+			for k, o := range want.Objects {
+				a, _ := json.Marshal(o)
+				b, _ := json.Marshal(got.Objects[k])
+				if string(a) != string(b) {
+					t.Fatalf("reopened %s:\n got %s\nwant %s", k, b, a)
+				}
 			}
 			checkAgainstFull(t, srv2, "restart")
 		})

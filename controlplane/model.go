@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/egw-project/egw/api"
 )
@@ -74,7 +75,9 @@ type model struct {
 	pinIP   map[string]map[netip.Addr]*pin
 
 	// sorted caches the sorted names of each kind; a kind's entry is dropped when an
-	// object of it is added or removed.
+	// object of it is added or removed (under the Store's write lock). sortMu guards it
+	// between readers, which share the Store's lock.
+	sortMu sync.Mutex
 	sorted map[string][]string
 
 	// undo, while a write runs (logging), holds how to revert each change, in order.
@@ -609,6 +612,8 @@ func (m *model) linkedSites(site string, out set) {
 
 // sortedNames returns the names of kind, sorted (shared: do not modify).
 func (m *model) sortedNames(kind string) []string {
+	m.sortMu.Lock()
+	defer m.sortMu.Unlock()
 	if names, ok := m.sorted[kind]; ok {
 		return names
 	}

@@ -249,6 +249,7 @@ func (s *Server) refresh() error {
 	}
 	s.compiledRev = m.rev
 	s.mu.Unlock()
+	s.setReady()
 
 	w := &s.work
 	w.refreshes.Add(1)

@@ -94,6 +94,10 @@ type Server struct {
 	epFlushing bool
 	// epIdle, if set, is closed (and cleared) when the flusher finds nothing more to do.
 	epIdle chan struct{}
+
+	// ready is closed once the first snapshots are compiled.
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
 // gwSnap is the current snapshot of one gateway. The hub's is kept as it is (its own node
@@ -146,18 +150,10 @@ func gzipJSON(v any) ([]byte, error) {
 	return slices.Clip(b.Bytes()), nil
 }
 
-// encoded returns the JSON the sync endpoint answers with (compact, newline-terminated).
+// encoded returns the JSON encoding of a kept snapshot (the hub's; compact,
+// newline-terminated), made once.
 func (g *gwSnap) encoded() ([]byte, error) {
 	g.once.Do(func() {
-		if g.snap == nil {
-			zr, err := gzip.NewReader(bytes.NewReader(g.gz))
-			if err != nil {
-				g.err = err
-				return
-			}
-			g.body, g.err = io.ReadAll(zr)
-			return
-		}
 		var b bytes.Buffer
 		g.err = json.NewEncoder(&b).Encode(g.snap)
 		g.body = b.Bytes()
@@ -216,11 +212,31 @@ func NewServer(store *Store, opts Options) (*Server, error) {
 		lenCount: map[int]int{}, hub: newHubParts(),
 		wake: map[string]chan struct{}{}, reports: map[string]api.Report{}, compiledRev: -1,
 		polls: map[string][]*poll{}}
-	if err := s.refresh(); err != nil {
+	// Load the store now (a broken one fails here); compile every snapshot in the
+	// background, so that the admin API serves at once. What needs the snapshots
+	// (Snapshot, Watch and the sync API, GatewayByAddr, Status, writes) waits for it.
+	if err := store.sync(); err != nil {
 		return nil, err
 	}
+	s.ready = make(chan struct{})
+	go func() {
+		if err := s.refresh(); err != nil {
+			s.log.Error("compiling the snapshots", "err", err)
+		}
+		s.setReady() // even after a failure: readers see no snapshots then
+	}()
 	return s, nil
 }
+
+// Ready returns a channel closed once the first snapshots are compiled (NewServer
+// compiles them in the background).
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// waitReady waits until the first snapshots are compiled.
+func (s *Server) waitReady() { <-s.ready }
+
+// setReady closes ready (once): by the first refresh that compiled, whoever ran it.
+func (s *Server) setReady() { s.readyOnce.Do(func() { close(s.ready) }) }
 
 // StoreID returns the ID of the store the snapshots are compiled from (Store.ID).
 func (s *Server) StoreID() string { return s.storeID }
@@ -256,6 +272,7 @@ func (s *Server) wakeLocked(gw string) {
 // Snapshot returns the latest compiled snapshot of a gateway. It may be shared: do not
 // modify it.
 func (s *Server) Snapshot(gateway string) (*api.Snapshot, bool) {
+	s.waitReady()
 	s.mu.Lock()
 	g, ok := s.snaps[gateway]
 	s.mu.Unlock()
@@ -272,6 +289,7 @@ func (s *Server) Snapshot(gateway string) (*api.Snapshot, bool) {
 
 // SnapshotRevision returns the revision of the latest compiled snapshot of a gateway.
 func (s *Server) SnapshotRevision(gateway string) (int64, bool) {
+	s.waitReady()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g, ok := s.snaps[gateway]
@@ -293,6 +311,11 @@ func (s *Server) current(g *gwSnap, since int64, storeID string) bool {
 // watch waits until the snapshot of gateway differs from what the caller holds (see
 // current) and returns its entry, or returns ctx's error.
 func (s *Server) watch(ctx context.Context, gateway string, since int64, storeID string) (*gwSnap, error) {
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	for {
 		s.mu.Lock()
 		g := s.snaps[gateway]
@@ -336,6 +359,7 @@ func (s *Server) GatewayByAddr(addr netip.Addr) (string, bool) {
 	if !addr.IsValid() {
 		return "", false
 	}
+	s.waitReady()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, bits := range s.prefixLens {
@@ -553,6 +577,7 @@ func (s *Server) reportFresh() time.Duration { return 3 * s.opts.SyncTimeout }
 
 // Status returns every gateway's applied and latest revisions, peer statistics and report.
 func (s *Server) Status() (*api.StatusReport, error) {
+	s.waitReady()
 	s.mu.Lock()
 	statsFn := s.peerStats
 	s.mu.Unlock()
