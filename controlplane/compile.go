@@ -58,6 +58,9 @@ type compiler struct {
 	homeLinks map[string]map[string]bool
 	// eps are the gateways' known UDP endpoints (may be nil).
 	eps map[string]GatewayEndpoints
+	// managedVIP, if set, gives the VIP of the managed VirtualPresence of an (expose,
+	// site) pair, besides those in the index (the store keeps most of them compactly).
+	managedVIP func(expose, site string) (netip.Addr, bool)
 }
 
 // gatewayPrefix is the overlay prefix of a gateway that serves an existing site.
@@ -143,7 +146,10 @@ func (c *compiler) exposures() {
 			c.link(homeGw.Metadata.Name, siteGw.Metadata.Name, ov.Addr, prefix)
 			vip, ok := pinned[pair{svc.Metadata.Name, site}]
 			if !ok {
-				if vip, ok = managed[[2]string{en, site}]; !ok {
+				if vip, ok = managed[[2]string{en, site}]; !ok && c.managedVIP != nil {
+					vip, ok = c.managedVIP(en, site)
+				}
+				if !ok {
 					continue
 				}
 			}

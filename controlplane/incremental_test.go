@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/egw-project/egw/api"
 )
 
@@ -345,4 +347,33 @@ func TestPolicyChangeCompilesOnlyAffected(t *testing.T) {
 		t.Fatalf("an exposure change to one more site compiled %d snapshots, want 5 (gs3, gs4, gs5, gs7, hub)", w.LastSnapshotsCompiled)
 	}
 	checkAgainstFull(t, srv, "end")
+}
+
+// TestWorkMetrics: the collector exposes the work counters.
+func TestWorkMetrics(t *testing.T) {
+	srv := newServer(t, t.TempDir(), testConfig(), Options{})
+	mustApply(t, srv, twoSites)
+	mustApply(t, srv, `{"kind":"EPolicy","metadata":{"name":"p1"},"allowedServers":["c1","ghost"]}`)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(srv.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		if m.GetCounter() != nil {
+			got[mf.GetName()] = m.GetCounter().GetValue()
+		} else {
+			got[mf.GetName()] = m.GetGauge().GetValue()
+		}
+	}
+	w := srv.Work()
+	if got["egw_controlplane_writes_total"] != float64(w.Writes) || w.Writes < 2 ||
+		got["egw_controlplane_snapshots_compiled_total"] != float64(w.SnapshotsCompiled) ||
+		got["egw_controlplane_last_write_snapshots_compiled"] != 2 || got["egw_controlplane_last_write_objects_validated"] != 1 ||
+		got["egw_controlplane_gateways"] != 2 {
+		t.Fatalf("metrics %v, work %+v", got, w)
+	}
 }

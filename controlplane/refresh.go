@@ -306,10 +306,10 @@ func (s *Server) countLenLocked(bits, d int) {
 // compileAll compiles every gateway's snapshot from the whole model and rebuilds the
 // hub's parts.
 func (s *Server) compileAll(m *model) map[string]*api.Snapshot {
-	objs := make([]api.Object, 0, m.count())
-	m.forEach(func(o api.Object) { objs = append(objs, o) })
+	objs := make([]api.Object, 0, m.count()-len(m.mvps))
+	m.forEachButCompact(func(o api.Object) { objs = append(objs, o) })
 	ix := m.subIndex(objs)
-	c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps}
+	c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP}
 	c.exposures()
 	out := make(map[string]*api.Snapshot, len(c.names))
 	hub := newHubParts()
@@ -345,7 +345,7 @@ func (s *Server) compileChanged(m *model, changes []*change) (map[string]*api.Sn
 	hubDirty := hubGlobal
 	for _, site := range sites.sortedKeys() {
 		ix := m.subIndex(m.closure(site))
-		c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps}
+		c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP}
 		c.exposures()
 		for gw := range m.gwsBySite[site] {
 			snap := c.gateway(ix.gateways[gw])
@@ -534,8 +534,12 @@ func (m *model) closure(site string) []api.Object {
 		}
 		for _, t := range e.ESites {
 			addSite(t)
+			// Managed VirtualPresences kept as objects (not of the managed form); the
+			// compiler finds the others' VIPs through model.managedVIP.
 			for _, vp := range m.managedNames(pairKey{en, t}) {
-				add(m.vps[vp])
+				if v, ok := m.vps[vp]; ok {
+					add(v)
+				}
 			}
 		}
 		for _, pn := range e.EPolicys {

@@ -147,7 +147,7 @@ func gzipJSON(v any) ([]byte, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
-	return slices.Clip(b.Bytes()), nil
+	return bytes.Clone(b.Bytes()), nil
 }
 
 // encoded returns the JSON encoding of a kept snapshot (the hub's; compact,

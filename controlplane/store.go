@@ -396,9 +396,6 @@ func loadModel(tx Tx, cfg Config) (*model, error) {
 		if r.err != nil {
 			return nil, r.err
 		}
-		if vp, ok := r.obj.(*api.VirtualPresence); ok && isManaged(vp) {
-			m.intern(vp)
-		}
 		m.setRaw(r.key, r.obj)
 	}
 	raws = nil
@@ -577,7 +574,7 @@ func (s *Store) commitWrite(tx Tx, w *writeTx) (*change, error) {
 		if old == cur {
 			continue
 		}
-		if old != nil && cur != nil && api.Equal(old, cur) {
+		if old != nil && cur != nil && sameObject(old, cur) {
 			m.set(k, old)
 			continue
 		}
@@ -604,6 +601,9 @@ func (s *Store) commitWrite(tx Tx, w *writeTx) (*change, error) {
 			meta.CreationRevision = old.GetMeta().CreationRevision
 		} else {
 			meta.CreationRevision = newRev
+		}
+		if c, ok := m.mvps[meta.Name]; ok && cur.GetKind() == api.KindVirtualPresence {
+			c.rv, c.crev = meta.ResourceVersion, meta.CreationRevision // cur is a copy of it
 		}
 		if err := putObject(tx, k, cur); err != nil {
 			return nil, err
@@ -743,16 +743,29 @@ func loadCompactVPs(tx Tx, m *model) error {
 		if err1 != nil || err2 != nil {
 			return fmt.Errorf("store: VirtualPresence/%s: bad revisions", name)
 		}
-		vp := managedVP(m.labelsOf(f[1]), name, f[2], f[3], f[4])
+		vp := managedVP(labelsOf(f[1]), name, f[2], f[3], f[4])
 		vp.Metadata.ResourceVersion, vp.Metadata.CreationRevision = rv, crev
-		m.intern(vp)
-		m.setRaw(api.KindVirtualPresence+"/"+name, vp)
+		m.setVP(name, vp)
 		return nil
 	})
 	if errors.Is(err, errNoBucket) {
 		err = nil
 	}
 	return err
+}
+
+// sameObject reports whether a and b are the same object as a user wrote it (api.Equal),
+// comparing two managed VirtualPresences of the managed form field by field.
+func sameObject(a, b api.Object) bool {
+	va, ok1 := a.(*api.VirtualPresence)
+	vb, ok2 := b.(*api.VirtualPresence)
+	if ok1 && ok2 && va.Metadata.Name == vb.Metadata.Name &&
+		isManagedAs(va, va.VirtualIP, va.EServiceName, va.ESiteName, va.Metadata.Labels[LabelExpose]) &&
+		isManagedAs(vb, vb.VirtualIP, vb.EServiceName, vb.ESiteName, vb.Metadata.Labels[LabelExpose]) {
+		return va.VirtualIP == vb.VirtualIP && va.EServiceName == vb.EServiceName && va.ESiteName == vb.ESiteName &&
+			va.Metadata.Labels[LabelExpose] == vb.Metadata.Labels[LabelExpose]
+	}
+	return api.Equal(a, b)
 }
 
 // encodeStored marshals o without its status.
@@ -1060,7 +1073,7 @@ func (s *Store) Count(kind string) (int, int64, error) {
 		case api.KindServiceExpose:
 			n = len(m.exposes)
 		case api.KindVirtualPresence:
-			n = len(m.vps)
+			n = len(m.vps) + len(m.mvps)
 		}
 		return nil
 	})
