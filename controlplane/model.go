@@ -55,8 +55,8 @@ type model struct {
 	managedByPair map[pairKey]string
 	managedExtra  map[pairKey][]string
 
-	pinVPs           set             // hand-applied VirtualPresences with a virtualIp
-	keyOwners        map[string]set  // decoded WireGuard key -> gateways
+	pinVPs    set            // hand-applied VirtualPresences with a virtualIp
+	keyOwners map[string]set // decoded WireGuard key -> gateways
 
 	prefixOwner map[netip.Prefix]string
 	ovOwner     map[string]map[netip.Addr]string // gateway -> ov(S) -> service
@@ -99,7 +99,7 @@ func newModel(cfg Config) *model {
 		eps:   map[string]GatewayEndpoints{},
 		sites: map[string]*api.ESite{}, gateways: map[string]*api.EGateway{}, services: map[string]*api.EService{},
 		servers: map[string]*api.EServer{}, policies: map[string]*api.EPolicy{}, exposes: map[string]*api.ServiceExpose{},
-		vps:       map[string]*api.VirtualPresence{}, mvps: map[string]*mvp{},
+		vps: map[string]*api.VirtualPresence{}, mvps: map[string]*mvp{},
 		gwsBySite: map[string]set{}, servicesBySite: map[string]set{}, serversBySite: map[string]set{},
 		exposesByService: map[string]set{}, exposesBySite: map[string]set{}, exposesByPolicy: map[string]set{},
 		policiesByServer: map[string]set{}, managedByPair: map[pairKey]string{}, managedExtra: map[pairKey][]string{}, pinVPs: set{}, keyOwners: map[string]set{},
