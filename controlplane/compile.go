@@ -61,6 +61,10 @@ type compiler struct {
 	// managedVIP, if set, gives the VIP of the managed VirtualPresence of an (expose,
 	// site) pair, besides those in the index (the store keeps most of them compactly).
 	managedVIP func(expose, site string) (netip.Addr, bool)
+	// focus, if set, is the one site whose gateways' snapshots, relay rules and links are
+	// wanted: exposures are then looked at only for that site as a consumer and for the
+	// services at that site (the rest of a neighbourhood index is incomplete anyway).
+	focus string
 }
 
 // gatewayPrefix is the overlay prefix of a gateway that serves an existing site.
@@ -131,7 +135,7 @@ func (c *compiler) exposures() {
 		}
 		seen := map[string]bool{}
 		for _, site := range e.ESites {
-			if seen[site] {
+			if seen[site] || (c.focus != "" && site != c.focus && svc.ESiteName != c.focus) {
 				continue
 			}
 			seen[site] = true

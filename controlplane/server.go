@@ -36,7 +36,16 @@ type Options struct {
 	// once (default DefaultMaxPollsPerGateway). A poll beyond it ends the gateway's
 	// oldest waiting poll with 503 (see SyncHandler).
 	MaxPollsPerGateway int
+	// KeepDecoded is how many gateways' snapshots are kept decoded (as structs, encoded
+	// once when first sent); with more gateways than that, edges' snapshots are kept
+	// gzipped only (default DefaultKeepDecoded; negative: always gzipped).
+	KeepDecoded int
 }
+
+// DefaultKeepDecoded is Options.KeepDecoded's default: up to 2,000 gateways (~70 MB of
+// decoded snapshots) they are kept decoded, which spares the in-process watchers a decode;
+// beyond, kept gzipped (10,000 gateways: ~25 MB instead of ~350 MB).
+const DefaultKeepDecoded = 2000
 
 // DefaultMaxPollsPerGateway is how many sync long polls one gateway may have waiting.
 const DefaultMaxPollsPerGateway = 4
@@ -65,6 +74,8 @@ type Server struct {
 	hashes map[string][sha256.Size]byte
 	// hub holds the parts the hub's snapshot is assembled from (see refresh.go).
 	hub *hubParts
+	// gzipped: edges' snapshots are kept gzipped (Options.KeepDecoded).
+	gzipped bool
 	// work counts what the refreshes did.
 	work workCounters
 
@@ -101,7 +112,8 @@ type Server struct {
 }
 
 // gwSnap is the current snapshot of one gateway. The hub's is kept as it is (its own node
-// follows it in-process) and encoded once, on first request; an edge's is kept only as its
+// follows it in-process) and encoded once, on first request; so are the others in a fleet
+// of at most Options.KeepDecoded gateways. In a larger one an edge's is kept only as its
 // gzipped JSON encoding, which is what the sync endpoint sends (10,000 edges' snapshots
 // take ~25 MB so instead of ~350 MB), and decoded when asked for (Snapshot, Watch).
 type gwSnap struct {
@@ -202,6 +214,9 @@ func NewServer(store *Store, opts Options) (*Server, error) {
 	}
 	if opts.MaxPollsPerGateway <= 0 {
 		opts.MaxPollsPerGateway = DefaultMaxPollsPerGateway
+	}
+	if opts.KeepDecoded == 0 {
+		opts.KeepDecoded = DefaultKeepDecoded
 	}
 	id, err := store.ID()
 	if err != nil {
