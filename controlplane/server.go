@@ -390,7 +390,76 @@ func (s *Server) GatewayByAddr(addr netip.Addr) (string, bool) {
 }
 
 // MaxReportPaths bounds the paths kept from one report (api.Report.Paths).
-const MaxReportPaths = 4096
+const MaxReportPaths = 1024
+
+// maxReportDrops and maxReportPools bound the drop reasons and lease pools kept from one
+// report (a gateway has a handful of each).
+const (
+	maxReportDrops = 64
+	maxReportPools = 8
+)
+
+// boundDrops keeps the maxReportDrops reasons first by name, of at most 64 characters.
+func boundDrops(d map[string]uint64) map[string]uint64 {
+	keys := sortedKeys(d)
+	out := make(map[string]uint64, min(len(keys), maxReportDrops))
+	for _, k := range keys {
+		if len(out) == maxReportDrops {
+			break
+		}
+		if len(k) <= 64 {
+			out[k] = d[k]
+		}
+	}
+	return out
+}
+
+// cleanPaths keeps, of the paths gateway reported, at most MaxReportPaths to gateways that
+// exist (not itself), each once, with a mode of "direct" or "relayed" ("unknown"
+// otherwise) and an endpoint that parses: what a report can make the server keep is
+// bounded by the fleet, not by what an edge sends.
+func (s *Server) cleanPaths(gateway string, paths []api.PathStatus) []api.PathStatus {
+	if len(paths) == 0 {
+		return nil
+	}
+	var out []api.PathStatus
+	seen := map[string]bool{}
+	s.store.mu.RLock()
+	defer s.store.mu.RUnlock()
+	m := s.store.m
+	for _, p := range paths {
+		if len(out) == MaxReportPaths {
+			break
+		}
+		if m == nil || p.Peer == gateway || seen[p.Peer] {
+			continue
+		}
+		g, ok := m.gateways[p.Peer]
+		if !ok {
+			continue
+		}
+		seen[p.Peer] = true
+		p.Peer = g.Metadata.Name // the model's string, not the report's
+		switch p.Mode {
+		case "direct":
+			p.Mode = "direct"
+		case "relayed":
+			p.Mode = "relayed"
+		default:
+			p.Mode = "unknown"
+		}
+		if ap, err := netip.ParseAddrPort(p.Endpoint); err == nil {
+			p.Endpoint = ap.String()
+		} else {
+			p.Endpoint = ""
+		}
+		if p.RTTMS < 0 || p.RTTMS > 1e6 {
+			p.RTTMS = 0
+		}
+		out = append(out, p)
+	}
+	return out
+}
 
 // Report records a gateway's report. Its LAN candidates are stored (when they changed) and
 // reach the gateway's linked peers through their snapshots; its paths are kept in memory
@@ -400,9 +469,11 @@ func (s *Server) Report(gateway string, r api.Report) {
 	r.Received = s.opts.Now()
 	cands := cleanCandidates(r.Candidates)
 	r.Candidates = cands
-	if len(r.Paths) > MaxReportPaths {
-		r.Paths = r.Paths[:MaxReportPaths]
+	r.Paths = s.cleanPaths(gateway, r.Paths)
+	if len(r.Drops) > 0 {
+		r.Drops = boundDrops(r.Drops)
 	}
+	r.Leases = r.Leases[:min(len(r.Leases), maxReportPools)]
 	s.mu.Lock()
 	s.reports[gateway] = r
 	s.mu.Unlock()
