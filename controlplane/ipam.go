@@ -532,7 +532,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 	for _, p := range m.pins {
 		// A managed VIP a pin took must move.
 		if p.site != "" {
-			if vpn, ok := m.vipOwner[p.site][p.ip]; ok {
+			if vpn, ok := m.vipHolder(p.site, p.ip); ok {
 				if k, _, ok := m.managedPair(vpn); ok {
 					pairs[k] = true
 				}
@@ -585,7 +585,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 			o, _ := m.lookup(api.KindVirtualPresence, keep)
 			vp := o.(*api.VirtualPresence)
 			ip, err := netip.ParseAddr(vp.VirtualIP)
-			if err == nil && inLowerHalf(cidr, ip) && m.vipOwner[k.site][ip] == keep {
+			if holder, _ := m.vipHolder(k.site, ip); err == nil && inLowerHalf(cidr, ip) && holder == keep {
 				if _, pinned := m.pinAt(k.site, ip); !pinned {
 					if !isManagedAs(vp, vp.VirtualIP, e.EServiceName, k.site, k.expose) {
 						w.put(managedVP(labelsOf(k.expose), keep, e.EServiceName, k.site, vp.VirtualIP))
@@ -607,7 +607,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 			if done[k] {
 				continue
 			}
-			if n, ok := m.managedByPair[k]; ok {
+			if n, ok := m.firstManaged(k); ok {
 				if _, ip, _ := m.managedPair(n); ip.IsValid() {
 					continue
 				}
@@ -620,7 +620,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 		owners := m.vipOwner[j.key.site]
 		vip := ""
 		if ip, ok := allocLowestFunc(j.cidr, func(a netip.Addr) bool {
-			if _, used := owners[a]; used {
+			if _, used := owners[u32(a)]; used {
 				return true
 			}
 			_, pinned := m.pinAt(j.key.site, a)

@@ -49,18 +49,17 @@ type model struct {
 	exposesBySite    map[string]set // site -> exposures naming it in eSites
 	exposesByPolicy  map[string]set
 	policiesByServer map[string]set
-	// managedByPair maps an (expose, site) pair to its managed VirtualPresence (the first
-	// by name); managedExtra holds the others, should a pair have several (reconcile
-	// deletes them).
-	managedByPair map[pairKey]string
-	managedExtra  map[pairKey][]string
+	// irregular maps an (expose, site) pair to its managed VirtualPresences not named
+	// baseName(pair) (a name taken by another object, or several for one pair, which
+	// reconcile deletes); the one named baseName(pair), the usual case, needs no entry.
+	irregular map[pairKey][]string
 
 	pinVPs    set            // hand-applied VirtualPresences with a virtualIp
 	keyOwners map[string]set // decoded WireGuard key -> gateways
 
 	prefixOwner map[netip.Prefix]string
 	ovOwner     map[string]map[netip.Addr]string // gateway -> ov(S) -> service
-	vipOwner    map[string]map[netip.Addr]string // site -> VIP -> managed VirtualPresence
+	vipOwner    map[string]map[uint32]string     // site -> VIP -> managed VirtualPresence
 	// prefixHint is an index (subPrefix) below which every overlay prefix is taken.
 	prefixHint uint64
 	// unallocated are the gateways without an overlay prefix (none was left).
@@ -102,9 +101,9 @@ func newModel(cfg Config) *model {
 		vps: map[string]*api.VirtualPresence{}, mvps: map[string]*mvp{},
 		gwsBySite: map[string]set{}, servicesBySite: map[string]set{}, serversBySite: map[string]set{},
 		exposesByService: map[string]set{}, exposesBySite: map[string]set{}, exposesByPolicy: map[string]set{},
-		policiesByServer: map[string]set{}, managedByPair: map[pairKey]string{}, managedExtra: map[pairKey][]string{}, pinVPs: set{}, keyOwners: map[string]set{},
+		policiesByServer: map[string]set{}, irregular: map[pairKey][]string{}, pinVPs: set{}, keyOwners: map[string]set{},
 		prefixOwner: map[netip.Prefix]string{}, ovOwner: map[string]map[netip.Addr]string{},
-		vipOwner: map[string]map[netip.Addr]string{}, prefixHint: 1, sorted: map[string][]string{},
+		vipOwner: map[string]map[uint32]string{}, prefixHint: 1, sorted: map[string][]string{},
 		unallocated: set{},
 	}
 }
@@ -241,7 +240,13 @@ func (m *model) compactOf(vp *api.VirtualPresence) (*mvp, bool) {
 		}
 		c.vip = u32(ip)
 	}
-	// Share the strings with the objects they name.
+	m.share(c)
+	return c, true
+}
+
+// share makes c's strings those of the objects they name, so they take no memory of
+// their own.
+func (m *model) share(c *mvp) {
 	if e, ok := m.exposes[c.expose]; ok {
 		c.expose = e.Metadata.Name
 	}
@@ -251,7 +256,15 @@ func (m *model) compactOf(vp *api.VirtualPresence) (*mvp, bool) {
 	if st, ok := m.sites[c.site]; ok {
 		c.site = st.Metadata.Name
 	}
-	return c, true
+}
+
+// vipHolder returns the managed VirtualPresence holding ip at site.
+func (m *model) vipHolder(site string, ip netip.Addr) (string, bool) {
+	if !ip.Is4() {
+		return "", false
+	}
+	n, ok := m.vipOwner[site][u32(ip)]
+	return n, ok
 }
 
 // managedPair returns the (expose, site) pair and VIP of a managed VirtualPresence.
@@ -270,7 +283,7 @@ func (m *model) managedPair(name string) (pairKey, netip.Addr, bool) {
 // managedVIP returns the VIP of the managed VirtualPresence of a pair (the compiler's
 // view of them).
 func (m *model) managedVIP(expose, site string) (netip.Addr, bool) {
-	n, ok := m.managedByPair[pairKey{expose, site}]
+	n, ok := m.firstManaged(pairKey{expose, site})
 	if !ok {
 		return netip.Addr{}, false
 	}
@@ -365,50 +378,56 @@ func (m *model) setRaw(key string, o api.Object) {
 	}
 }
 
+// baseName is the name reconcile gives the managed VirtualPresence of a pair when it is
+// free (managedName).
+func baseName(k pairKey) string { return managedName(k.expose, k.site, func(string) bool { return false }) }
+
 func (m *model) addManaged(k pairKey, name string) {
-	first, ok := m.managedByPair[k]
-	switch {
-	case !ok:
-		m.managedByPair[k] = name
-	case name < first:
-		m.managedByPair[k] = name
-		m.managedExtra[k] = append(m.managedExtra[k], first)
-	default:
-		m.managedExtra[k] = append(m.managedExtra[k], name)
+	if name != baseName(k) {
+		m.irregular[k] = append(m.irregular[k], name)
 	}
 }
 
 func (m *model) delManaged(k pairKey, name string) {
-	extra := m.managedExtra[k]
-	if m.managedByPair[k] != name {
-		extra = slices.DeleteFunc(extra, func(n string) bool { return n == name })
-	} else if len(extra) == 0 {
-		delete(m.managedByPair, k)
-	} else {
-		i := slices.Index(extra, slices.Min(extra))
-		m.managedByPair[k] = extra[i]
-		extra = slices.Delete(extra, i, i+1)
-	}
+	extra := m.irregular[k]
 	if len(extra) == 0 {
-		delete(m.managedExtra, k)
+		return
+	}
+	extra = slices.DeleteFunc(extra, func(n string) bool { return n == name })
+	if len(extra) == 0 {
+		delete(m.irregular, k)
 	} else {
-		m.managedExtra[k] = extra
+		m.irregular[k] = extra
 	}
 }
 
 // managedNames returns the managed VirtualPresences of a pair, sorted by name.
 func (m *model) managedNames(k pairKey) []string {
-	first, ok := m.managedByPair[k]
-	if !ok {
-		return nil
+	var out []string
+	if base := baseName(k); m.isManagedFor(base, k) {
+		out = append(out, base)
 	}
-	extra := m.managedExtra[k]
-	if len(extra) == 0 {
-		return []string{first}
+	if extra := m.irregular[k]; len(extra) > 0 {
+		out = append(out, extra...)
+		slices.Sort(out)
 	}
-	out := append([]string{first}, extra...)
-	slices.Sort(out)
 	return out
+}
+
+// firstManaged returns the managed VirtualPresence of a pair (the first by name).
+func (m *model) firstManaged(k pairKey) (string, bool) {
+	if len(m.irregular[k]) == 0 {
+		base := baseName(k)
+		return base, m.isManagedFor(base, k)
+	}
+	names := m.managedNames(k)
+	return names[0], true
+}
+
+// isManagedFor reports whether name is a managed VirtualPresence of pair k.
+func (m *model) isManagedFor(name string, k pairKey) bool {
+	pk, _, ok := m.managedPair(name)
+	return ok && pk == k
 }
 
 // labelsOf returns the Labels of the managed VirtualPresences of expose.
@@ -858,23 +877,23 @@ func (m *model) setVP(name string, o api.Object) {
 
 func (m *model) indexManaged(name string, k pairKey, ip netip.Addr) {
 	m.addManaged(k, name)
-	if ip.IsValid() {
+	if ip.Is4() {
 		owners := m.vipOwner[k.site]
 		if owners == nil {
-			owners = map[netip.Addr]string{}
+			owners = map[uint32]string{}
 			m.vipOwner[k.site] = owners
 		}
-		if _, taken := owners[ip]; !taken {
-			owners[ip] = name
+		if _, taken := owners[u32(ip)]; !taken {
+			owners[u32(ip)] = name
 		}
 	}
 }
 
 func (m *model) unindexManaged(name string, k pairKey, ip netip.Addr) {
 	m.delManaged(k, name)
-	if ip.IsValid() {
-		if owners := m.vipOwner[k.site]; owners[ip] == name {
-			delete(owners, ip)
+	if ip.Is4() {
+		if owners := m.vipOwner[k.site]; owners[u32(ip)] == name {
+			delete(owners, u32(ip))
 			if len(owners) == 0 {
 				delete(m.vipOwner, k.site)
 			}

@@ -743,9 +743,21 @@ func loadCompactVPs(tx Tx, m *model) error {
 		if err1 != nil || err2 != nil {
 			return fmt.Errorf("store: VirtualPresence/%s: bad revisions", name)
 		}
-		vp := managedVP(labelsOf(f[1]), name, f[2], f[3], f[4])
-		vp.Metadata.ResourceVersion, vp.Metadata.CreationRevision = rv, crev
-		m.setVP(name, vp)
+		c := &mvp{expose: f[1], service: f[2], site: f[3], rv: rv, crev: crev}
+		if f[4] != "" {
+			ip, err := netip.ParseAddr(f[4])
+			if err != nil || !ip.Is4() {
+				return fmt.Errorf("store: VirtualPresence/%s: bad VIP %q", name, f[4])
+			}
+			c.vip = u32(ip)
+		}
+		m.share(c)
+		if m.hasVP(name) {
+			m.setVP(name, nil) // also stored as JSON by a version before the bucket
+		}
+		m.mvps[name] = c
+		ip, _ := c.vipAddr()
+		m.indexManaged(name, pairKey{c.expose, c.site}, ip)
 		return nil
 	})
 	if errors.Is(err, errNoBucket) {
