@@ -472,7 +472,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 	// ov(S): every exposed service whose site has a gateway with a prefix, in the lower
 	// half of that prefix.
 	for s := range sites {
-		for svc := range m.servicesBySite[s] {
+		for svc := range m.servicesBySite.all(s) {
 			svcs[svc] = struct{}{}
 		}
 	}
@@ -497,7 +497,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 		if !ok {
 			continue
 		}
-		for svc := range m.servicesBySite[g.ESiteName] {
+		for svc := range m.servicesBySite.all(g.ESiteName) {
 			if _, done := svcs[svc]; done {
 				continue
 			}
@@ -520,12 +520,12 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 	// Managed VirtualPresences: one per (exposure, site with a gateway) that no pin
 	// covers, each with a VIP of the lower half of that gateway's VP CIDR.
 	for s := range sites {
-		for en := range m.exposesBySite[s] {
+		for en := range m.exposesBySite.all(s) {
 			pairs[pairKey{en, s}] = true
 		}
 	}
 	for _, pp := range pinChanges(oldPins, m.pins) {
-		for en := range m.exposesByService[pp[0]] {
+		for en := range m.exposesByService.all(pp[0]) {
 			pairs[pairKey{en, pp[1]}] = true
 		}
 	}
@@ -602,7 +602,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 		if !ok {
 			continue
 		}
-		for _, en := range m.exposesBySite[s].sortedKeys() {
+		for _, en := range m.exposesBySite.sorted(s) {
 			k := pairKey{en, s}
 			if done[k] {
 				continue
@@ -645,7 +645,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 // svc should have one: it exists, is exposed, and its site has a gateway with a prefix.
 func (m *model) serviceHome(svc string) (string, netip.Prefix, bool) {
 	v, ok := m.services[svc]
-	if !ok || len(m.exposesByService[svc]) == 0 {
+	if !ok || m.exposesByService.count(svc) == 0 {
 		return "", netip.Prefix{}, false
 	}
 	g, ok := m.siteGateway(v.ESiteName)

@@ -200,7 +200,7 @@ func fillObjectStatus(m *model, o api.Object) {
 	siteWithGateway := func(s string) {
 		if _, ok := m.sites[s]; !ok {
 			miss("ESite %q not found", s)
-		} else if len(m.gwsBySite[s]) == 0 {
+		} else if m.gwsBySite.count(s) == 0 {
 			miss("ESite %q has no EGateway", s)
 		}
 	}
@@ -208,7 +208,7 @@ func fillObjectStatus(m *model, o api.Object) {
 	// gwBySite).
 	firstGateway := func(s string) (*api.EGateway, bool) {
 		first := ""
-		for n := range m.gwsBySite[s] {
+		for n := range m.gwsBySite.all(s) {
 			if first == "" || n < first {
 				first = n
 			}
@@ -256,7 +256,7 @@ func fillObjectStatus(m *model, o api.Object) {
 		if a, ok := m.ipam.Services[n]; ok {
 			st.OverlayIP = a.Addr.String()
 			allocated()
-		} else if g, ok := m.siteGateway(v.ESiteName); ok && len(m.exposesByService[n]) > 0 {
+		} else if g, ok := m.siteGateway(v.ESiteName); ok && m.exposesByService.count(n) > 0 {
 			if p, ok := m.ipam.Gateways[g.Metadata.Name]; ok {
 				lo, hi, _ := lowerHalf(p)
 				allocFailed(fmt.Sprintf("no free overlay address left in %s-%s of EGateway %q", addrOf(lo), addrOf(hi), g.Metadata.Name))
@@ -334,7 +334,7 @@ func fillObjectStatus(m *model, o api.Object) {
 
 // exposedTo reports whether some ServiceExpose exposes service to site.
 func (m *model) exposedTo(service, site string) bool {
-	for en := range m.exposesByService[service] {
+	for en := range m.exposesByService.all(service) {
 		if slices.Contains(m.exposes[en].ESites, site) {
 			return true
 		}
