@@ -15,7 +15,7 @@ import (
 // reconcile brings the IPAM state and the managed VirtualPresences in st in line with
 // the objects in st, keeping every allocation that is still valid (allocations are
 // stable across re-applies and restarts) and taking the lowest free address for new ones.
-// Exhaustion leaves the allocation out; fillStatus reports it as a condition.
+// Exhaustion leaves the allocation out; the status reports it as a condition.
 //
 //   - every EGateway gets an overlay prefix; the hub (cfg.HubGateway) always the first;
 //   - every exposed EService whose site has a gateway gets ov(S) in the lower half of
@@ -57,7 +57,7 @@ func reconcileIndex(st *State, ix *index, cfg Config) {
 		for {
 			p, ok := subPrefix(cfg.OverlayCIDR, cfg.OverlayPrefixLen, i)
 			if !ok {
-				break // exhausted: fillStatus reports it
+				break // exhausted: the status reports it
 			}
 			i++
 			if !usedPrefix[p] {

@@ -56,9 +56,10 @@ const DefaultSyncTimeout = 30 * time.Second
 // Server is the control plane: the store, the compiled snapshots of every gateway and the
 // reports gateways sent. Its methods are safe for concurrent use.
 //
-// A refresh compiles and compares every snapshot with only refreshMu held (refreshes run
-// one at a time) and then swaps the results in under mu, so readers (Snapshot, Watch,
-// GatewayByAddr, Report, Status) never wait for a compile.
+// A refresh compiles and compares the affected snapshots with refreshMu held (refreshes
+// run one at a time) and the store's read lock, and then swaps the results in under mu,
+// so readers of the snapshots (Snapshot, Watch, GatewayByAddr, Report) never wait for a
+// compile.
 type Server struct {
 	cfg   Config
 	store *Store

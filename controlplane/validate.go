@@ -10,7 +10,7 @@ import (
 
 // validateState checks the rules that span objects, on the state a write would produce.
 // Rules whose objects are not all present are not checked (references may dangle); what
-// is missing shows as a condition instead (fillStatus).
+// is missing shows as a condition instead (fillObjectStatus).
 func validateState(st *State, cfg Config) error { return validateIndex(indexState(st), cfg) }
 
 // validateIndex is validateState on an index of the state.
