@@ -215,3 +215,22 @@ func TestLegacyIPAMBlobMoved(t *testing.T) {
 		t.Fatalf("after the move: %+v", again.IPAM)
 	}
 }
+
+func TestSiteGateway(t *testing.T) {
+	s := openStore(t, t.TempDir(), testConfig())
+	mustApply(t, s, twoSites+`{"kind":"ESite","metadata":{"name":"empty"}}`)
+	for _, c := range []struct {
+		site   string
+		gw     string
+		exists bool
+	}{{"site-a", "gw-a", true}, {"empty", "", true}, {"nowhere", "", false}} {
+		g, exists, err := s.SiteGateway(c.site)
+		name := ""
+		if g != nil {
+			name = g.Metadata.Name
+		}
+		if err != nil || exists != c.exists || name != c.gw {
+			t.Errorf("%s: %q %v %v", c.site, name, exists, err)
+		}
+	}
+}

@@ -310,15 +310,37 @@ func (s *Store) Load() (*State, error) {
 	return st, nil
 }
 
-// loadShared returns the latest state; its objects are shared with the model and must
-// not be modified. It builds a map of every object.
+// loadShared returns the latest state but the managed VirtualPresences the model keeps
+// compactly (a state for looking the user's objects up); its objects are shared with the
+// model and must not be modified. It builds a map of every object: for a path that runs
+// per request, SiteGateway answers what it is mostly asked.
 func (s *Store) loadShared() (*State, error) {
 	var st *State
 	err := s.read(func(m *model) error {
-		st = m.state()
+		st = &State{Revision: m.rev, Objects: make(map[string]api.Object, m.count()-len(m.mvps)), IPAM: m.ipam.clone(),
+			Endpoints: make(map[string]GatewayEndpoints, len(m.eps))}
+		m.forEachButCompact(func(o api.Object) { st.Objects[api.Key(o)] = o })
+		for k, e := range m.eps {
+			st.Endpoints[k] = e
+		}
 		return nil
 	})
 	return st, err
+}
+
+// SiteGateway reports whether site exists and returns the gateway serving it, if any (a
+// copy).
+func (s *Store) SiteGateway(site string) (*api.EGateway, bool, error) {
+	var g *api.EGateway
+	exists := false
+	err := s.read(func(m *model) error {
+		_, exists = m.sites[site]
+		if sg, ok := m.siteGateway(site); ok {
+			g = api.DeepCopy(sg).(*api.EGateway)
+		}
+		return nil
+	})
+	return g, exists, err
 }
 
 // Revision returns the latest revision.
