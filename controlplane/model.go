@@ -2,9 +2,11 @@ package controlplane
 
 import (
 	"encoding/base64"
+	"iter"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/egw-project/egw/api"
 )
@@ -35,29 +37,30 @@ type model struct {
 	servers  map[string]*api.EServer
 	policies map[string]*api.EPolicy
 	exposes  map[string]*api.ServiceExpose
-	vps      map[string]*api.VirtualPresence
+	vps      map[string]*api.VirtualPresence // all but the compact ones
+	// mvps holds the managed VirtualPresences of the managed form (isManagedAs), the
+	// vast majority (one per exposure and site), compactly; they are made into objects
+	// when asked for (lookup, forEach).
+	mvps map[string]*mvp
 
-	gwsBySite        map[string]set // site -> gateways naming it
-	servicesBySite   map[string]set
-	serversBySite    map[string]set
-	exposesByService map[string]set
-	exposesBySite    map[string]set // site -> exposures naming it in eSites
-	exposesByPolicy  map[string]set
-	policiesByServer map[string]set
-	// managedByPair maps an (expose, site) pair to its managed VirtualPresence (the first
-	// by name); managedExtra holds the others, should a pair have several (reconcile
-	// deletes them).
-	managedByPair map[pairKey]string
-	managedExtra  map[pairKey][]string
-	// labels holds the one Labels map shared by the managed VirtualPresences of each
-	// exposure (they are never modified in place).
-	labels map[string]map[string]string
-	pinVPs           set             // hand-applied VirtualPresences with a virtualIp
-	keyOwners        map[string]set  // decoded WireGuard key -> gateways
+	gwsBySite        multi // site -> gateways naming it
+	servicesBySite   multi
+	serversBySite    multi
+	exposesByService multi
+	exposesBySite    multi // site -> exposures naming it in eSites
+	exposesByPolicy  multi
+	policiesByServer multi
+	// irregular maps an (expose, site) pair to its managed VirtualPresences not named
+	// baseName(pair) (a name taken by another object, or several for one pair, which
+	// reconcile deletes); the one named baseName(pair), the usual case, needs no entry.
+	irregular map[pairKey][]string
+
+	pinVPs    set   // hand-applied VirtualPresences with a virtualIp
+	keyOwners multi // decoded WireGuard key -> gateways
 
 	prefixOwner map[netip.Prefix]string
 	ovOwner     map[string]map[netip.Addr]string // gateway -> ov(S) -> service
-	vipOwner    map[string]map[netip.Addr]string // site -> VIP -> managed VirtualPresence
+	vipOwner    map[string]map[uint32]string     // site -> VIP -> managed VirtualPresence
 	// prefixHint is an index (subPrefix) below which every overlay prefix is taken.
 	prefixHint uint64
 	// unallocated are the gateways without an overlay prefix (none was left).
@@ -74,7 +77,9 @@ type model struct {
 	pinIP   map[string]map[netip.Addr]*pin
 
 	// sorted caches the sorted names of each kind; a kind's entry is dropped when an
-	// object of it is added or removed.
+	// object of it is added or removed (under the Store's write lock). sortMu guards it
+	// between readers, which share the Store's lock.
+	sortMu sync.Mutex
 	sorted map[string][]string
 
 	// undo, while a write runs (logging), holds how to revert each change, in order.
@@ -83,6 +88,102 @@ type model struct {
 }
 
 type set map[string]struct{}
+
+// multi maps a key to a set of names. Most keys have one (a service's exposure, a site's
+// gateway), kept without a map of its own: a map per key cost ~200 bytes each.
+type multi struct {
+	one  map[string]string
+	many map[string]set
+}
+
+func newMulti() multi { return multi{one: map[string]string{}, many: map[string]set{}} }
+
+func (x multi) add(k, v string) {
+	if s, ok := x.many[k]; ok {
+		s[v] = struct{}{}
+		return
+	}
+	if o, ok := x.one[k]; ok {
+		if o == v {
+			return
+		}
+		delete(x.one, k)
+		x.many[k] = set{o: {}, v: {}}
+		return
+	}
+	x.one[k] = v
+}
+
+func (x multi) del(k, v string) {
+	if s, ok := x.many[k]; ok {
+		delete(s, v)
+		if len(s) == 1 {
+			delete(x.many, k)
+			for o := range s {
+				x.one[k] = o
+			}
+		}
+		return
+	}
+	if x.one[k] == v {
+		delete(x.one, k)
+	}
+}
+
+func (x multi) count(k string) int {
+	if s, ok := x.many[k]; ok {
+		return len(s)
+	}
+	if _, ok := x.one[k]; ok {
+		return 1
+	}
+	return 0
+}
+
+// all yields the names of k, in no order.
+func (x multi) all(k string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if s, ok := x.many[k]; ok {
+			for v := range s {
+				if !yield(v) {
+					return
+				}
+			}
+			return
+		}
+		if v, ok := x.one[k]; ok {
+			yield(v)
+		}
+	}
+}
+
+func (x multi) sorted(k string) []string {
+	if s, ok := x.many[k]; ok {
+		return sortedKeys(s)
+	}
+	if v, ok := x.one[k]; ok {
+		return []string{v}
+	}
+	return nil
+}
+
+// keys yields every key that has a name.
+func (x multi) keys() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for k := range x.one {
+			if !yield(k) {
+				return
+			}
+		}
+		for k := range x.many {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func (x multi) size() int { return len(x.one) + len(x.many) }
 
 func (s set) sortedKeys() []string { return sortedKeys(s) }
 
@@ -94,13 +195,12 @@ func newModel(cfg Config) *model {
 		eps:   map[string]GatewayEndpoints{},
 		sites: map[string]*api.ESite{}, gateways: map[string]*api.EGateway{}, services: map[string]*api.EService{},
 		servers: map[string]*api.EServer{}, policies: map[string]*api.EPolicy{}, exposes: map[string]*api.ServiceExpose{},
-		vps:       map[string]*api.VirtualPresence{},
-		gwsBySite: map[string]set{}, servicesBySite: map[string]set{}, serversBySite: map[string]set{},
-		exposesByService: map[string]set{}, exposesBySite: map[string]set{}, exposesByPolicy: map[string]set{},
-		policiesByServer: map[string]set{}, managedByPair: map[pairKey]string{}, managedExtra: map[pairKey][]string{},
-		labels: map[string]map[string]string{}, pinVPs: set{}, keyOwners: map[string]set{},
+		vps: map[string]*api.VirtualPresence{}, mvps: map[string]*mvp{},
+		gwsBySite: newMulti(), servicesBySite: newMulti(), serversBySite: newMulti(),
+		exposesByService: newMulti(), exposesBySite: newMulti(), exposesByPolicy: newMulti(),
+		policiesByServer: newMulti(), irregular: map[pairKey][]string{}, pinVPs: set{}, keyOwners: newMulti(),
 		prefixOwner: map[netip.Prefix]string{}, ovOwner: map[string]map[netip.Addr]string{},
-		vipOwner: map[string]map[netip.Addr]string{}, prefixHint: 1, sorted: map[string][]string{},
+		vipOwner: map[string]map[uint32]string{}, prefixHint: 1, sorted: map[string][]string{},
 		unallocated: set{},
 	}
 }
@@ -179,9 +279,113 @@ func (m *model) lookup(kind, name string) (api.Object, bool) {
 	case api.KindVirtualPresence:
 		if v, ok := m.vps[name]; ok {
 			o = v
+		} else if c, ok := m.mvps[name]; ok {
+			o = c.object(name)
 		}
 	}
 	return o, o != nil
+}
+
+// hasVP reports whether a VirtualPresence of that name exists.
+func (m *model) hasVP(name string) bool {
+	if _, ok := m.vps[name]; ok {
+		return true
+	}
+	_, ok := m.mvps[name]
+	return ok
+}
+
+// mvp is a managed VirtualPresence of the managed form: labels egw.io/managed and
+// egw.io/expose only, no annotations, kind and apiVersion set. Its strings are shared with
+// the objects they name.
+type mvp struct {
+	expose, service, site string
+	vip                   uint32 // 0: none (exhausted)
+	rv, crev              int64
+}
+
+func (c *mvp) vipAddr() (netip.Addr, bool) {
+	if c.vip == 0 {
+		return netip.Addr{}, false
+	}
+	return addrOf(c.vip), true
+}
+
+// object makes the VirtualPresence c stands for.
+func (c *mvp) object(name string) *api.VirtualPresence {
+	vip := ""
+	if a, ok := c.vipAddr(); ok {
+		vip = a.String()
+	}
+	vp := managedVP(labelsOf(c.expose), name, c.service, c.site, vip)
+	vp.Metadata.ResourceVersion, vp.Metadata.CreationRevision = c.rv, c.crev
+	return vp
+}
+
+// compactOf returns the compact form of vp, if it has the managed form.
+func (m *model) compactOf(vp *api.VirtualPresence) (*mvp, bool) {
+	expose := vp.Metadata.Labels[LabelExpose]
+	if !isManagedAs(vp, vp.VirtualIP, vp.EServiceName, vp.ESiteName, expose) {
+		return nil, false
+	}
+	c := &mvp{expose: expose, service: vp.EServiceName, site: vp.ESiteName,
+		rv: vp.Metadata.ResourceVersion, crev: vp.Metadata.CreationRevision}
+	if vp.VirtualIP != "" {
+		ip, err := netip.ParseAddr(vp.VirtualIP)
+		if err != nil || !ip.Is4() || ip == netip.IPv4Unspecified() {
+			return nil, false
+		}
+		c.vip = u32(ip)
+	}
+	m.share(c)
+	return c, true
+}
+
+// share makes c's strings those of the objects they name, so they take no memory of
+// their own.
+func (m *model) share(c *mvp) {
+	if e, ok := m.exposes[c.expose]; ok {
+		c.expose = e.Metadata.Name
+	}
+	if v, ok := m.services[c.service]; ok {
+		c.service = v.Metadata.Name
+	}
+	if st, ok := m.sites[c.site]; ok {
+		c.site = st.Metadata.Name
+	}
+}
+
+// vipHolder returns the managed VirtualPresence holding ip at site.
+func (m *model) vipHolder(site string, ip netip.Addr) (string, bool) {
+	if !ip.Is4() {
+		return "", false
+	}
+	n, ok := m.vipOwner[site][u32(ip)]
+	return n, ok
+}
+
+// managedPair returns the (expose, site) pair and VIP of a managed VirtualPresence.
+func (m *model) managedPair(name string) (pairKey, netip.Addr, bool) {
+	if c, ok := m.mvps[name]; ok {
+		ip, _ := c.vipAddr()
+		return pairKey{c.expose, c.site}, ip, true
+	}
+	if v, ok := m.vps[name]; ok && isManaged(v) {
+		ip, _ := netip.ParseAddr(v.VirtualIP)
+		return pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, ip, true
+	}
+	return pairKey{}, netip.Addr{}, false
+}
+
+// managedVIP returns the VIP of the managed VirtualPresence of a pair (the compiler's
+// view of them).
+func (m *model) managedVIP(expose, site string) (netip.Addr, bool) {
+	n, ok := m.firstManaged(pairKey{expose, site})
+	if !ok {
+		return netip.Addr{}, false
+	}
+	_, ip, _ := m.managedPair(n)
+	return ip, ip.IsValid()
 }
 
 // forEach calls fn for every object.
@@ -207,11 +411,40 @@ func (m *model) forEach(fn func(api.Object)) {
 	for _, v := range m.vps {
 		fn(v)
 	}
+	for n, c := range m.mvps {
+		fn(c.object(n))
+	}
+}
+
+// forEachButCompact calls fn for every object but the compact managed VirtualPresences
+// (what the compiler needs of those is managedVIP).
+func (m *model) forEachButCompact(fn func(api.Object)) {
+	for _, v := range m.sites {
+		fn(v)
+	}
+	for _, v := range m.gateways {
+		fn(v)
+	}
+	for _, v := range m.services {
+		fn(v)
+	}
+	for _, v := range m.servers {
+		fn(v)
+	}
+	for _, v := range m.policies {
+		fn(v)
+	}
+	for _, v := range m.exposes {
+		fn(v)
+	}
+	for _, v := range m.vps {
+		fn(v)
+	}
 }
 
 // count is the number of objects.
 func (m *model) count() int {
-	return len(m.sites) + len(m.gateways) + len(m.services) + len(m.servers) + len(m.policies) + len(m.exposes) + len(m.vps)
+	return len(m.sites) + len(m.gateways) + len(m.services) + len(m.servers) + len(m.policies) + len(m.exposes) + len(m.vps) + len(m.mvps)
 }
 
 // set puts o under key (nil removes it), keeping the indexes.
@@ -225,6 +458,10 @@ func (m *model) set(key string, o api.Object) {
 }
 
 func (m *model) setRaw(key string, o api.Object) {
+	if name, ok := strings.CutPrefix(key, api.KindVirtualPresence+"/"); ok {
+		m.setVP(name, o)
+		return
+	}
 	if old, ok := m.get(key); ok {
 		m.unindex(old)
 		if o == nil {
@@ -238,83 +475,63 @@ func (m *model) setRaw(key string, o api.Object) {
 	}
 }
 
+// baseName is the name reconcile gives the managed VirtualPresence of a pair when it is
+// free (managedName).
+func baseName(k pairKey) string {
+	return managedName(k.expose, k.site, func(string) bool { return false })
+}
+
 func (m *model) addManaged(k pairKey, name string) {
-	first, ok := m.managedByPair[k]
-	switch {
-	case !ok:
-		m.managedByPair[k] = name
-	case name < first:
-		m.managedByPair[k] = name
-		m.managedExtra[k] = append(m.managedExtra[k], first)
-	default:
-		m.managedExtra[k] = append(m.managedExtra[k], name)
+	if name != baseName(k) {
+		m.irregular[k] = append(m.irregular[k], name)
 	}
 }
 
 func (m *model) delManaged(k pairKey, name string) {
-	extra := m.managedExtra[k]
-	if m.managedByPair[k] != name {
-		extra = slices.DeleteFunc(extra, func(n string) bool { return n == name })
-	} else if len(extra) == 0 {
-		delete(m.managedByPair, k)
-	} else {
-		i := slices.Index(extra, slices.Min(extra))
-		m.managedByPair[k] = extra[i]
-		extra = slices.Delete(extra, i, i+1)
-	}
+	extra := m.irregular[k]
 	if len(extra) == 0 {
-		delete(m.managedExtra, k)
+		return
+	}
+	extra = slices.DeleteFunc(extra, func(n string) bool { return n == name })
+	if len(extra) == 0 {
+		delete(m.irregular, k)
 	} else {
-		m.managedExtra[k] = extra
+		m.irregular[k] = extra
 	}
 }
 
 // managedNames returns the managed VirtualPresences of a pair, sorted by name.
 func (m *model) managedNames(k pairKey) []string {
-	first, ok := m.managedByPair[k]
-	if !ok {
-		return nil
+	var out []string
+	if base := baseName(k); m.isManagedFor(base, k) {
+		out = append(out, base)
 	}
-	extra := m.managedExtra[k]
-	if len(extra) == 0 {
-		return []string{first}
+	if extra := m.irregular[k]; len(extra) > 0 {
+		out = append(out, extra...)
+		slices.Sort(out)
 	}
-	out := append([]string{first}, extra...)
-	slices.Sort(out)
 	return out
 }
 
-// labelsOf returns the shared Labels map of the managed VirtualPresences of expose.
-func (m *model) labelsOf(expose string) map[string]string {
-	l, ok := m.labels[expose]
-	if !ok {
-		l = map[string]string{LabelManaged: "true", LabelExpose: expose}
-		m.labels[expose] = l
+// firstManaged returns the managed VirtualPresence of a pair (the first by name).
+func (m *model) firstManaged(k pairKey) (string, bool) {
+	if len(m.irregular[k]) == 0 {
+		base := baseName(k)
+		return base, m.isManagedFor(base, k)
 	}
-	return l
+	names := m.managedNames(k)
+	return names[0], true
 }
 
-// intern makes a managed VirtualPresence read from the store share its Labels map and
-// the strings naming its service and site with what is already loaded.
-func (m *model) intern(vp *api.VirtualPresence) {
-	l := vp.Metadata.Labels
-	if len(l) == 2 && l[LabelManaged] == "true" {
-		if e, ok := l[LabelExpose]; ok {
-			vp.Metadata.Labels = m.labelsOf(e)
-		}
-	}
-	if v, ok := m.services[vp.EServiceName]; ok {
-		vp.EServiceName = v.Metadata.Name
-	}
-	if s, ok := m.sites[vp.ESiteName]; ok {
-		vp.ESiteName = s.Metadata.Name
-	}
-	if vp.Kind == api.KindVirtualPresence {
-		vp.Kind = api.KindVirtualPresence
-	}
-	if vp.APIVersion == "v1" {
-		vp.APIVersion = "v1"
-	}
+// isManagedFor reports whether name is a managed VirtualPresence of pair k.
+func (m *model) isManagedFor(name string, k pairKey) bool {
+	pk, _, ok := m.managedPair(name)
+	return ok && pk == k
+}
+
+// labelsOf returns the Labels of the managed VirtualPresences of expose.
+func labelsOf(expose string) map[string]string {
+	return map[string]string{LabelManaged: "true", LabelExpose: expose}
 }
 
 // keyID is the identity of a WireGuard key: its 32 bytes (two base64 spellings of one key
@@ -346,48 +563,39 @@ func (m *model) index(o api.Object) {
 		m.sites[n] = v
 	case *api.EGateway:
 		m.gateways[n] = v
-		addTo(m.gwsBySite, v.ESiteName, n)
+		m.gwsBySite.add(v.ESiteName, n)
 		if _, ok := m.ipam.Gateways[n]; !ok {
 			m.unallocated[n] = struct{}{}
 		}
 		if k := m.gatewayKey(v); k != "" {
-			addTo(m.keyOwners, k, n)
+			m.keyOwners.add(k, n)
 		}
 	case *api.EService:
 		m.services[n] = v
-		addTo(m.servicesBySite, v.ESiteName, n)
+		m.servicesBySite.add(v.ESiteName, n)
 	case *api.EServer:
 		m.servers[n] = v
-		addTo(m.serversBySite, v.ESiteName, n)
+		m.serversBySite.add(v.ESiteName, n)
 	case *api.EPolicy:
 		m.policies[n] = v
 		for _, s := range v.AllowedServers {
-			addTo(m.policiesByServer, s, n)
+			m.policiesByServer.add(s, n)
 		}
 	case *api.ServiceExpose:
 		m.exposes[n] = v
-		addTo(m.exposesByService, v.EServiceName, n)
+		m.exposesByService.add(v.EServiceName, n)
 		for _, s := range v.ESites {
-			addTo(m.exposesBySite, s, n)
+			m.exposesBySite.add(s, n)
 		}
 		for _, p := range v.EPolicys {
-			addTo(m.exposesByPolicy, p, n)
+			m.exposesByPolicy.add(p, n)
 		}
 	case *api.VirtualPresence:
 		m.vps[n] = v
 		switch {
 		case isManaged(v):
-			m.addManaged(pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, n)
-			if ip, err := netip.ParseAddr(v.VirtualIP); err == nil {
-				owners := m.vipOwner[v.ESiteName]
-				if owners == nil {
-					owners = map[netip.Addr]string{}
-					m.vipOwner[v.ESiteName] = owners
-				}
-				if _, taken := owners[ip]; !taken {
-					owners[ip] = n
-				}
-			}
+			ip, _ := netip.ParseAddr(v.VirtualIP)
+			m.indexManaged(n, pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, ip)
 		case v.VirtualIP != "":
 			m.pinVPs[n] = struct{}{}
 		}
@@ -401,44 +609,37 @@ func (m *model) unindex(o api.Object) {
 		delete(m.sites, n)
 	case *api.EGateway:
 		delete(m.gateways, n)
-		delFrom(m.gwsBySite, v.ESiteName, n)
+		m.gwsBySite.del(v.ESiteName, n)
 		delete(m.unallocated, n)
 		if k := m.gatewayKey(v); k != "" {
-			delFrom(m.keyOwners, k, n)
+			m.keyOwners.del(k, n)
 		}
 	case *api.EService:
 		delete(m.services, n)
-		delFrom(m.servicesBySite, v.ESiteName, n)
+		m.servicesBySite.del(v.ESiteName, n)
 	case *api.EServer:
 		delete(m.servers, n)
-		delFrom(m.serversBySite, v.ESiteName, n)
+		m.serversBySite.del(v.ESiteName, n)
 	case *api.EPolicy:
 		delete(m.policies, n)
 		for _, s := range v.AllowedServers {
-			delFrom(m.policiesByServer, s, n)
+			m.policiesByServer.del(s, n)
 		}
 	case *api.ServiceExpose:
 		delete(m.exposes, n)
-		delFrom(m.exposesByService, v.EServiceName, n)
+		m.exposesByService.del(v.EServiceName, n)
 		for _, s := range v.ESites {
-			delFrom(m.exposesBySite, s, n)
+			m.exposesBySite.del(s, n)
 		}
 		for _, p := range v.EPolicys {
-			delFrom(m.exposesByPolicy, p, n)
+			m.exposesByPolicy.del(p, n)
 		}
 	case *api.VirtualPresence:
 		delete(m.vps, n)
 		switch {
 		case isManaged(v):
-			m.delManaged(pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, n)
-			if ip, err := netip.ParseAddr(v.VirtualIP); err == nil {
-				if owners := m.vipOwner[v.ESiteName]; owners[ip] == n {
-					delete(owners, ip)
-					if len(owners) == 0 {
-						delete(m.vipOwner, v.ESiteName)
-					}
-				}
-			}
+			ip, _ := netip.ParseAddr(v.VirtualIP)
+			m.unindexManaged(n, pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, ip)
 		case v.VirtualIP != "":
 			delete(m.pinVPs, n)
 		}
@@ -577,15 +778,14 @@ func (m *model) siteGateway(site string) (*api.EGateway, bool) {
 	if _, ok := m.sites[site]; !ok {
 		return nil, false
 	}
-	gws := m.gwsBySite[site]
-	if len(gws) == 0 {
-		return nil, false
-	}
 	first := ""
-	for n := range gws {
+	for n := range m.gwsBySite.all(site) {
 		if first == "" || n < first {
 			first = n
 		}
+	}
+	if first == "" {
+		return nil, false
 	}
 	return m.gateways[first], true
 }
@@ -593,14 +793,14 @@ func (m *model) siteGateway(site string) (*api.EGateway, bool) {
 // linkedSites adds to out the sites linked with site by an exposure: those its services
 // are exposed to and those whose services are exposed to it.
 func (m *model) linkedSites(site string, out set) {
-	for svc := range m.servicesBySite[site] {
-		for en := range m.exposesByService[svc] {
+	for svc := range m.servicesBySite.all(site) {
+		for en := range m.exposesByService.all(svc) {
 			for _, s := range m.exposes[en].ESites {
 				out[s] = struct{}{}
 			}
 		}
 	}
-	for en := range m.exposesBySite[site] {
+	for en := range m.exposesBySite.all(site) {
 		if svc, ok := m.services[m.exposes[en].EServiceName]; ok {
 			out[svc.ESiteName] = struct{}{}
 		}
@@ -609,6 +809,8 @@ func (m *model) linkedSites(site string, out set) {
 
 // sortedNames returns the names of kind, sorted (shared: do not modify).
 func (m *model) sortedNames(kind string) []string {
+	m.sortMu.Lock()
+	defer m.sortMu.Unlock()
 	if names, ok := m.sorted[kind]; ok {
 		return names
 	}
@@ -627,7 +829,14 @@ func (m *model) sortedNames(kind string) []string {
 	case api.KindServiceExpose:
 		names = sortedKeys(m.exposes)
 	case api.KindVirtualPresence:
-		names = sortedKeys(m.vps)
+		names = make([]string, 0, len(m.vps)+len(m.mvps))
+		for n := range m.vps {
+			names = append(names, n)
+		}
+		for n := range m.mvps {
+			names = append(names, n)
+		}
+		slices.Sort(names)
 	}
 	if m.sorted == nil {
 		m.sorted = map[string][]string{}
@@ -664,7 +873,7 @@ func (m *model) resolvePins() {
 		}
 		var cands []string
 		seen := map[string]bool{}
-		for _, en := range m.exposesByService[vp.EServiceName].sortedKeys() {
+		for _, en := range m.exposesByService.sorted(vp.EServiceName) {
 			for _, s := range m.exposes[en].ESites {
 				g, ok := m.siteGateway(s)
 				if ok && !seen[s] && vpCIDR(g).Contains(ip) {
@@ -734,4 +943,59 @@ func (m *model) state() *State {
 		st.Endpoints[k] = e
 	}
 	return st
+}
+
+// setVP puts (nil: removes) the VirtualPresence name, compact if it has the managed form.
+func (m *model) setVP(name string, o api.Object) {
+	existed := true
+	if c, ok := m.mvps[name]; ok {
+		ip, _ := c.vipAddr()
+		m.unindexManaged(name, pairKey{c.expose, c.site}, ip)
+		delete(m.mvps, name)
+	} else if v, ok := m.vps[name]; ok {
+		m.unindex(v)
+	} else {
+		existed = false
+	}
+	if existed != (o != nil) {
+		delete(m.sorted, api.KindVirtualPresence)
+	}
+	if o == nil {
+		return
+	}
+	vp := o.(*api.VirtualPresence)
+	name = vp.Metadata.Name // not a slice of a longer key
+	if c, ok := m.compactOf(vp); ok {
+		m.mvps[name] = c
+		ip, _ := c.vipAddr()
+		m.indexManaged(name, pairKey{c.expose, c.site}, ip)
+		return
+	}
+	m.index(vp)
+}
+
+func (m *model) indexManaged(name string, k pairKey, ip netip.Addr) {
+	m.addManaged(k, name)
+	if ip.Is4() {
+		owners := m.vipOwner[k.site]
+		if owners == nil {
+			owners = map[uint32]string{}
+			m.vipOwner[k.site] = owners
+		}
+		if _, taken := owners[u32(ip)]; !taken {
+			owners[u32(ip)] = name
+		}
+	}
+}
+
+func (m *model) unindexManaged(name string, k pairKey, ip netip.Addr) {
+	m.delManaged(k, name)
+	if ip.Is4() {
+		if owners := m.vipOwner[k.site]; owners[u32(ip)] == name {
+			delete(owners, u32(ip))
+			if len(owners) == 0 {
+				delete(m.vipOwner, k.site)
+			}
+		}
+	}
 }
