@@ -126,29 +126,34 @@ type pingRec struct {
 	heartbeat bool // sent on the direct path in use (else: a probe round)
 }
 
-// SetPeers makes the bind's path peers exactly peers (by overlay IP). A peer that stays
-// keeps its path; a new one starts relayed and, with direct paths on and candidates
-// known, probes at once. Invalid input changes nothing.
-func (b *Bind) SetPeers(peers []Peer) error {
-	type prepared struct {
-		Peer
-		key [32]byte
-	}
-	want := make(map[uint32]prepared, len(peers))
+// preparedPeer is a checked Peer with its probe key.
+type preparedPeer struct {
+	Peer
+	key [32]byte
+}
+
+// CheckPeers reports what SetPeers would refuse in peers, changing nothing.
+func (b *Bind) CheckPeers(peers []Peer) error {
+	_, err := b.preparePeers(peers)
+	return err
+}
+
+func (b *Bind) preparePeers(peers []Peer) (map[uint32]preparedPeer, error) {
+	want := make(map[uint32]preparedPeer, len(peers))
 	for i, p := range peers {
 		k := ip4(p.OverlayIP)
 		if k == 0 {
-			return fmt.Errorf("pathbind: peers[%d] (%s): overlay IP %v is not IPv4", i, p.Name, p.OverlayIP)
+			return nil, fmt.Errorf("pathbind: peers[%d] (%s): overlay IP %v is not IPv4", i, p.Name, p.OverlayIP)
 		}
 		if p.OverlayIP == b.cfg.Self {
-			return fmt.Errorf("pathbind: peers[%d] (%s): overlay IP %v is this gateway's", i, p.Name, p.OverlayIP)
+			return nil, fmt.Errorf("pathbind: peers[%d] (%s): overlay IP %v is this gateway's", i, p.Name, p.OverlayIP)
 		}
 		if _, dup := want[k]; dup {
-			return fmt.Errorf("pathbind: peers[%d] (%s): overlay IP %v listed twice", i, p.Name, p.OverlayIP)
+			return nil, fmt.Errorf("pathbind: peers[%d] (%s): overlay IP %v listed twice", i, p.Name, p.OverlayIP)
 		}
 		key, err := pairKey(b.cfg.PrivateKey, p.PublicKey)
 		if err != nil {
-			return fmt.Errorf("pathbind: peers[%d] (%s): public key: %w", i, p.Name, err)
+			return nil, fmt.Errorf("pathbind: peers[%d] (%s): public key: %w", i, p.Name, err)
 		}
 		var cands []netip.AddrPort
 		for _, c := range p.Candidates {
@@ -162,7 +167,18 @@ func (b *Bind) SetPeers(peers []Peer) error {
 			cands = append(cands, c)
 		}
 		p.Candidates = cands
-		want[k] = prepared{Peer: p, key: key}
+		want[k] = preparedPeer{Peer: p, key: key}
+	}
+	return want, nil
+}
+
+// SetPeers makes the bind's path peers exactly peers (by overlay IP). A peer that stays
+// keeps its path; a new one starts relayed and, with direct paths on and candidates
+// known, probes at once. Invalid input (see CheckPeers) changes nothing.
+func (b *Bind) SetPeers(peers []Peer) error {
+	want, err := b.preparePeers(peers)
+	if err != nil {
+		return err
 	}
 	now := b.now()
 	b.mu.Lock()
