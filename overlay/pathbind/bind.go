@@ -325,6 +325,12 @@ func (b *Bind) demux(bufs [][]byte, sizes []int, eps []conn.Endpoint, sc *rxScra
 		switch {
 		case isPlain(pkt):
 			if pkt[0] >= wgInitiation && pkt[0] <= wgTransport {
+				if relay != nil && (pkt[0] == wgInitiation || pkt[0] == wgResponse) {
+					if table == nil {
+						table, links = relay.table.Load(), *relay.links.Load()
+					}
+					relay.handshakeSeen(addrOf(eps[i]), table)
+				}
 				continue // WireGuard's
 			}
 			sizes[i] = 0

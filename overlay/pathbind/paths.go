@@ -19,10 +19,10 @@ import (
 type Timing struct {
 	Tick            time.Duration // how often Tick runs (250 ms)
 	HeartbeatIdle   time.Duration // ping on a direct path without traffic (20 s)
-	HeartbeatActive time.Duration // ping on a direct path carrying traffic (1 s)
+	HeartbeatActive time.Duration // ping on a direct path carrying traffic (750 ms)
 	Active          time.Duration // traffic within this long makes a path active (5 s)
 	Retry           time.Duration // ping again when the last is unanswered this long (500 ms)
-	Lost            time.Duration // a direct path is lost when two pings, the oldest this old, are unanswered (1.5 s)
+	Lost            time.Duration // a direct path is lost when two pings, the oldest this old, are unanswered (1.25 s)
 	RoundSpacing    time.Duration // between the ping volleys of a probe round (500 ms)
 	RoundVolleys    int           // volleys per probe round (5)
 	Reprobe         time.Duration // a relayed peer is probed again this long after the last round began (60 s)
@@ -37,10 +37,10 @@ func (t Timing) withDefaults() Timing {
 	}
 	d(&t.Tick, 250*time.Millisecond)
 	d(&t.HeartbeatIdle, 20*time.Second)
-	d(&t.HeartbeatActive, time.Second)
+	d(&t.HeartbeatActive, 750*time.Millisecond)
 	d(&t.Active, 5*time.Second)
 	d(&t.Retry, 500*time.Millisecond)
-	d(&t.Lost, 1500*time.Millisecond)
+	d(&t.Lost, 1250*time.Millisecond)
 	d(&t.RoundSpacing, 500*time.Millisecond)
 	if t.RoundVolleys <= 0 {
 		t.RoundVolleys = 5

@@ -45,10 +45,11 @@ type RelayConfig struct {
 	Rate    float64
 	Burst   int
 	MinCost int
-	// Refresh, when set, is called (in its own goroutine, at most every 500 ms) when a
+	// Refresh, when set, is called (in a goroutine of its own, at most every 500 ms) when a
 	// relayed packet names a sender whose table entry is missing or differs from the UDP
-	// source, or a destination without an entry: the owner re-reads the WireGuard device
-	// and calls SetEndpoints, so a NAT rebinding is followed within a second.
+	// source, or a destination without an entry, and when a handshake arrives from an
+	// address no entry has: the owner re-reads the WireGuard device and calls
+	// SetEndpoints, so a new session or a NAT rebinding is followed at once.
 	Refresh func()
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
@@ -77,13 +78,21 @@ type Relay struct {
 	bucketsMu sync.Mutex
 	buckets   map[uint32]*bucket // per sender, kept across table refreshes
 
-	forwarded   atomic.Uint64
-	drops       [len(dropReasons)]atomic.Uint64
-	lastRefresh atomic.Int64 // unix ns
-	refreshing  atomic.Bool
+	forwarded atomic.Uint64
+	drops     [len(dropReasons)]atomic.Uint64
+
+	parkMu sync.Mutex
+	parked []parkedMsg // relayed handshakes waiting for the next table (see park)
+
+	refreshMu      sync.Mutex
+	refreshRunning bool // a refreshWorker runs
+	refreshPending bool // a refresh was asked for since the worker's last
 }
 
-type relayTable struct{ byIP map[uint32]*relayPeer }
+type relayTable struct {
+	byIP   map[uint32]*relayPeer
+	byAddr map[netip.AddrPort]struct{} // every endpoint in byIP
+}
 
 type relayPeer struct {
 	ip     netip.Addr
@@ -107,7 +116,7 @@ func NewRelay(cfg RelayConfig) *Relay {
 		cfg.Now = time.Now
 	}
 	r := &Relay{cfg: cfg, buckets: map[uint32]*bucket{}}
-	r.table.Store(&relayTable{byIP: map[uint32]*relayPeer{}})
+	r.table.Store(&relayTable{byIP: map[uint32]*relayPeer{}, byAddr: map[netip.AddrPort]struct{}{}})
 	r.links.Store(&map[uint64]struct{}{})
 	return r
 }
@@ -135,7 +144,7 @@ func (r *Relay) SetLinks(links []api.Link) {
 // UDP endpoint of its current WireGuard session with the hub. Leave out gateways without
 // a recent handshake. Entries whose endpoint the bind cannot parse are skipped.
 func (r *Relay) SetEndpoints(eps map[netip.Addr]netip.AddrPort) {
-	t := &relayTable{byIP: make(map[uint32]*relayPeer, len(eps))}
+	t := &relayTable{byIP: make(map[uint32]*relayPeer, len(eps)), byAddr: make(map[netip.AddrPort]struct{}, len(eps))}
 	old := r.table.Load()
 	r.bucketsMu.Lock()
 	live := make(map[uint32]*bucket, len(eps))
@@ -160,10 +169,12 @@ func (r *Relay) SetEndpoints(eps map[netip.Addr]netip.AddrPort) {
 		}
 		live[k] = b
 		t.byIP[k] = &relayPeer{ip: ip, addr: ap, ep: ep, bucket: b}
+		t.byAddr[ap] = struct{}{}
 	}
 	r.buckets = live
 	r.bucketsMu.Unlock()
 	r.table.Store(t)
+	r.unpark()
 }
 
 // Endpoint returns the authenticated endpoint the relay holds for a gateway.
@@ -192,54 +203,166 @@ func (r *Relay) Stats() RelayStats {
 
 func (r *Relay) drop(reason int) { r.drops[reason].Add(1) }
 
-// refresh asks the owner for a new endpoint table, at most every relayRefreshGap.
-func (r *Relay) refresh(now time.Time) {
+// handshakeSeen is told of every WireGuard handshake message the hub receives. One from
+// an address that is no gateway's endpoint yet is a new session, or a NAT rebinding: the
+// table is refreshed shortly after (once wireguard-go has taken the handshake), so the
+// gateway's first relayed packets are not dropped as forged.
+func (r *Relay) handshakeSeen(from netip.AddrPort, t *relayTable) {
+	if _, ok := t.byAddr[from]; !ok {
+		r.refresh()
+	}
+}
+
+// handshakeSettle is how long a refresh waits for wireguard-go to take a handshake.
+const handshakeSettle = 30 * time.Millisecond
+
+// refresh asks the owner for a new endpoint table: soon, and at most every
+// relayRefreshGap; requests meanwhile coalesce into one more refresh after the gap.
+func (r *Relay) refresh() {
 	if r.cfg.Refresh == nil {
 		return
 	}
-	last := r.lastRefresh.Load()
-	if now.UnixNano()-last < int64(relayRefreshGap) || !r.lastRefresh.CompareAndSwap(last, now.UnixNano()) {
+	r.refreshMu.Lock()
+	r.refreshPending = true
+	if r.refreshRunning {
+		r.refreshMu.Unlock()
 		return
 	}
-	if !r.refreshing.CompareAndSwap(false, true) {
-		return
-	}
-	go func() {
-		defer r.refreshing.Store(false)
+	r.refreshRunning = true
+	r.refreshMu.Unlock()
+	go r.refreshWorker()
+}
+
+func (r *Relay) refreshWorker() {
+	for {
+		time.Sleep(handshakeSettle)
+		r.refreshMu.Lock()
+		if !r.refreshPending {
+			r.refreshRunning = false
+			r.refreshMu.Unlock()
+			return
+		}
+		r.refreshPending = false
+		r.refreshMu.Unlock()
 		r.cfg.Refresh()
-	}()
+		time.Sleep(relayRefreshGap)
+	}
 }
 
 // handle decides one relayed datagram b that arrived from `from`; a datagram to forward
 // is queued on fw.
 func (r *Relay) handle(b []byte, from netip.AddrPort, now time.Time, t *relayTable, links map[uint64]struct{}, fw *forwarder) {
+	d, reason := r.decide(b, from, now, t, links)
+	switch {
+	case reason < 0:
+		fw.add(d, b)
+	case (reason == dropForged || reason == dropUnknownDst) && r.park(b, from, now, reason):
+		r.refresh()
+	default:
+		if reason == dropForged || reason == dropUnknownDst {
+			r.refresh()
+		}
+		r.drop(reason)
+	}
+}
+
+// decide checks one relayed datagram: its destination, or a drop reason (≥ 0).
+func (r *Relay) decide(b []byte, from netip.AddrPort, now time.Time, t *relayTable, links map[uint64]struct{}) (*relayPeer, int) {
 	src, dst, _, err := ParseRelayed(b)
 	if err != nil {
-		r.drop(dropMalformed)
-		return
+		return nil, dropMalformed
 	}
 	s := t.byIP[ip4(src)]
 	if s == nil || s.addr != from {
-		r.drop(dropForged)
-		r.refresh(now)
-		return
+		return nil, dropForged
 	}
 	d := t.byIP[ip4(dst)]
 	if d == nil || d.ep == nil {
-		r.drop(dropUnknownDst)
-		r.refresh(now)
-		return
+		return nil, dropUnknownDst
 	}
 	if _, ok := links[linkKey(src, dst)]; !ok {
-		r.drop(dropUnlinked)
-		return
+		return nil, dropUnlinked
 	}
 	cost := max(len(b), r.cfg.MinCost)
 	if !s.bucket.take(now, float64(cost), r.cfg.Rate, float64(r.cfg.Burst)) {
-		r.drop(dropRateLimited)
+		return nil, dropRateLimited
+	}
+	return d, -1
+}
+
+// A gateway that just started (or whose NAT mapping just changed) sends its first
+// handshakes to its peers through the relay at the moment it handshakes with the hub,
+// before the hub's table has its new endpoint. Dropping them would cost a 5 s handshake
+// retry. So a relayed handshake message that fails only for want of a table entry is
+// parked (at most maxParked of them, each for at most parkFor) and decided again when the
+// table is next replaced; the drop is counted only if it still fails.
+const (
+	maxParked = 64
+	parkFor   = 2 * time.Second
+)
+
+type parkedMsg struct {
+	b      []byte
+	from   netip.AddrPort
+	at     time.Time
+	reason int
+}
+
+// park keeps a copy of a relayed handshake message; false if it is no handshake
+// message or there is no room.
+func (r *Relay) park(b []byte, from netip.AddrPort, now time.Time, reason int) bool {
+	if b[0] != wgInitiation && b[0] != wgResponse {
+		return false
+	}
+	r.parkMu.Lock()
+	defer r.parkMu.Unlock()
+	r.expireParkedLocked(now)
+	if len(r.parked) >= maxParked {
+		return false
+	}
+	r.parked = append(r.parked, parkedMsg{b: append([]byte(nil), b...), from: from, at: now, reason: reason})
+	return true
+}
+
+func (r *Relay) expireParkedLocked(now time.Time) {
+	kept := r.parked[:0]
+	for _, m := range r.parked {
+		if now.Sub(m.at) > parkFor {
+			r.drop(m.reason)
+			continue
+		}
+		kept = append(kept, m)
+	}
+	clear(r.parked[len(kept):])
+	r.parked = kept
+}
+
+// unpark decides the parked messages again against the current table: forwarded now,
+// or dropped and counted.
+func (r *Relay) unpark() {
+	r.parkMu.Lock()
+	msgs := r.parked
+	r.parked = nil
+	r.parkMu.Unlock()
+	if len(msgs) == 0 || r.inner == nil {
 		return
 	}
-	fw.add(d, b)
+	now := r.cfg.Now()
+	t, links := r.table.Load(), *r.links.Load()
+	for _, m := range msgs {
+		if now.Sub(m.at) > parkFor {
+			r.drop(m.reason)
+			continue
+		}
+		d, reason := r.decide(m.b, m.from, now, t, links)
+		if reason >= 0 {
+			r.drop(reason)
+			continue
+		}
+		if err := r.inner.Send([][]byte{m.b}, d.ep); err == nil {
+			r.forwarded.Add(1)
+		}
+	}
 }
 
 // forwarder groups the datagrams of one received batch by destination, so each

@@ -207,3 +207,67 @@ func TestRelayKeepsBucketsAcrossRefresh(t *testing.T) {
 		t.Fatalf("stats %+v: a table refresh refilled the bucket", st)
 	}
 }
+
+func TestRelayRefreshesOnNewHandshake(t *testing.T) {
+	clk := newClock()
+	calls := make(chan struct{}, 10)
+	_, _, b := newTestRelay(clk, RelayConfig{Refresh: func() { calls <- struct{}{} }})
+	init := make([]byte, 148)
+	init[0] = wgInitiation
+	// From a known endpoint: nothing to learn.
+	if sizes := deliver(b, udpA, init); sizes[0] != 148 {
+		t.Fatalf("handshake not handed to WireGuard (size %d)", sizes[0])
+	}
+	time.Sleep(100 * time.Millisecond)
+	if len(calls) != 0 {
+		t.Fatal("refresh after a handshake from a known endpoint")
+	}
+	// From a new address (a new session, or a NAT rebinding).
+	deliver(b, netip.MustParseAddrPort("198.51.100.10:50000"), init)
+	select {
+	case <-calls:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no refresh after a handshake from a new address")
+	}
+}
+
+func TestRelayParksHandshakesUntilTheTableKnowsTheSender(t *testing.T) {
+	clk := newClock()
+	r, c, b := newTestRelay(clk, RelayConfig{})
+	newA := netip.MustParseAddrPort("198.51.100.10:50000") // edge-a restarted on a new port
+	init := relayed(ovA, ovB, 148)
+	init[0] = wgInitiation
+	deliver(b, newA, init)
+	deliver(b, newA, relayed(ovA, ovB, 100)) // a transport message is never parked
+	if st := r.Stats(); st.Forwarded != 0 || st.Drops[DropForgedSender] != 1 {
+		t.Fatalf("stats %+v: want the transport message dropped and the handshake parked", st)
+	}
+	r.SetEndpoints(map[netip.Addr]netip.AddrPort{ovA: newA, ovB: udpB})
+	if st := r.Stats(); st.Forwarded != 1 || len(c.sent) != 1 || c.sent[0].to != udpB || c.sent[0].bufs[0][0] != wgInitiation {
+		t.Fatalf("stats %+v, sent %+v: want the parked handshake forwarded to edge-b", st, c.sent)
+	}
+
+	// A forged one is parked, then dropped and counted when the table still disagrees.
+	deliver(b, udpC, init)
+	r.SetEndpoints(map[netip.Addr]netip.AddrPort{ovA: newA, ovB: udpB})
+	if st := r.Stats(); st.Forwarded != 1 || st.Drops[DropForgedSender] != 2 {
+		t.Fatalf("stats %+v: want the forged handshake counted after the refresh", st)
+	}
+	// Parked ones expire: counted when the next one is parked after parkFor.
+	deliver(b, udpC, init)
+	clk.Add(parkFor + time.Second)
+	deliver(b, udpC, init)
+	if st := r.Stats(); st.Drops[DropForgedSender] != 3 {
+		t.Fatalf("stats %+v: an expired parked handshake was not counted", st)
+	}
+	// Room is bounded.
+	for range 2 * maxParked {
+		deliver(b, udpC, init)
+	}
+	r.parkMu.Lock()
+	n := len(r.parked)
+	r.parkMu.Unlock()
+	if n > maxParked {
+		t.Fatalf("%d parked", n)
+	}
+}
