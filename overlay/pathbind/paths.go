@@ -87,6 +87,9 @@ type peer struct {
 
 	route atomic.Pointer[route]
 	sent  atomic.Bool // Send ran since the last Tick
+	// lastInit is the latest handshake initiation sent while the peer had no direct
+	// path (see keepInitiation).
+	lastInit atomic.Pointer[initiation]
 
 	candidates []netip.AddrPort
 	learned    []learnedAddr
@@ -112,6 +115,26 @@ type peer struct {
 	removed     bool
 	lostCount   uint64
 	directCount uint64
+}
+
+// initiation is a handshake initiation WireGuard sent on the relay (or on no path).
+type initiation struct {
+	msg []byte
+	at  time.Time
+}
+
+// initiationReplay is how long a kept initiation is worth sending again: WireGuard
+// itself retries after 5 s.
+const initiationReplay = 5 * time.Second
+
+// keepInitiation remembers a handshake initiation sent while the peer was relayed or
+// unreachable. When a direct path is proven soon after — typically a gateway that
+// restarted with every hub gone, whose first initiation went to a dead relay — the same
+// initiation goes out again on it, so the session starts without waiting for WireGuard's
+// 5 s retry. A copy that already arrived is refused by the responder as a replay (its
+// timestamp is not newer), so sending it twice is harmless.
+func (p *peer) keepInitiation(msg []byte, now time.Time) {
+	p.lastInit.Store(&initiation{msg: append([]byte(nil), msg...), at: now})
 }
 
 type learnedAddr struct {
@@ -406,7 +429,7 @@ func (b *Bind) handleProbe(pkt []byte, from netip.AddrPort, relayed bool, now ti
 	var out []outMsg
 	switch pr.kind {
 	case kindPong:
-		b.pongLocked(p, pr, from, now)
+		out = b.pongLocked(p, pr, from, now, out)
 	case kindPing:
 		if !b.cfg.Direct || !from.IsValid() {
 			break
@@ -431,10 +454,10 @@ func (b *Bind) handleProbe(pkt []byte, from netip.AddrPort, relayed bool, now ti
 
 // pongLocked matches a pong to its ping: a heartbeat's keeps the direct path; a probe
 // round's proves its address both ways and, while relayed, makes it the path.
-func (b *Bind) pongLocked(p *peer, pr probe, from netip.AddrPort, now time.Time) {
+func (b *Bind) pongLocked(p *peer, pr probe, from netip.AddrPort, now time.Time, out []outMsg) []outMsg {
 	i := slices.IndexFunc(p.outstanding, func(r pingRec) bool { return r.txid == pr.txid })
 	if i < 0 || p.outstanding[i].to != from {
-		return // not ours, already answered, or from elsewhere: proves nothing
+		return out // not ours, already answered, or from elsewhere: proves nothing
 	}
 	rec := p.outstanding[i]
 	p.outstanding = slices.Delete(p.outstanding, i, i+1)
@@ -447,11 +470,11 @@ func (b *Bind) pongLocked(p *peer, pr probe, from netip.AddrPort, now time.Time)
 			})
 			p.rtt = rtt
 		}
-		return
+		return out
 	}
 	ep, err := b.inner.ParseEndpoint(from.String())
 	if err != nil || p.removed {
-		return
+		return out
 	}
 	b.log.Info("pathbind: direct path proven", "peer", p.name, "endpoint", from, "rtt", rtt)
 	p.mode, p.since, p.direct, p.directEP, p.rtt = modeDirect, now, from, ep, rtt
@@ -460,6 +483,10 @@ func (b *Bind) pongLocked(p *peer, pr probe, from netip.AddrPort, now time.Time)
 	p.outstanding = slices.DeleteFunc(p.outstanding, func(r pingRec) bool { return !r.heartbeat })
 	p.roundStart = time.Time{}
 	p.route.Store(&route{direct: true, addr: from, ep: ep})
+	if in := p.lastInit.Swap(nil); in != nil && now.Sub(in.at) < initiationReplay {
+		out = append(out, outMsg{pkt: in.msg, ep: ep})
+	}
+	return out
 }
 
 // takePongLocked is the per-peer pong rate limit (bounds reflection of replayed pings).

@@ -349,3 +349,35 @@ func TestRelayedFromNonHubIsDropped(t *testing.T) {
 	waitFor(t, "drop", func() bool { return tr.b.b.Stats().RelayNotFromHub == 1 })
 	expectNothing(t, tr.b)
 }
+
+func TestInitiationSentAgainOnTheNewDirectPath(t *testing.T) {
+	// edge-a restarted with the hub gone: its handshake initiation went nowhere. Once the
+	// direct path is proven, the same initiation goes out on it at once.
+	sw := membind.NewSwitch()
+	clk := newClock()
+	a := newNode(t, sw, "198.51.100.10", "100.64.4.1", 40001, clk, nil, true, Timing{})
+	b := newNode(t, sw, "203.0.113.20", "100.64.8.1", 40002, clk, nil, true, Timing{})
+	if err := a.b.SetPeers([]Peer{b.peer("edge-b", b.addr)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.b.SetPeers([]Peer{a.peer("edge-a")}); err != nil {
+		t.Fatal(err)
+	}
+	init := make([]byte, wgInitiationLen)
+	init[0] = wgInitiation
+	init[100] = 0x42
+	send(t, a, b.ip, init)
+	if s := a.b.Stats(); s.NoPath != 1 {
+		t.Fatalf("NoPath %d: the initiation had somewhere to go", s.NoPath)
+	}
+	a.b.Tick()
+	got := recvOne(t, b)
+	if len(got.data) != wgInitiationLen || got.data[100] != 0x42 {
+		t.Fatalf("edge-b got %d bytes, want the initiation", len(got.data))
+	}
+	// Once only.
+	clk.Add(time.Second)
+	a.b.Tick()
+	b.b.Tick()
+	expectNothing(t, b)
+}

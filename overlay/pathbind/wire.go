@@ -44,6 +44,8 @@ const (
 	wgCookie     = 3
 	wgTransport  = 4
 	wgMinMessage = 32
+	// wgInitiationLen is the size of a handshake initiation.
+	wgInitiationLen = 148
 )
 
 // Probe layout: [kind][0 0 0][src 4][dst 4][txid 12][mac 16].
