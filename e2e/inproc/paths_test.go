@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/gateway"
 	"github.com/egw-project/egw/overlay/pathbind"
 )
 
@@ -220,4 +221,53 @@ func TestEdgesGoDirect(t *testing.T) {
 	if err := udpAsk(w.client1, vipEcho, "hub gone", answerTimeout); err != nil {
 		t.Fatalf("UDP with the hub gone: %v", err)
 	}
+}
+
+// TestEdgeRestartsOfflineGoesDirect: with the hub gone, an edge restarted from its cache
+// (snapshot with its peers' candidates, path-endpoints.json) at a new underlay address
+// finds the other edge directly, and the other edge learns where it is now from its
+// authenticated ping.
+func TestEdgeRestartsOfflineGoesDirect(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	vipNginx := netip.AddrPortFrom(w.vip(t, "nginx"), tcpPort)
+	tcpServer(t, w.service, tcpPort)
+	learnCandidates(t, w)
+	waitPaths(t, w, "direct", 5*time.Second)
+	c, _, err := dialTCP(w.client1, vipNginx, dialTimeout)
+	if err != nil {
+		t.Fatalf("before: %v", err)
+	}
+	c.Close()
+
+	if err := w.hub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.edgeA.Close(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	n := w.node(t, w.cfgs["edge-a"], true, gateway.NodeOptions{Key: w.keys["edge-a"], DNSListen: []string{"127.0.0.1:0"},
+		TUN: w.lanA.TUN(), Bind: w.sw.Bind(netip.MustParseAddr("10.99.0.22"))})
+	cached, err := gateway.NewSnapshotCache(w.cfgs["edge-a"].StateDir).Load()
+	if err != nil || cached == nil {
+		t.Fatalf("edge-a's snapshot cache: %v, %v", cached, err)
+	}
+	if err := n.Apply(cached); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.edgeA = n
+	took := waitPaths(t, w, "direct", 5*time.Second)
+	c, dialed, err := dialTCP(w.client1, vipNginx, dialTimeout)
+	if err != nil {
+		w.dumpStats(t)
+		t.Fatalf("after the offline restart: %v", err)
+	}
+	defer c.Close()
+	if err := exchange(c, "offline restart", answerTimeout); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("direct %v after the restart; connected in %v (%v after the restart)", took, dialed, time.Since(restarted))
 }

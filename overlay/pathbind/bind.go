@@ -211,8 +211,8 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		p.sent.Store(true)
 	}
 	r := p.route.Load()
-	if (r == nil || !r.direct) && len(bufs) == 1 && len(bufs[0]) == wgInitiationLen && bufs[0][0] == wgInitiation {
-		p.keepInitiation(bufs[0], b.now())
+	if len(bufs) == 1 && isHandshake(bufs[0]) {
+		p.keepHandshake(bufs[0], b.now())
 	}
 	if r == nil {
 		b.stats.noPath.Add(uint64(len(bufs)))

@@ -87,9 +87,8 @@ type peer struct {
 
 	route atomic.Pointer[route]
 	sent  atomic.Bool // Send ran since the last Tick
-	// lastInit is the latest handshake initiation sent while the peer had no direct
-	// path (see keepInitiation).
-	lastInit atomic.Pointer[initiation]
+	// lastHandshake is the latest handshake message sent to the peer (see keepHandshake).
+	lastHandshake atomic.Pointer[handshake]
 
 	candidates []netip.AddrPort
 	learned    []learnedAddr
@@ -104,37 +103,38 @@ type peer struct {
 	outstanding []pingRec
 	lastPing    time.Time // last heartbeat to the direct path
 
-	roundStart  time.Time // zero: no round running
-	lastVolley  time.Time
-	volleys     int
-	lastRound   time.Time // start of the last round
-	nextRound   time.Time
-	seenTx      [][txidLen]byte
-	pongTokens  float64
-	pongRefill  time.Time
-	removed     bool
-	lostCount   uint64
-	directCount uint64
+	roundStart   time.Time // zero: no round running
+	lastVolley   time.Time
+	volleys      int
+	lastRound    time.Time // start of the last round
+	nextRound    time.Time
+	seenTx       [][txidLen]byte
+	pongTokens   float64
+	pongRefill   time.Time
+	lastPingBack time.Time
+	removed      bool
+	lostCount    uint64
+	directCount  uint64
 }
 
-// initiation is a handshake initiation WireGuard sent on the relay (or on no path).
-type initiation struct {
+// handshake is the latest handshake message WireGuard sent to a peer.
+type handshake struct {
 	msg []byte
 	at  time.Time
 }
 
-// initiationReplay is how long a kept initiation is worth sending again: WireGuard
-// itself retries after 5 s.
-const initiationReplay = 5 * time.Second
+// handshakeReplay is how long a kept handshake message is worth sending again:
+// WireGuard itself retries after 5 s.
+const handshakeReplay = 5 * time.Second
 
-// keepInitiation remembers a handshake initiation sent while the peer was relayed or
-// unreachable. When a direct path is proven soon after — typically a gateway that
-// restarted with every hub gone, whose first initiation went to a dead relay — the same
-// initiation goes out again on it, so the session starts without waiting for WireGuard's
-// 5 s retry. A copy that already arrived is refused by the responder as a replay (its
-// timestamp is not newer), so sending it twice is harmless.
-func (p *peer) keepInitiation(msg []byte, now time.Time) {
-	p.lastInit.Store(&initiation{msg: append([]byte(nil), msg...), at: now})
+// keepHandshake remembers the latest handshake message (initiation or response) sent to
+// the peer. When a new direct path is proven soon after, the same message goes out again
+// on it: the first went to a dead relay, or to the address the peer had before it
+// restarted, and the session starts without waiting for WireGuard's 5 s retry. A copy
+// that already arrived is refused as a replay (an initiation's timestamp is not newer; a
+// response finds no initiation waiting), so sending it twice is harmless.
+func (p *peer) keepHandshake(msg []byte, now time.Time) {
+	p.lastHandshake.Store(&handshake{msg: append([]byte(nil), msg...), at: now})
 }
 
 type learnedAddr struct {
@@ -442,6 +442,7 @@ func (b *Bind) handleProbe(pkt []byte, from netip.AddrPort, relayed bool, now ti
 			}
 		}
 		b.learnLocked(p, from, now)
+		out = b.pingBackLocked(p, from, now, out)
 		out = b.joinLocked(p, pr.txid, now, out)
 	case kindCall:
 		if b.cfg.Direct {
@@ -483,8 +484,8 @@ func (b *Bind) pongLocked(p *peer, pr probe, from netip.AddrPort, now time.Time,
 	p.outstanding = slices.DeleteFunc(p.outstanding, func(r pingRec) bool { return !r.heartbeat })
 	p.roundStart = time.Time{}
 	p.route.Store(&route{direct: true, addr: from, ep: ep})
-	if in := p.lastInit.Swap(nil); in != nil && now.Sub(in.at) < initiationReplay {
-		out = append(out, outMsg{pkt: in.msg, ep: ep})
+	if h := p.lastHandshake.Swap(nil); h != nil && now.Sub(h.at) < handshakeReplay {
+		out = append(out, outMsg{pkt: h.msg, ep: ep})
 	}
 	return out
 }
@@ -525,6 +526,38 @@ func (b *Bind) learnLocked(p *peer, from netip.AddrPort, now time.Time) {
 	}
 	p.learned = append(p.learned, learnedAddr{addr: from, at: now})
 }
+
+// pingBackLocked answers a valid ping that arrives while the peer is relayed with a ping
+// of ours to the address it came from (at most one a second): the peer is there now —
+// after a restart on a new port, a NAT rebinding, or a direct path we lost — and our pong
+// from it proves the path without waiting for our next round.
+//
+// While direct on another address, it checks that path at once instead (a heartbeat,
+// unless one is unanswered): if the peer moved, the old path is found lost within
+// Timing.Lost, and the peer's next ping is answered with ours.
+func (b *Bind) pingBackLocked(p *peer, from netip.AddrPort, now time.Time, out []outMsg) []outMsg {
+	if now.Sub(p.lastPingBack) < pingBackGap || (p.mode == modeDirect && from == p.direct) {
+		return out
+	}
+	if p.mode == modeDirect {
+		for _, r := range p.outstanding {
+			if r.heartbeat && r.to == p.direct {
+				return out
+			}
+		}
+		p.lastPingBack, p.lastPing = now, now
+		return b.pingLocked(p, p.direct, p.directEP, true, now, out)
+	}
+	ep, err := b.inner.ParseEndpoint(from.String())
+	if err != nil {
+		return out
+	}
+	p.lastPingBack = now
+	return b.pingLocked(p, from, ep, false, now, out)
+}
+
+// pingBackGap bounds the pings a peer's pings make us send back.
+const pingBackGap = time.Second
 
 // joinLocked starts a round of ours when the peer probes (its ping or call) and our last
 // round began at least JoinGap ago; a probe id seen before starts nothing (replay).

@@ -350,7 +350,7 @@ func TestRelayedFromNonHubIsDropped(t *testing.T) {
 	expectNothing(t, tr.b)
 }
 
-func TestInitiationSentAgainOnTheNewDirectPath(t *testing.T) {
+func TestHandshakeSentAgainOnTheNewDirectPath(t *testing.T) {
 	// edge-a restarted with the hub gone: its handshake initiation went nowhere. Once the
 	// direct path is proven, the same initiation goes out on it at once.
 	sw := membind.NewSwitch()

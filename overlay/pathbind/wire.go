@@ -44,9 +44,15 @@ const (
 	wgCookie     = 3
 	wgTransport  = 4
 	wgMinMessage = 32
-	// wgInitiationLen is the size of a handshake initiation.
+	// Sizes of the handshake messages.
 	wgInitiationLen = 148
+	wgResponseLen   = 92
 )
+
+// isHandshake reports whether m is a WireGuard handshake initiation or response.
+func isHandshake(m []byte) bool {
+	return (len(m) == wgInitiationLen && m[0] == wgInitiation) || (len(m) == wgResponseLen && m[0] == wgResponse)
+}
 
 // Probe layout: [kind][0 0 0][src 4][dst 4][txid 12][mac 16].
 const (
