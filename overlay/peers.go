@@ -134,7 +134,7 @@ func (o *Overlay) InstallPeers(ps *PeerSet) error {
 	for k, np := range want {
 		old := o.peers[k]
 		if np.path {
-			if old != nil && old.path && slices.Equal(old.allowed, np.allowed) && old.keepalive == np.keepalive {
+			if old != nil && old.path && old.overlayIP == np.overlayIP && slices.Equal(old.allowed, np.allowed) && old.keepalive == np.keepalive {
 				continue
 			}
 		} else if np.isName {
@@ -156,7 +156,7 @@ func (o *Overlay) InstallPeers(ps *PeerSet) error {
 			}
 		}
 		switch {
-		case np.path && (old == nil || !old.path):
+		case np.path && (old == nil || !old.path || old.overlayIP != np.overlayIP):
 			fmt.Fprintf(&b, "endpoint=%s\n", np.endpoint)
 		case !np.path && np.resolved.IsValid() && (old == nil || old.path || old.resolved != np.resolved):
 			fmt.Fprintf(&b, "endpoint=%s\n", np.resolved)
