@@ -177,15 +177,6 @@ func (r *Relay) SetEndpoints(eps map[netip.Addr]netip.AddrPort) {
 	r.unpark()
 }
 
-// Endpoint returns the authenticated endpoint the relay holds for a gateway.
-func (r *Relay) Endpoint(ip netip.Addr) (netip.AddrPort, bool) {
-	p := r.table.Load().byIP[ip4(ip)]
-	if p == nil {
-		return netip.AddrPort{}, false
-	}
-	return p.addr, true
-}
-
 // RelayStats are the relay's counters.
 type RelayStats struct {
 	Forwarded uint64            // datagrams forwarded
