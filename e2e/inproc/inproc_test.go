@@ -27,8 +27,9 @@ const (
 
 // TestSitesWithOverlappingLANsThroughHub is issue 4's first "Done when": a cloud hub and two
 // edges over channel TUNs and an in-memory underlay (no root) carry TCP and UDP between
-// sites whose LANs overlap, through the hub; a client no policy allows gets nothing; a
-// policy change cuts an open connection, at each of the three enforcement points.
+// sites whose LANs overlap, on the edges' own session through the hub's relay; a client no
+// policy allows gets nothing; a policy change cuts an open connection, at the service's
+// gateway and at the client's (the hub's pair filter: TestHubPairFilter).
 func TestSitesWithOverlappingLANsThroughHub(t *testing.T) {
 	w := newWorld(t, worldOptions{})
 	top := t
