@@ -33,13 +33,16 @@ func (n *Node) Report() api.Report {
 }
 
 // localCandidates are the edge's LAN endpoints for direct paths: its WireGuard port on
-// each of its unicast IPv4 addresses outside the overlay and its VP CIDR.
+// each of its unicast IPv4 addresses outside the overlay, its VP CIDR and its site
+// networks (dns.siteNetworks: site LANs may overlap between sites, so an address there
+// names nothing another site could reach).
 func (n *Node) localCandidates() []netip.AddrPort {
 	port, err := n.ov.ListenPort()
 	if err != nil || port <= 0 || port > 65535 {
 		return nil
 	}
-	c, err := pathbind.LocalCandidates(uint16(port), n.cfg.OverlayCIDRP, n.cfg.VPCIDRP)
+	exclude := append([]netip.Prefix{n.cfg.OverlayCIDRP, n.cfg.VPCIDRP}, n.cfg.SiteNetworks...)
+	c, err := pathbind.LocalCandidates(uint16(port), exclude...)
 	if err != nil {
 		n.log.Debug("local candidates not listed", "err", err)
 		return nil
