@@ -157,11 +157,14 @@ type preparedPeer struct {
 
 // CheckPeers reports what SetPeers would refuse in peers, changing nothing.
 func (b *Bind) CheckPeers(peers []Peer) error {
-	_, err := b.preparePeers(peers)
+	b.mu.Lock()
+	priv := b.cfg.PrivateKey
+	b.mu.Unlock()
+	_, err := b.preparePeers(peers, priv)
 	return err
 }
 
-func (b *Bind) preparePeers(peers []Peer) (map[uint32]preparedPeer, error) {
+func (b *Bind) preparePeers(peers []Peer, priv [32]byte) (map[uint32]preparedPeer, error) {
 	want := make(map[uint32]preparedPeer, len(peers))
 	for i, p := range peers {
 		k := ip4(p.OverlayIP)
@@ -174,7 +177,7 @@ func (b *Bind) preparePeers(peers []Peer) (map[uint32]preparedPeer, error) {
 		if _, dup := want[k]; dup {
 			return nil, fmt.Errorf("pathbind: peers[%d] (%s): overlay IP %v listed twice", i, p.Name, p.OverlayIP)
 		}
-		key, err := pairKey(b.cfg.PrivateKey, p.PublicKey)
+		key, err := pairKey(priv, p.PublicKey)
 		if err != nil {
 			return nil, fmt.Errorf("pathbind: peers[%d] (%s): public key: %w", i, p.Name, err)
 		}
@@ -199,13 +202,13 @@ func (b *Bind) preparePeers(peers []Peer) (map[uint32]preparedPeer, error) {
 // keeps its path; a new one starts relayed and, with direct paths on and candidates
 // known, probes at once. Invalid input (see CheckPeers) changes nothing.
 func (b *Bind) SetPeers(peers []Peer) error {
-	want, err := b.preparePeers(peers)
-	if err != nil {
-		return err
-	}
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	want, err := b.preparePeers(peers, b.cfg.PrivateKey)
+	if err != nil {
+		return err
+	}
 	next := make(map[uint32]*peer, len(want))
 	for k, w := range want {
 		p := b.peers[k]
@@ -243,6 +246,26 @@ func (b *Bind) SetPeers(peers []Peer) error {
 	}
 	b.peers = next
 	b.publishLocked()
+	return nil
+}
+
+// SetPrivateKey replaces this gateway's private key (key rotation): every pair's probe
+// key is derived again, and paths stay as they are. Nothing changes on error.
+func (b *Bind) SetPrivateKey(k [32]byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	keys := make(map[*peer][32]byte, len(b.peers))
+	for _, p := range b.peers {
+		pk, err := pairKey(k, p.pub)
+		if err != nil {
+			return fmt.Errorf("pathbind: peer %s: %w", p.name, err)
+		}
+		keys[p] = pk
+	}
+	b.cfg.PrivateKey = k
+	for p, pk := range keys {
+		p.key = pk
+	}
 	return nil
 }
 

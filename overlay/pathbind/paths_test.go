@@ -381,3 +381,25 @@ func TestHandshakeSentAgainOnTheNewDirectPath(t *testing.T) {
 	b.b.Tick()
 	expectNothing(t, b)
 }
+
+func TestKeyRotationKeepsProbesWorking(t *testing.T) {
+	tr := newTrio(t, true)
+	tr.tick()
+	waitFor(t, "direct", func() bool { return pathOf(tr.a.b, "edge-b").Mode == "direct" })
+	// edge-a rotates its key; edge-b learns the new public key (a new snapshot).
+	nk := newKey(t)
+	if err := tr.a.b.SetPrivateKey(nk); err != nil {
+		t.Fatal(err)
+	}
+	tr.a.key = nk
+	if err := tr.b.b.SetPeers([]Peer{tr.a.peer("edge-a", tr.a.addr)}); err != nil {
+		t.Fatal(err)
+	}
+	// edge-b's peer is new (re-keyed): it probes again, and edge-a's pongs verify.
+	tr.clk.Add(time.Second)
+	tr.tick()
+	waitFor(t, "edge-b direct with the new key", func() bool { return pathOf(tr.b.b, "edge-a").Mode == "direct" })
+	if bad := tr.a.b.Stats().ProbeBad + tr.b.b.Stats().ProbeBad; bad != 0 {
+		t.Fatalf("%d probes failed after the rotation", bad)
+	}
+}
