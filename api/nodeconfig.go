@@ -32,6 +32,7 @@ type NodeConfig struct {
 	DNS     NodeDNSConfig     `mapstructure:"dns" yaml:"dns"`
 	Metrics NodeMetricsConfig `mapstructure:"metrics" yaml:"metrics"`
 	NAT     NodeNATConfig     `mapstructure:"nat" yaml:"nat"`
+	Paths   NodePathsConfig   `mapstructure:"paths" yaml:"paths"`
 }
 
 // NodeCloudConfig says how an edge reaches the cloud hub.
@@ -74,6 +75,18 @@ type NodeNATConfig struct {
 	LeaseQuiet   time.Duration `mapstructure:"leaseQuiet" yaml:"leaseQuiet"`
 }
 
+// NodePathsConfig configures the paths between gateways (docs/ARCHITECTURE.md, "Paths
+// between gateways").
+type NodePathsConfig struct {
+	// Direct lets an edge reach linked gateways on a proven direct UDP path; false sends
+	// everything to them through the hub's relay (and answers no probes).
+	Direct bool `mapstructure:"direct" yaml:"direct"`
+	// RelayRate and RelayBurst (read by the hub) bound, per sending gateway, the bytes per
+	// second its relay forwards; every datagram counts at least 256 bytes.
+	RelayRate  float64 `mapstructure:"relayRate" yaml:"relayRate"`
+	RelayBurst int     `mapstructure:"relayBurst" yaml:"relayBurst"`
+}
+
 // DefaultNodeConfig is what every key holds when nothing sets it. Both daemons register it
 // with viper (ConfigMap) and the control plane starts each edge's file from it.
 func DefaultNodeConfig() NodeConfig {
@@ -86,6 +99,7 @@ func DefaultNodeConfig() NodeConfig {
 			PolicyAware: true, TTL: 5 * time.Second, Zone: "egw.local."},
 		Metrics: NodeMetricsConfig{Listen: "127.0.0.1:9469"},
 		NAT:     NodeNATConfig{RejectDenied: true, ResetRevoked: true, LeaseIdle: 5 * time.Minute, LeaseQuiet: 2 * time.Minute},
+		Paths:   NodePathsConfig{Direct: true, RelayRate: 1 << 30, RelayBurst: 8 << 20},
 	}
 }
 

@@ -8,7 +8,11 @@ import (
 
 // SetPrivateKey replaces the device's private key (key rotation, docs/ARCHITECTURE.md
 // "Key rotation"). Peers and their endpoints stay; every session re-handshakes with the new
-// key at its next packet. PublicKey keeps returning the key the device started with.
+// key at its next packet, and the path probes are keyed from it (pathbind). PublicKey keeps
+// returning the key the device started with.
 func (o *Overlay) SetPrivateKey(k wgtypes.Key) error {
-	return o.dev.IpcSet("private_key=" + hex.EncodeToString(k[:]) + "\n")
+	if err := o.dev.IpcSet("private_key=" + hex.EncodeToString(k[:]) + "\n"); err != nil {
+		return err
+	}
+	return o.bind.SetPrivateKey(k)
 }

@@ -15,7 +15,8 @@ import (
 // dataplane runs the cloud gateway's node (TUN, WireGuard, hub relay, DNS) until ctx ends:
 // it registers the hub's public key, follows the hub's own snapshot in-process (no sync
 // round trip), serves the edges' sync API on the hub's overlay IP once vp0 carries it,
-// reports its status and feeds WireGuard peer statistics into /v1/status.
+// reports its status, feeds WireGuard peer statistics into /v1/status and the edges'
+// public endpoints (as its sessions see them) into their linked peers' candidates.
 var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, log *slog.Logger) error {
 	cpc := cp.Config()
 	gc := cfg.Config
@@ -101,6 +102,7 @@ var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, 
 			}
 		}
 	}()
+	go feedObserved(ctx, cp, node.Overlay().ObservedEndpoints, time.Second)
 
 	f := &follower{
 		watch:  func(ctx context.Context, since int64) (*api.Snapshot, error) { return cp.Watch(ctx, cfg.Name, since) },
@@ -197,5 +199,32 @@ func (f *follower) run(ctx context.Context, rev int64) error {
 		failed, failures = nil, 0
 		rev = snap.Revision
 		f.report()
+	}
+}
+
+// observedSink takes the endpoints the hub sees on its sessions (controlplane.Server).
+type observedSink interface {
+	SetObservedEndpoint(gateway string, ep netip.AddrPort)
+}
+
+// feedObserved passes every change of the hub's observed edge endpoints to sink, every
+// interval, until ctx ends. An edge whose session went stale keeps its last endpoint (the
+// best guess for a direct path).
+func feedObserved(ctx context.Context, sink observedSink, observed func() map[string]netip.AddrPort, interval time.Duration) {
+	last := map[string]netip.AddrPort{}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for name, ep := range observed() {
+			if last[name] != ep {
+				last[name] = ep
+				sink.SetObservedEndpoint(name, ep)
+			}
+		}
 	}
 }
