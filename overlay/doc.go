@@ -3,7 +3,7 @@
 // (wireguard-go's own tun with the virtio-net header, batches and GSO/GRO — the default — or
 // github.com/songgao/water, one packet per call), and the seam between the NAT engine and
 // WireGuard: Wrapper, a tun.Device around the real TUN that translates every batch in
-// place on its way through (DESIGN.md §5).
+// place on its way through (docs/ARCHITECTURE.md, "The NAT seam").
 //
 // The packet's walk through the seam:
 //
