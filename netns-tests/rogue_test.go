@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/egw-project/egw/internal/pkttest"
 	"github.com/egw-project/egw/netns-tests/harness"
 )
 
@@ -362,7 +363,7 @@ func malformedPackets(src, dst, unleased netip.Addr) ([][]byte, map[string]int) 
 // icmpUnreachable is an ICMP port-unreachable message quoting inner.
 func icmpUnreachable(inner []byte) []byte {
 	msg := append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, inner...)
-	binary.BigEndian.PutUint16(msg[2:], checksum(msg))
+	binary.BigEndian.PutUint16(msg[2:], pkttest.Checksum(msg, 0))
 	return msg
 }
 
@@ -390,7 +391,7 @@ func ip4(proto byte, src, dst netip.Addr, payload []byte) []byte {
 
 func setIPSum(p []byte) {
 	p[10], p[11] = 0, 0
-	binary.BigEndian.PutUint16(p[10:], checksum(p[:20]))
+	binary.BigEndian.PutUint16(p[10:], pkttest.Checksum(p[:20], 0))
 }
 
 // tcpHdr is a 20-byte TCP SYN header with data offset off (in 32-bit words).
