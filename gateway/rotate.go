@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/egw-project/egw/api"
 )
 
-// HeaderRotate on a sync answer asks the gateway to rotate its key
-// (controlplane.HeaderRotate); its value is a nonce to send back.
-const HeaderRotate = "Egw-Rotate-Key"
+// HeaderRotate on a sync answer asks the gateway to rotate its key; its value is a nonce to
+// send back.
+const HeaderRotate = api.HeaderRotate
 
 // edgeKey is the edge's current key, changed by a rotation.
 type edgeKey struct {
