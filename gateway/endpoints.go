@@ -95,9 +95,6 @@ func loadPathEndpoints(stateDir string) (map[netip.Addr]netip.AddrPort, error) {
 // the best guess for the next start.
 func (n *Node) savePathEndpointsLoop(interval time.Duration) {
 	known := maps.Clone(n.pathEndpoints)
-	if known == nil {
-		known = map[netip.Addr]netip.AddrPort{}
-	}
 	save := func() {
 		cur := n.ov.DirectEndpoints()
 		changed := false
