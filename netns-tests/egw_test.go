@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egw-project/egw/internal/pkttest"
 	"github.com/egw-project/egw/netns-tests/harness"
 )
 
@@ -663,9 +662,7 @@ func injectGarbage(t *testing.T, d *deployment, vip netip.Addr) {
 	defer icmp.Close()
 	inner := []byte{0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 20, 0, 0, 0, 0, 0x30, 0x39, 0x23, 0x82, 0, 8, 0, 0}
 	copy(inner[16:20], vip.AsSlice())
-	msg := append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, inner...)
-	cs := pkttest.Checksum(msg, 0)
-	msg[2], msg[3] = byte(cs>>8), byte(cs)
+	msg := icmpUnreachable(inner)
 	for range 5 {
 		if _, err := icmp.WriteTo(msg, &net.IPAddr{IP: vip.AsSlice()}); err != nil {
 			t.Errorf("sending ICMP error: %v", err)
