@@ -4,9 +4,9 @@ import "time"
 
 // The wire of the gateway lifecycle (docs/ARCHITECTURE.md, "Gateway lifecycle"): join
 // tokens and revoked keys as the admin API shows them, the annotations the control plane
-// puts on an EGateway, and the headers of a sync answer that revoke a gateway or ask it to
-// rotate its key. Shared by the server (controlplane), the gateways (gateway) and egwctl
-// (client).
+// puts on an EGateway, the headers of a sync answer that revoke a gateway or ask it to
+// rotate its key, and the gateway's rotation request. Shared by the server (controlplane),
+// the gateways (gateway) and egwctl (client).
 
 // Annotations of the gateway lifecycle on an EGateway.
 const (
@@ -62,4 +62,18 @@ type RevokedKey struct {
 	Key     string    `json:"key"`
 	Gateway string    `json:"gateway"`
 	Revoked time.Time `json:"revoked"`
+}
+
+// RotateRequest is the body of POST /v1/rotate on the sync channel: the gateway's new
+// public key, for the rotation the nonce (the HeaderRotate value) names.
+type RotateRequest struct {
+	PublicKey string `json:"publicKey"`
+	Nonce     string `json:"nonce"`
+}
+
+// RotateAnswer is the answer to POST /v1/rotate.
+type RotateAnswer struct {
+	// SwitchAfter is how long after this answer the gateway switches to the new key (a Go
+	// duration).
+	SwitchAfter string `json:"switchAfter"`
 }

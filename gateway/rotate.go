@@ -52,7 +52,7 @@ func (k *edgeKey) rotate(ctx context.Context, c *SyncClient, n *Node, keyFile, n
 	if err != nil {
 		return fmt.Errorf("key rotation: making the new key: %w", err)
 	}
-	body, _ := json.Marshal(map[string]string{"publicKey": nk.PublicKey().String(), "nonce": nonce})
+	body, _ := json.Marshal(api.RotateRequest{PublicKey: nk.PublicKey().String(), Nonce: nonce})
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.BaseURL+"/v1/rotate", bytes.NewReader(body))
@@ -71,9 +71,7 @@ func (k *edgeKey) rotate(ctx context.Context, c *SyncClient, n *Node, keyFile, n
 	}
 	// The switch delay counts from the answer, not from the end of the response (the cloud
 	// replaces the key after answering).
-	var ans struct {
-		SwitchAfter string `json:"switchAfter"`
-	}
+	var ans api.RotateAnswer
 	err = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&ans)
 	resp.Body.Close()
 	wait := 400 * time.Millisecond
