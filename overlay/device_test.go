@@ -14,6 +14,7 @@ import (
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/membind"
+	"github.com/egw-project/egw/internal/testclock"
 	"github.com/egw-project/egw/nat"
 )
 
@@ -258,18 +259,7 @@ func TestSetPeersRejects(t *testing.T) {
 	}
 }
 
-// fakeClock and fakeDNS drive Reresolve.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// A testclock.Clock and fakeDNS drive Reresolve.
 
 type fakeDNS struct {
 	mu      sync.Mutex
@@ -294,11 +284,11 @@ func (d *fakeDNS) set(host, a string) { d.mu.Lock(); d.answer[host] = a; d.mu.Un
 // have failed for ReresolveAfter, the edge resolves it again and reaches the hub.
 func TestReresolve(t *testing.T) {
 	mn := membind.NewSwitch()
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	dns := &fakeDNS{answer: map[string]string{"hub.example": "127.0.0.9"}} // nobody there
 	hub := newNode(t, mn, "127.0.0.1", forward{}, netip.MustParseAddr("100.64.0.1"))
 	a := newNode(t, mn, "127.0.0.2", forward{}, netip.MustParseAddr("100.64.4.1"), func(c *Config) {
-		c.Now, c.LookupHost = clock.now, dns.lookup
+		c.Now, c.LookupHost = clock.Now, dns.lookup
 	})
 	hp := hub.peer("hub", overlayCIDR)
 	hp.Endpoint = "hub.example:51820"
@@ -316,11 +306,11 @@ func TestReresolve(t *testing.T) {
 		t.Fatalf("SetPeers again: %v, %d queries", err, dns.queries)
 	}
 	dns.set("hub.example", "127.0.0.1")
-	clock.add(time.Minute)
+	clock.Add(time.Minute)
 	if err := a.Reresolve(); err != nil || dns.queries != 1 {
 		t.Fatalf("re-resolved too early: %v, %d queries", err, dns.queries)
 	}
-	clock.add(2 * time.Minute)
+	clock.Add(2 * time.Minute)
 	if err := a.Reresolve(); err != nil || dns.queries != 2 {
 		t.Fatalf("Reresolve: %v, %d queries", err, dns.queries)
 	}
@@ -330,12 +320,12 @@ func TestReresolve(t *testing.T) {
 	send(t, a, hub, netip.MustParseAddr("100.64.4.200"), netip.MustParseAddr("100.64.0.10"), "after re-resolve")
 	// Quiet for long enough: resolved again (same answer, nothing changes); with a fresh
 	// handshake: not resolved.
-	clock.t = time.Now()
-	clock.add(3 * time.Minute)
+	clock.Set(time.Now())
+	clock.Add(3 * time.Minute)
 	if err := a.Reresolve(); err != nil {
 		t.Fatal(err)
 	}
-	clock.t = time.Now()
+	clock.Set(time.Now())
 	if err := a.Reresolve(); err != nil || dns.queries != 3 {
 		t.Fatalf("queries = %d after a fresh handshake, want 3", dns.queries)
 	}
@@ -345,11 +335,11 @@ func TestReresolve(t *testing.T) {
 // retried at every check until it does.
 func TestReresolveAfterDNSFailure(t *testing.T) {
 	mn := membind.NewSwitch()
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	dns := &fakeDNS{answer: map[string]string{}}
 	hub := newNode(t, mn, "127.0.0.1", forward{}, netip.MustParseAddr("100.64.0.1"))
 	a := newNode(t, mn, "127.0.0.2", forward{}, netip.MustParseAddr("100.64.4.1"), func(c *Config) {
-		c.Now, c.LookupHost = clock.now, dns.lookup
+		c.Now, c.LookupHost = clock.Now, dns.lookup
 	})
 	if err := hub.SetPeers([]api.Peer{a.peer("a", aPrefix)}, 0); err != nil {
 		t.Fatal(err)
@@ -362,12 +352,12 @@ func TestReresolveAfterDNSFailure(t *testing.T) {
 	if p := hubPeer(t, a, hub.key.PublicKey()); p.Endpoint.IsValid() {
 		t.Fatalf("endpoint %v before DNS answers", p.Endpoint)
 	}
-	clock.add(time.Second)
+	clock.Add(time.Second)
 	if err := a.Reresolve(); err != nil || dns.queries != 2 {
 		t.Fatalf("retry: %v, %d queries", err, dns.queries)
 	}
 	dns.set("hub.example", "127.0.0.1")
-	clock.add(15 * time.Second)
+	clock.Add(15 * time.Second)
 	if err := a.Reresolve(); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/testclock"
 )
 
 // nullBind is an inner bind whose Send does nothing.
@@ -16,7 +17,7 @@ func (*nullBind) Send([][]byte, conn.Endpoint) error { return nil }
 
 // newNullHub is a hub whose sends go nowhere, relaying between ovA (at udpA) and ovB (at
 // udpB).
-func newNullHub(clk *clock) (*Bind, *Relay) {
+func newNullHub(clk *testclock.Clock) (*Bind, *Relay) {
 	r := NewRelay(RelayConfig{Now: clk.Now})
 	hub := New(&nullBind{}, Config{Self: netip.MustParseAddr("100.64.0.1"), Relay: r, Now: clk.Now, ManualTick: true})
 	r.SetEndpoints(map[netip.Addr]netip.AddrPort{ovA: udpA, ovB: udpB})

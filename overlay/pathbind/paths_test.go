@@ -10,11 +10,12 @@ import (
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/membind"
+	"github.com/egw-project/egw/internal/testclock"
 )
 
 // trio is a hub and two edges on one switch, the edges linked.
 type trio struct {
-	clk   *clock
+	clk   *testclock.Clock
 	relay *Relay
 	hub   *node
 	a, b  *node
@@ -46,7 +47,7 @@ func newTrio(t *testing.T, direct bool) *trio {
 // newPair is edge-a and edge-b with no hub, edge-a with direct paths on and edge-b's
 // address as its candidate. bDirect: edge-b has direct paths on; aKnown: edge-b has
 // edge-a's address as its candidate.
-func newPair(t *testing.T, bDirect, aKnown bool) (a, b *node, clk *clock) {
+func newPair(t *testing.T, bDirect, aKnown bool) (a, b *node, clk *testclock.Clock) {
 	t.Helper()
 	sw := membind.NewSwitch()
 	clk = newClock()
