@@ -29,8 +29,9 @@ package nat
 //          for ov(c): ov(c)→ov(S) ⇒ p→S, ToSite (an echo request also records
 //          (p, S, id) → ov(S) in the echo table)
 //      (b) dst is a leased ov(c): reply from ov(S) consumed here: ov(S)→ov(c) ⇒ VIP→c
-//      (c) hub: dst in another gateway's prefix: relay rule → unchanged (TTL-1), ToOverlay
-//      (d) else drop
+//      (c) else drop (not-for-this-gateway). The hub too: edges reach each other on
+//          their own WireGuard sessions, the hub relaying only ciphertext (overlay/pathbind),
+//          so a decrypted packet for another gateway's prefix is never forwarded.
 //
 // Ports are never rewritten: leases are 1:1 address mappings.
 
@@ -316,14 +317,7 @@ func (e *Engine) decideOverlay(st *state, f *flow, create bool, now time.Time) (
 		}
 		return xlat{src: v.VIP, dst: c, action: ToSite, clamp: true, decTTL: true, icmpSrc: t.OverlayIP}, ReasonOK
 	}
-	// (c) the hub relays between other gateways.
-	if t.Hub && t.InOverlay(f.dst) && !t.InOwnPrefix(f.dst) {
-		x := xlat{icmpSrc: t.OverlayIP}
-		if f.verdict(pol.CheckRelay(f.src, f.dst, f.proto, f.sport, f.dport, f.echoReq, f.echoReply)) != policy.Allow {
-			return x, ReasonDeniedRelay
-		}
-		return xlat{src: f.src, dst: f.dst, action: ToOverlay, decTTL: true, icmpSrc: t.OverlayIP}, ReasonOK
-	}
+	// (c) nothing else: another gateway's traffic is not decrypted here, even at the hub.
 	return xlat{icmpSrc: t.OverlayIP}, ReasonNotForUs
 }
 
