@@ -739,12 +739,13 @@ func TestHubControlPort(t *testing.T) {
 func TestHubForwardsNoDecryptedTraffic(t *testing.T) {
 	w := newWorld(t)
 	for name, pkt := range map[string][]byte{
-		"request to a service":    tcpTo(ovA, ovNginx, 8080).build(t),
-		"reply from a service":    mirror(tcpTo(ovA, ovNginx, 8080).build(t)),
-		"echo":                    echoTo(ovA, ovNginx, 3).build(t),
-		"to another edge's IP":    tcpTo(ovA, ovB, 7443).build(t),
-		"outside every prefix":    tcpTo(ovA, ma("100.64.200.1"), 8080).build(t),
-		"from an unknown address": udpTo(ma("100.64.10.1"), ovDNS, 53).build(t),
+		"request to a service":                    tcpTo(ovA, ovNginx, 8080).build(t),
+		"reply from a service":                    mirror(tcpTo(ovA, ovNginx, 8080).build(t)),
+		"echo":                                    echoTo(ovA, ovNginx, 3).build(t),
+		"to another edge's IP":                    tcpTo(ovA, ovB, 7443).build(t),
+		"outside every prefix":                    tcpTo(ovA, ma("100.64.200.1"), 8080).build(t),
+		"from an unknown address":                 udpTo(ma("100.64.10.1"), ovDNS, 53).build(t),
+		"ICMP error about another gateway's flow": icmpErr(t, ovA, ovB, 3, 3, udpTo(ovB, ma("10.9.9.9"), 53).build(t)),
 	} {
 		before := drops(w.hub, ReasonNotForUs)
 		in := append([]byte(nil), pkt...)

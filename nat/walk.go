@@ -342,7 +342,9 @@ func (e *Engine) decide(dir int, st *state, f *flow, create bool, now time.Time)
 // icmpError translates an ICMP error. It belongs to the flow of the packet it quotes:
 // that packet went the other way, so the error is decided as the reverse of the quoted
 // packet (lookups only: an error never makes a lease), the outer header is rewritten
-// like that flow, and the quoted header like the quoted packet's own reverse.
+// like that flow, and the quoted header like the quoted packet's own reverse. An error the
+// flow's decision refuses is counted as that denial, as not-for-this-gateway (addressed to
+// a flow another gateway serves), or else as icmp-error-no-mapping.
 func (e *Engine) icmpError(dir int, st *state, p *packet, now time.Time) Result {
 	if p.dst != p.inSrc {
 		return e.drop(dir, ReasonICMPMismatch)
@@ -352,7 +354,7 @@ func (e *Engine) icmpError(dir int, st *state, p *packet, now time.Time) Result 
 		echoReply: p.inProto == ip4.ProtoICMP && p.inType == icmpEchoRequest}
 	x, r := e.decide(dir, st, &f, false, now)
 	if r != ReasonOK {
-		if !r.denied() {
+		if !r.denied() && r != ReasonNotForUs {
 			r = ReasonICMPNoMapping
 		}
 		return e.drop(dir, r)
