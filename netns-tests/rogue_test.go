@@ -353,8 +353,11 @@ func malformedPackets(src, dst, unleased netip.Addr) ([][]byte, map[string]int) 
 	// ICMP port unreachable quoting a UDP flow from a hub client address that is leased to
 	// nobody (its reply would have come from dst): it matches no mapping.
 	add("icmp-error-no-mapping", ip4(icmp, src, unleased, icmpUnreachable(ip4(udp, unleased, dst, udpHdr(41000, 53, 8)))))
-	// An ICMP error quoting a flow between two other gateways, that no relay rule allows.
-	add("denied-relay", ip4(icmp, src, dst, icmpUnreachable(ip4(udp, dst, netip.MustParseAddr("10.9.9.9"), udpHdr(41000, 53, 8)))))
+	// A well-formed datagram, and an ICMP error quoting a flow, for another gateway: the
+	// hub forwards nothing it decrypted (edges reach each other on their own sessions, the
+	// hub relaying only their ciphertext), so both are not for it.
+	add("not-for-this-gateway", ip4(udp, src, dst, append(udpHdr(1234, 9090, 12), "hi b"...)))
+	add("not-for-this-gateway", ip4(icmp, src, dst, icmpUnreachable(ip4(udp, dst, netip.MustParseAddr("10.9.9.9"), udpHdr(41000, 53, 8)))))
 	// An ICMP error not addressed to the source of the packet it quotes.
 	add("icmp-error-mismatch", ip4(icmp, src, unleased, icmpUnreachable(ip4(udp, dst, unleased, udpHdr(41000, 53, 8)))))
 	return pkts, want

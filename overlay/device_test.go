@@ -19,7 +19,8 @@ import (
 )
 
 // forward is a fake engine that passes everything: site → overlay, and overlay → site
-// when the destination is inside `mine` (else back to the overlay: the hub's relay).
+// when the destination is inside `mine` (else back to the overlay, which the Wrapper
+// refuses: nothing decrypted is forwarded between peers).
 type forward struct{ mine netip.Prefix }
 
 func (f forward) FromSite(pkt, reply []byte) nat.Result { return nat.Result{Action: nat.ToOverlay} }
@@ -131,9 +132,11 @@ func TestTwoGateways(t *testing.T) {
 	}
 }
 
-// TestRelayEdgeHubEdge: edge A → hub → edge B and back; the hub's Wrapper re-queues what
-// WireGuard delivered for the other edge.
-func TestRelayEdgeHubEdge(t *testing.T) {
+// TestHubForwardsNoDecryptedPackets: edges whose only peer is the hub send each other
+// packets on their hub sessions. The hub decrypts them, but even a Translator that asks
+// to send them on cannot make its Wrapper forward them: they are dropped and counted
+// (edges reach each other on their own sessions; the hub relays only ciphertext).
+func TestHubForwardsNoDecryptedPackets(t *testing.T) {
 	mn := membind.NewSwitch()
 	hubIP, aIP, bIP := netip.MustParseAddr("100.64.0.1"), netip.MustParseAddr("100.64.4.1"), netip.MustParseAddr("100.64.8.1")
 	hub := newNode(t, mn, "127.0.0.1", forward{mine: hubPrefix}, hubIP)
@@ -149,13 +152,31 @@ func TestRelayEdgeHubEdge(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Both sessions work: each edge reaches the hub.
+	send(t, a, hub, netip.MustParseAddr("100.64.4.200"), netip.MustParseAddr("100.64.0.10"), "a->hub")
+	send(t, b, hub, netip.MustParseAddr("100.64.8.200"), netip.MustParseAddr("100.64.0.10"), "b->hub")
 	ca, sb := netip.MustParseAddr("100.64.4.200"), netip.MustParseAddr("100.64.8.10")
-	for i := range 20 {
-		send(t, a, b, ca, sb, fmt.Sprintf("a->b %d", i))
-		send(t, b, a, sb, ca, fmt.Sprintf("b->a %d", i))
+	const n = 20
+	for i := range n {
+		select {
+		case a.tun.Outbound <- udp4(ca, sb, fmt.Sprintf("a->b %d", i)):
+		case <-time.After(10 * time.Second):
+			t.Fatal("site packet not taken")
+		}
 	}
-	if st := hub.Wrapper().Stats(); st.Requeued < 40 || st.ToSitePackets != 0 {
+	for i := 0; hub.Wrapper().Stats().Drops[DropOverlayToOverlay] < n; i++ {
+		if i > 1000 {
+			t.Fatalf("hub stats: %+v", hub.Wrapper().Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := hub.Wrapper().Stats(); st.Drops[DropOverlayToOverlay] != n || st.QueuedReplies != 0 || st.ToSitePackets != 2 {
 		t.Errorf("hub stats: %+v", st)
+	}
+	select {
+	case p := <-b.tun.Inbound:
+		t.Fatalf("edge b got %q through the hub", payloadOf(p))
+	default:
 	}
 }
 
