@@ -7,7 +7,7 @@ package controlplane
 // on every backend), outside the object model: they change no snapshot.
 //
 //	tokens       token ID -> storedToken (JSON; the secret's SHA-256, never the secret)
-//	revokedKeys  WireGuard public key -> RevokedKey (JSON)
+//	revokedKeys  WireGuard public key -> api.RevokedKey (JSON)
 
 import (
 	"context"
@@ -31,10 +31,6 @@ const (
 	bucketRevokedKeys = "revokedKeys"
 )
 
-// AnnotationRevoked on an EGateway holds when its key was revoked (RFC 3339). A join
-// clears it.
-const AnnotationRevoked = "egw.io/revoked-at"
-
 // DefaultTokenTTL is how long a join token is valid unless asked otherwise.
 const DefaultTokenTTL = 24 * time.Hour
 
@@ -48,48 +44,23 @@ const (
 	enrollConcurrent = 4
 )
 
-// Token states (JoinToken.State).
-const (
-	TokenPending = "pending"
-	TokenUsed    = "used"
-	TokenExpired = "expired"
-	TokenRevoked = "revoked"
-)
-
-// JoinToken describes a join token (never its secret).
-type JoinToken struct {
-	ID      string    `json:"id"`
-	Gateway string    `json:"gateway"`
-	Created time.Time `json:"created"`
-	Expires time.Time `json:"expires"`
-	Used    time.Time `json:"used,omitzero"`
-	Revoked time.Time `json:"revoked,omitzero"`
-	State   string    `json:"state"`
-}
-
 type storedToken struct {
-	JoinToken
+	api.JoinToken
 	Hash string `json:"hash"`
 }
 
-func (t *JoinToken) setState(now time.Time) {
+// setTokenState sets t.State from its times: revoked, used, expired at now, or pending.
+func setTokenState(t *api.JoinToken, now time.Time) {
 	switch {
 	case !t.Revoked.IsZero():
-		t.State = TokenRevoked
+		t.State = api.TokenRevoked
 	case !t.Used.IsZero():
-		t.State = TokenUsed
+		t.State = api.TokenUsed
 	case !now.Before(t.Expires):
-		t.State = TokenExpired
+		t.State = api.TokenExpired
 	default:
-		t.State = TokenPending
+		t.State = api.TokenPending
 	}
-}
-
-// RevokedKey is a WireGuard key that may not be registered again.
-type RevokedKey struct {
-	Key     string    `json:"key"`
-	Gateway string    `json:"gateway"`
-	Revoked time.Time `json:"revoked"`
 }
 
 // Enrollment is where edges enroll: the address join tokens carry (the cloud's public
@@ -148,45 +119,45 @@ func writeToken(tx Tx, t *storedToken) error {
 // CreateJoinToken makes a one-time join token for the edge gateway name (which must exist
 // and have no key). ttl 0 means DefaultTokenTTL. It returns the token's text — shown once,
 // stored only hashed.
-func (s *Server) CreateJoinToken(name string, ttl time.Duration) (string, JoinToken, error) {
+func (s *Server) CreateJoinToken(name string, ttl time.Duration) (string, api.JoinToken, error) {
 	e := s.enrollment()
 	if e == nil {
-		return "", JoinToken{}, &Error{Code: CodeConflict, Message: "this cloud gateway has no enrollment listener (enroll.listen): register the edge with --public-key instead"}
+		return "", api.JoinToken{}, &Error{Code: CodeConflict, Message: "this cloud gateway has no enrollment listener (enroll.listen): register the edge with --public-key instead"}
 	}
 	if ttl == 0 {
 		ttl = DefaultTokenTTL
 	}
 	if ttl < time.Second || ttl > MaxTokenTTL {
-		return "", JoinToken{}, &Error{Code: CodeBadRequest, Field: "ttl", Message: fmt.Sprintf("%s is not between 1s and %s", ttl, MaxTokenTTL)}
+		return "", api.JoinToken{}, &Error{Code: CodeBadRequest, Field: "ttl", Message: fmt.Sprintf("%s is not between 1s and %s", ttl, MaxTokenTTL)}
 	}
 	key := keyGateway(name)
 	if name == s.cfg.HubGateway {
-		return "", JoinToken{}, &Error{Code: CodeBadRequest, Object: key, Message: "is the cloud's own gateway; it does not join"}
+		return "", api.JoinToken{}, &Error{Code: CodeBadRequest, Object: key, Message: "is the cloud's own gateway; it does not join"}
 	}
 	o, err := s.store.Get(api.KindEGateway, name)
 	if err != nil {
-		return "", JoinToken{}, err
+		return "", api.JoinToken{}, err
 	}
 	if o.(*api.EGateway).PublicKey != "" {
-		return "", JoinToken{}, &Error{Code: CodeConflict, Object: key, Message: "already has a key: revoke it first (egwctl gateway revoke) to admit a new one"}
+		return "", api.JoinToken{}, &Error{Code: CodeConflict, Object: key, Message: "already has a key: revoke it first (egwctl gateway revoke) to admit a new one"}
 	}
 	tok, err := jointoken.New(e.Address, e.CertHash)
 	if err != nil {
-		return "", JoinToken{}, err
+		return "", api.JoinToken{}, err
 	}
 	now := s.opts.Now()
-	st := &storedToken{JoinToken: JoinToken{ID: tok.ID, Gateway: name, Created: now, Expires: now.Add(ttl)}, Hash: jointoken.HashSecret(tok.Secret)}
+	st := &storedToken{JoinToken: api.JoinToken{ID: tok.ID, Gateway: name, Created: now, Expires: now.Add(ttl)}, Hash: jointoken.HashSecret(tok.Secret)}
 	if err := s.store.b.Update(func(tx Tx) error { return writeToken(tx, st) }); err != nil {
-		return "", JoinToken{}, err
+		return "", api.JoinToken{}, err
 	}
-	st.setState(now)
+	setTokenState(&st.JoinToken, now)
 	s.log.Info("join token created", "id", st.ID, "gateway", name, "expires", st.Expires.Format(time.RFC3339))
 	return tok.String(), st.JoinToken, nil
 }
 
 // JoinTokens lists every join token, oldest first.
-func (s *Server) JoinTokens() ([]JoinToken, error) {
-	var out []JoinToken
+func (s *Server) JoinTokens() ([]api.JoinToken, error) {
+	var out []api.JoinToken
 	now := s.opts.Now()
 	err := s.store.b.View(func(tx Tx) error {
 		err := tx.ForEach(bucketTokens, func(_ string, v []byte) error {
@@ -194,7 +165,7 @@ func (s *Server) JoinTokens() ([]JoinToken, error) {
 			if err := json.Unmarshal(v, &t); err != nil {
 				return err
 			}
-			t.setState(now)
+			setTokenState(&t.JoinToken, now)
 			out = append(out, t.JoinToken)
 			return nil
 		})
@@ -203,13 +174,13 @@ func (s *Server) JoinTokens() ([]JoinToken, error) {
 		}
 		return err
 	})
-	slices.SortFunc(out, func(a, b JoinToken) int { return a.Created.Compare(b.Created) })
+	slices.SortFunc(out, func(a, b api.JoinToken) int { return a.Created.Compare(b.Created) })
 	return out, err
 }
 
 // RevokeJoinToken revokes a token that was not used yet.
-func (s *Server) RevokeJoinToken(id string) (JoinToken, error) {
-	var out JoinToken
+func (s *Server) RevokeJoinToken(id string) (api.JoinToken, error) {
+	var out api.JoinToken
 	now := s.opts.Now()
 	err := s.store.b.Update(func(tx Tx) error {
 		t, err := readToken(tx, id)
@@ -228,7 +199,7 @@ func (s *Server) RevokeJoinToken(id string) (JoinToken, error) {
 				return err
 			}
 		}
-		t.setState(now)
+		setTokenState(&t.JoinToken, now)
 		out = t.JoinToken
 		return nil
 	})
@@ -271,12 +242,12 @@ func (s *Server) Join(req jointoken.Request, remote string) ([]byte, error) {
 			return errJoinInvalid
 		}
 		tok = *t
-		switch t.setState(now); t.State {
-		case TokenUsed:
+		switch setTokenState(&t.JoinToken, now); t.State {
+		case api.TokenUsed:
 			return &Error{Code: CodeForbidden, Message: fmt.Sprintf("join token %s was already used at %s", id, t.Used.UTC().Format(time.RFC3339))}
-		case TokenRevoked:
+		case api.TokenRevoked:
 			return &Error{Code: CodeForbidden, Message: fmt.Sprintf("join token %s was revoked at %s", id, t.Revoked.UTC().Format(time.RFC3339))}
-		case TokenExpired:
+		case api.TokenExpired:
 			return &Error{Code: CodeForbidden, Message: fmt.Sprintf("join token %s expired at %s", id, t.Expires.UTC().Format(time.RFC3339))}
 		}
 		if rk, ok := revokedKey(tx, req.PublicKey); ok {
@@ -318,7 +289,7 @@ func (s *Server) admit(name string, req jointoken.Request) ([]byte, error) {
 		return nil, &Error{Code: CodeConflict, Object: keyGateway(name), Message: "already has a key"}
 	}
 	g.PublicKey = req.PublicKey
-	delete(g.Metadata.Annotations, AnnotationRevoked)
+	delete(g.Metadata.Annotations, api.AnnotationRevoked)
 	if _, err := s.Update(g, g.Metadata.ResourceVersion); err != nil {
 		return nil, err
 	}
@@ -402,21 +373,21 @@ func (s *Server) EnrollHandler() http.Handler {
 }
 
 // revokedKey looks key up in the revoked keys.
-func revokedKey(tx Tx, key string) (RevokedKey, bool) {
+func revokedKey(tx Tx, key string) (api.RevokedKey, bool) {
 	v := tx.Get(bucketRevokedKeys, key)
 	if v == nil {
-		return RevokedKey{}, false
+		return api.RevokedKey{}, false
 	}
-	var rk RevokedKey
+	var rk api.RevokedKey
 	if json.Unmarshal(v, &rk) != nil {
-		return RevokedKey{Key: key}, true
+		return api.RevokedKey{Key: key}, true
 	}
 	return rk, true
 }
 
 // RevokedKeys lists the revoked keys.
-func (s *Server) RevokedKeys() ([]RevokedKey, error) {
-	var out []RevokedKey
+func (s *Server) RevokedKeys() ([]api.RevokedKey, error) {
+	var out []api.RevokedKey
 	err := s.store.b.View(func(tx Tx) error {
 		err := tx.ForEach(bucketRevokedKeys, func(k string, v []byte) error {
 			rk, _ := revokedKey(tx, k)
@@ -460,7 +431,7 @@ func (s *Server) recordRevoked(keys map[string]string, at time.Time) error {
 	}
 	return s.store.b.Update(func(tx Tx) error {
 		for gw, k := range keys {
-			b, err := json.Marshal(RevokedKey{Key: k, Gateway: gw, Revoked: at})
+			b, err := json.Marshal(api.RevokedKey{Key: k, Gateway: gw, Revoked: at})
 			if err != nil {
 				return err
 			}
@@ -493,7 +464,7 @@ var errGatewayRevoked = errors.New("the gateway was revoked")
 
 // RevokeGateway revokes an edge gateway's key: the key is added to the revoked keys (never
 // admitted again), removed from the EGateway (so the hub and every peer drop it at their
-// next snapshot, which the write wakes) and the time is recorded (AnnotationRevoked). The
+// next snapshot, which the write wakes) and the time is recorded (api.AnnotationRevoked). The
 // gateway's waiting sync polls are answered 403 at once. It returns the gateway.
 func (s *Server) RevokeGateway(name string) (api.Object, error) {
 	key := keyGateway(name)
@@ -507,7 +478,7 @@ func (s *Server) RevokeGateway(name string) (api.Object, error) {
 	g := api.DeepCopy(o).(*api.EGateway)
 	now := s.opts.Now().UTC()
 	if g.PublicKey == "" {
-		if _, ok := g.Metadata.Annotations[AnnotationRevoked]; ok {
+		if _, ok := g.Metadata.Annotations[api.AnnotationRevoked]; ok {
 			return o, nil
 		}
 		return nil, &Error{Code: CodeConflict, Object: key, Message: "has no key to revoke"}
@@ -540,7 +511,7 @@ func (s *Server) RevokeGateway(name string) (api.Object, error) {
 	if g.Metadata.Annotations == nil {
 		g.Metadata.Annotations = map[string]string{}
 	}
-	g.Metadata.Annotations[AnnotationRevoked] = at
+	g.Metadata.Annotations[api.AnnotationRevoked] = at
 	out, err := s.Update(g, g.Metadata.ResourceVersion)
 	if err != nil {
 		return nil, err
@@ -573,12 +544,9 @@ func (s *Server) revokedAt(gw string) (string, bool) {
 		return "", false
 	}
 	g := o.(*api.EGateway)
-	at, ok = g.Metadata.Annotations[AnnotationRevoked]
+	at, ok = g.Metadata.Annotations[api.AnnotationRevoked]
 	return at, ok && g.PublicKey == ""
 }
-
-// HeaderRevoked, on a 403 sync answer, says the gateway was revoked (its value: when).
-const HeaderRevoked = "Egw-Revoked"
 
 // refuseRevokedSync answers a revoked gateway's sync request with 403 and true.
 func (s *Server) refuseRevokedSync(w http.ResponseWriter, gw string) bool {
@@ -586,7 +554,7 @@ func (s *Server) refuseRevokedSync(w http.ResponseWriter, gw string) bool {
 	if !ok {
 		return false
 	}
-	w.Header().Set(HeaderRevoked, at)
+	w.Header().Set(api.HeaderRevoked, at)
 	writeJSON(w, http.StatusForbidden, errorBody{Error: fmt.Sprintf("gateway %s was revoked at %s; it needs a new join token", gw, at)})
 	return true
 }

@@ -5,16 +5,18 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/egw-project/egw/api"
 )
 
 // Admin API of the gateway lifecycle (docs/ARCHITECTURE.md, "REST API"):
 //
-//	POST   /v1/tokens                   {"gateway":NAME,"ttl":"24h"} -> {"token":TEXT,"info":JoinToken}
-//	GET    /v1/tokens                   {"items":[JoinToken…]}
-//	DELETE /v1/tokens/{id}              revoke an unused token -> JoinToken
+//	POST   /v1/tokens                   {"gateway":NAME,"ttl":"24h"} -> {"token":TEXT,"info":api.JoinToken}
+//	GET    /v1/tokens                   {"items":[api.JoinToken…]}
+//	DELETE /v1/tokens/{id}              revoke an unused token -> api.JoinToken
 //	POST   /v1/egateways/{name}/revoke  revoke the gateway's key -> the EGateway
 //	POST   /v1/egateways/{name}/rotate-key  ask the gateway to rotate its key -> the EGateway
-//	GET    /v1/revokedkeys              {"items":[RevokedKey…]}
+//	GET    /v1/revokedkeys              {"items":[api.RevokedKey…]}
 func (s *Server) lifecycleRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/tokens", s.handleTokenCreate)
 	mux.HandleFunc("GET /v1/tokens", func(w http.ResponseWriter, r *http.Request) {
@@ -24,7 +26,7 @@ func (s *Server) lifecycleRoutes(mux *http.ServeMux) {
 			return
 		}
 		if items == nil {
-			items = []JoinToken{}
+			items = []api.JoinToken{}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"items": items})
 	})
@@ -59,7 +61,7 @@ func (s *Server) lifecycleRoutes(mux *http.ServeMux) {
 			return
 		}
 		if items == nil {
-			items = []RevokedKey{}
+			items = []api.RevokedKey{}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"items": items})
 	})
@@ -69,13 +71,6 @@ func (s *Server) lifecycleRoutes(mux *http.ServeMux) {
 type TokenRequest struct {
 	Gateway string `json:"gateway"`
 	TTL     string `json:"ttl,omitempty"` // Go duration; "" = DefaultTokenTTL
-}
-
-// TokenAnswer is the answer of POST /v1/tokens: the token's text (shown once) and its
-// description.
-type TokenAnswer struct {
-	Token string    `json:"token"`
-	Info  JoinToken `json:"info"`
 }
 
 func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) {
@@ -102,5 +97,5 @@ func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusCreated, TokenAnswer{Token: text, Info: info})
+	writeJSON(w, http.StatusCreated, api.TokenAnswer{Token: text, Info: info})
 }

@@ -95,7 +95,7 @@ func (w *joinWorld) newToken(t *testing.T, gw string, ttl time.Duration) jointok
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State != TokenPending || info.Gateway != gw {
+	if info.State != api.TokenPending || info.Gateway != gw {
 		t.Fatalf("new token: %+v", info)
 	}
 	tok, err := jointoken.Parse(text)
@@ -152,7 +152,7 @@ func TestJoinTokenEnrollsOnce(t *testing.T) {
 		t.Fatal("a replayed token changed the key")
 	}
 	toks, _ := w.srv.JoinTokens()
-	if len(toks) != 1 || toks[0].State != TokenUsed {
+	if len(toks) != 1 || toks[0].State != api.TokenUsed {
 		t.Fatalf("tokens: %+v", toks)
 	}
 	// A gateway that has a key gets no token.
@@ -291,7 +291,7 @@ func TestRevokeGateway(t *testing.T) {
 	}
 	select {
 	case rec := <-done:
-		if rec.Code != 403 || rec.Header().Get(HeaderRevoked) == "" || !strings.Contains(rec.Body.String(), "revoked") {
+		if rec.Code != 403 || rec.Header().Get(api.HeaderRevoked) == "" || !strings.Contains(rec.Body.String(), "revoked") {
 			t.Fatalf("waiting poll: %d %s", rec.Code, rec.Body)
 		}
 	case <-time.After(time.Second):
@@ -305,7 +305,7 @@ func TestRevokeGateway(t *testing.T) {
 		t.Fatalf("sync after revocation: %d", rec.Code)
 	}
 	o, _ := w.srv.Store().Get(api.KindEGateway, "gw-a")
-	if o.GetMeta().Annotations[AnnotationRevoked] == "" {
+	if o.GetMeta().Annotations[api.AnnotationRevoked] == "" {
 		t.Fatal("no revocation time on the gateway")
 	}
 	// The key is refused if it comes back, by any write.

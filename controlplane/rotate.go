@@ -1,7 +1,7 @@
 package controlplane
 
 // Key rotation (docs/ARCHITECTURE.md, "Key rotation"): the operator asks for it
-// (RequestKeyRotation); the gateway learns it on its sync channel (HeaderRotate on every sync
+// (RequestKeyRotation); the gateway learns it on its sync channel (api.HeaderRotate on every sync
 // answer while the request stands; a waiting poll is answered at once), makes a new key and
 // sends the public half on that channel (POST /v1/rotate, authenticated like every sync
 // request by WireGuard with the old key). The cloud answers, then — rotateCommitDelay later —
@@ -20,16 +20,6 @@ import (
 	"github.com/egw-project/egw/api"
 )
 
-// Annotations of a rotation on the EGateway.
-const (
-	AnnotationRotateRequested = "egw.io/rotate-requested" // the request's nonce (its time)
-	AnnotationKeyRotated      = "egw.io/key-rotated-at"
-)
-
-// HeaderRotate on a sync answer asks the gateway to rotate its key; its value is the nonce
-// the gateway sends back with the new key.
-const HeaderRotate = "Egw-Rotate-Key"
-
 const (
 	rotateCommitDelay = 250 * time.Millisecond
 	rotateSwitchDelay = 400 * time.Millisecond
@@ -37,12 +27,6 @@ const (
 
 // errRotate ends a gateway's waiting sync polls so that it learns of a rotation request.
 var errRotate = errors.New("key rotation requested")
-
-// RotateAnswer is the answer to POST /v1/rotate.
-type RotateAnswer struct {
-	// SwitchAfter is how long after this answer the gateway switches to the new key.
-	SwitchAfter string `json:"switchAfter"`
-}
 
 // RequestKeyRotation asks an edge gateway to rotate its key and returns the gateway.
 func (s *Server) RequestKeyRotation(name string) (api.Object, error) {
@@ -61,7 +45,7 @@ func (s *Server) RequestKeyRotation(name string) (api.Object, error) {
 	if g.Metadata.Annotations == nil {
 		g.Metadata.Annotations = map[string]string{}
 	}
-	g.Metadata.Annotations[AnnotationRotateRequested] = strconv.FormatInt(s.opts.Now().UnixNano(), 10)
+	g.Metadata.Annotations[api.AnnotationRotateRequested] = strconv.FormatInt(s.opts.Now().UnixNano(), 10)
 	out, err := s.Update(g, g.Metadata.ResourceVersion)
 	if err != nil {
 		return nil, err
@@ -71,14 +55,14 @@ func (s *Server) RequestKeyRotation(name string) (api.Object, error) {
 	return out, nil
 }
 
-// rotationHeader sets HeaderRotate on a sync answer of gw while a rotation is requested.
+// rotationHeader sets api.HeaderRotate on a sync answer of gw while a rotation is requested.
 func (s *Server) rotationHeader(w http.ResponseWriter, gw string) {
 	o, err := s.store.Get(api.KindEGateway, gw)
 	if err != nil {
 		return
 	}
-	if n := o.GetMeta().Annotations[AnnotationRotateRequested]; n != "" && o.(*api.EGateway).PublicKey != "" {
-		w.Header().Set(HeaderRotate, n)
+	if n := o.GetMeta().Annotations[api.AnnotationRotateRequested]; n != "" && o.(*api.EGateway).PublicKey != "" {
+		w.Header().Set(api.HeaderRotate, n)
 	}
 }
 
@@ -89,10 +73,7 @@ func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 1024)
-	var req struct {
-		PublicKey string `json:"publicKey"`
-		Nonce     string `json:"nonce"`
-	}
+	var req api.RotateRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		writeError(w, s.log, &Error{Code: CodeBadRequest, Message: "body is not {publicKey, nonce}"})
 		return
@@ -103,7 +84,7 @@ func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g := api.DeepCopy(o).(*api.EGateway)
-	if n := g.Metadata.Annotations[AnnotationRotateRequested]; n == "" || n != req.Nonce {
+	if n := g.Metadata.Annotations[api.AnnotationRotateRequested]; n == "" || n != req.Nonce {
 		writeError(w, s.log, &Error{Code: CodeConflict, Object: keyGateway(gw), Message: "no key rotation with that nonce is requested"})
 		return
 	}
@@ -121,15 +102,15 @@ func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, &Error{Code: CodeConflict, Field: "publicKey", Message: fmt.Sprintf("is in use by %s", used)})
 		return
 	}
-	writeJSON(w, http.StatusOK, RotateAnswer{SwitchAfter: rotateSwitchDelay.String()})
+	writeJSON(w, http.StatusOK, api.RotateAnswer{SwitchAfter: rotateSwitchDelay.String()})
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
 	// The answer leaves on the old key's session; then the key changes.
 	time.Sleep(rotateCommitDelay)
 	old := g.PublicKey
-	delete(next.Metadata.Annotations, AnnotationRotateRequested)
-	next.Metadata.Annotations[AnnotationKeyRotated] = s.opts.Now().UTC().Format(time.RFC3339Nano)
+	delete(next.Metadata.Annotations, api.AnnotationRotateRequested)
+	next.Metadata.Annotations[api.AnnotationKeyRotated] = s.opts.Now().UTC().Format(time.RFC3339Nano)
 	if _, err := s.Update(next, g.Metadata.ResourceVersion); err != nil {
 		s.log.Error("key rotation failed; the gateway keeps its key until asked again", "gateway", gw, "err", err)
 		return

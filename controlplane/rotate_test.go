@@ -22,7 +22,7 @@ func TestKeyRotation(t *testing.T) {
 	done := make(chan string, 1)
 	go func() {
 		rec := syncRequest(h, "GET", "/v1/sync?since="+itoa(snap.Revision), edgeA, "")
-		done <- rec.Header().Get(HeaderRotate)
+		done <- rec.Header().Get(api.HeaderRotate)
 	}()
 	for w.srv.waitingPolls("gw-a") == 0 {
 		time.Sleep(time.Millisecond)
@@ -56,15 +56,15 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal("the hub's snapshot does not have exactly the new key")
 	}
 	o, _ := w.srv.Store().Get(api.KindEGateway, "gw-a")
-	if a := o.GetMeta().Annotations; a[AnnotationKeyRotated] == "" || a[AnnotationRotateRequested] != "" {
+	if a := o.GetMeta().Annotations; a[api.AnnotationKeyRotated] == "" || a[api.AnnotationRotateRequested] != "" {
 		t.Fatalf("annotations %v", a)
 	}
 	// The old key is revoked; the rotation header is gone; the gateway still syncs.
 	_, _, err := w.srv.Apply(decode(t, `{"kind":"EGateway","metadata":{"name":"gw-a"},"virtualPresenceIPcidr":"192.168.0.0/24","eSiteName":"site-a","publicKey":"`+keyA+`"}`))
 	wantErr(t, err, CodeInvalid, "EGateway/gw-a", "publicKey", "revoked")
 	rec = syncRequest(h, "GET", "/v1/sync?since=0", edgeA, "")
-	if rec.Code != 200 || rec.Header().Get(HeaderRotate) != "" {
-		t.Fatalf("sync after the rotation: %d %q", rec.Code, rec.Header().Get(HeaderRotate))
+	if rec.Code != 200 || rec.Header().Get(api.HeaderRotate) != "" {
+		t.Fatalf("sync after the rotation: %d %q", rec.Code, rec.Header().Get(api.HeaderRotate))
 	}
 	if _, err := w.srv.RequestKeyRotation("gw-c"); !IsConflict(err) {
 		t.Fatalf("rotation of a gateway without a key: %v", err)
