@@ -31,20 +31,31 @@ const (
 // SubjectPublicKeyInfo, which it returns: it stays the same as long as the key file does.
 func EnrollIdentity(stateDir string) (tls.Certificate, [sha256.Size]byte, error) {
 	certPath, keyPath := filepath.Join(stateDir, EnrollCertFile), filepath.Join(stateDir, EnrollKeyFile)
-	c, err := tls.LoadX509KeyPair(certPath, keyPath)
+	c, err := loadEnrollIdentity(certPath, keyPath)
 	if errors.Is(err, os.ErrNotExist) {
 		if err := makeEnrollIdentity(certPath, keyPath); err != nil {
 			return tls.Certificate{}, [sha256.Size]byte{}, fmt.Errorf("enrollment identity: %w", err)
 		}
-		c, err = tls.LoadX509KeyPair(certPath, keyPath)
+		c, err = loadEnrollIdentity(certPath, keyPath)
 	}
 	if err != nil {
 		return tls.Certificate{}, [sha256.Size]byte{}, fmt.Errorf("enrollment identity %s: %w", certPath, err)
 	}
-	if fi, err := os.Stat(keyPath); err != nil || fi.Mode().Perm()&0o077 != 0 {
-		return tls.Certificate{}, [sha256.Size]byte{}, fmt.Errorf("enrollment identity: %s must have mode 0600", keyPath)
-	}
 	return c, jointoken.CertHash(c.Leaf), nil
+}
+
+// loadEnrollIdentity reads the certificate and the key (a secret file: mode 0600, checked
+// on the file it reads).
+func loadEnrollIdentity(certPath, keyPath string) (tls.Certificate, error) {
+	cert, err := os.ReadFile(certPath)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	key, err := secret.Read(keyPath, "enrollment key file")
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(cert, key)
 }
 
 func makeEnrollIdentity(certPath, keyPath string) error {
@@ -76,30 +87,5 @@ func makeEnrollIdentity(certPath, keyPath string) error {
 	if err := secret.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})); err != nil {
 		return err
 	}
-	return writeAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-}
-
-// writeAtomic writes data to path with mode: a temporary file, fsync, rename.
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".egw-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return secret.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }

@@ -1,7 +1,8 @@
 // Package secret reads and writes EGW's secret files — WireGuard private keys, API bearer
 // tokens, TLS keys, generated configurations naming the cloud's key — under one rule: a
 // secret file is mode 0600 (or stricter), a file that group or others may access is refused
-// on reading, and a write replaces the file atomically with mode 0600 from the first byte.
+// on reading, and a write replaces the file atomically with mode 0600 from the first byte
+// (WriteFile: the mode asked for, for a file beside a secret such as its certificate).
 // Errors name the file and its mode, never its contents; callers must not log contents
 // either. It imports nothing of the project, so every layer can use it.
 package secret
@@ -63,7 +64,12 @@ func ReadLine(path, what string) (string, error) {
 // Write replaces the file at path with data, mode 0600: it writes a temporary file in the
 // same directory (0600 from its creation), fsyncs it, renames it over path and fsyncs the
 // directory, so a crash leaves either the old or the new file. The directory must exist.
-func Write(path string, data []byte) error {
+func Write(path string, data []byte) error { return WriteFile(path, data, 0o600) }
+
+// WriteFile is Write with the mode perm, for a file that goes with a secret but need not
+// be one (a certificate beside its key): the temporary file is 0600 until it gets perm,
+// before data is written.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*") // CreateTemp uses 0600
 	if err != nil {
@@ -71,7 +77,7 @@ func Write(path string, data []byte) error {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(0o600); err != nil {
+	if err := f.Chmod(perm); err != nil {
 		f.Close()
 		return err
 	}

@@ -33,6 +33,39 @@ func TestWriteThenRead(t *testing.T) {
 	}
 }
 
+func TestWriteFileMode(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "enroll.crt")
+	if err := WriteFile(p, []byte("cert"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("mode %v, %v", fi.Mode(), err)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "cert" {
+		t.Fatalf("contents %q, %v", b, err)
+	}
+	// It replaces a file of another mode, with the mode asked for, and leaves no
+	// temporary file.
+	if err := WriteFile(p, []byte("cert 2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode after replace %v", fi.Mode())
+	}
+	if b, _ := os.ReadFile(p); string(b) != "cert 2" {
+		t.Fatalf("contents after replace %q", b)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("temporary files left: %v", entries)
+	}
+	// A missing directory is an error, and nothing is written.
+	if err := WriteFile(filepath.Join(dir, "missing", "f"), []byte("x"), 0o644); err == nil {
+		t.Error("write into a missing directory succeeded")
+	}
+}
+
 func TestReadRefuses(t *testing.T) {
 	dir := t.TempDir()
 	wide := filepath.Join(dir, "wide")
