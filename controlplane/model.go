@@ -390,27 +390,7 @@ func (m *model) managedVIP(expose, site string) (netip.Addr, bool) {
 
 // forEach calls fn for every object.
 func (m *model) forEach(fn func(api.Object)) {
-	for _, v := range m.sites {
-		fn(v)
-	}
-	for _, v := range m.gateways {
-		fn(v)
-	}
-	for _, v := range m.services {
-		fn(v)
-	}
-	for _, v := range m.servers {
-		fn(v)
-	}
-	for _, v := range m.policies {
-		fn(v)
-	}
-	for _, v := range m.exposes {
-		fn(v)
-	}
-	for _, v := range m.vps {
-		fn(v)
-	}
+	m.forEachButCompact(fn)
 	for n, c := range m.mvps {
 		fn(c.object(n))
 	}
