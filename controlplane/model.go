@@ -3,6 +3,7 @@ package controlplane
 import (
 	"encoding/base64"
 	"iter"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -795,27 +796,8 @@ func (m *model) sortedNames(kind string) []string {
 		return names
 	}
 	var names []string
-	switch kind {
-	case api.KindESite:
-		names = sortedKeys(m.sites)
-	case api.KindEGateway:
-		names = sortedKeys(m.gateways)
-	case api.KindEService:
-		names = sortedKeys(m.services)
-	case api.KindEServer:
-		names = sortedKeys(m.servers)
-	case api.KindEPolicy:
-		names = sortedKeys(m.policies)
-	case api.KindServiceExpose:
-		names = sortedKeys(m.exposes)
-	case api.KindVirtualPresence:
-		names = make([]string, 0, len(m.vps)+len(m.mvps))
-		for n := range m.vps {
-			names = append(names, n)
-		}
-		for n := range m.mvps {
-			names = append(names, n)
-		}
+	if n, all := m.kindNames(kind); all != nil {
+		names = slices.AppendSeq(make([]string, 0, n), all)
 		slices.Sort(names)
 	}
 	if m.sorted == nil {
@@ -823,6 +805,40 @@ func (m *model) sortedNames(kind string) []string {
 	}
 	m.sorted[kind] = names
 	return names
+}
+
+// kindNames returns how many objects of kind there are and their names (in no order); the
+// names are nil for a kind the model does not hold. It is the one place that maps a kind
+// to its map.
+func (m *model) kindNames(kind string) (int, iter.Seq[string]) {
+	switch kind {
+	case api.KindESite:
+		return len(m.sites), maps.Keys(m.sites)
+	case api.KindEGateway:
+		return len(m.gateways), maps.Keys(m.gateways)
+	case api.KindEService:
+		return len(m.services), maps.Keys(m.services)
+	case api.KindEServer:
+		return len(m.servers), maps.Keys(m.servers)
+	case api.KindEPolicy:
+		return len(m.policies), maps.Keys(m.policies)
+	case api.KindServiceExpose:
+		return len(m.exposes), maps.Keys(m.exposes)
+	case api.KindVirtualPresence:
+		return len(m.vps) + len(m.mvps), func(yield func(string) bool) {
+			for n := range m.vps {
+				if !yield(n) {
+					return
+				}
+			}
+			for n := range m.mvps {
+				if !yield(n) {
+					return
+				}
+			}
+		}
+	}
+	return 0, nil
 }
 
 // resolvePins resolves every hand-applied VirtualPresence with a virtualIp (see

@@ -1093,22 +1093,7 @@ func (s *Store) Count(kind string) (int, int64, error) {
 	var rev int64
 	err = s.read(func(m *model) error {
 		rev = m.rev
-		switch k {
-		case api.KindESite:
-			n = len(m.sites)
-		case api.KindEGateway:
-			n = len(m.gateways)
-		case api.KindEService:
-			n = len(m.services)
-		case api.KindEServer:
-			n = len(m.servers)
-		case api.KindEPolicy:
-			n = len(m.policies)
-		case api.KindServiceExpose:
-			n = len(m.exposes)
-		case api.KindVirtualPresence:
-			n = len(m.vps) + len(m.mvps)
-		}
+		n, _ = m.kindNames(k)
 		return nil
 	})
 	return n, rev, err
