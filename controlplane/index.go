@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"iter"
 	"net/netip"
 	"slices"
 	"strings"
@@ -156,26 +157,49 @@ type pin struct {
 // The answer, sorted by name, is shared: do not modify.
 func (ix *index) pins() []*pin {
 	if !ix.pinDone {
-		ix.pinList, ix.pinDone = ix.resolvePins(), true
+		ix.pinList, ix.pinDone = resolvePins(ix, ix.pinVPs), true
 	}
 	return ix.pinList
 }
 
-func (ix *index) resolvePins() []*pin {
-	var out []*pin
-	for _, vp := range ix.pinVPs {
+// pinObjects is what resolving pins needs of a set of objects: an index or the model.
+type pinObjects interface {
+	hasSite(name string) bool
+	siteGateway(site string) (*api.EGateway, bool)
+	// exposesOf yields the ServiceExposes of service, sorted by name.
+	exposesOf(service string) iter.Seq[*api.ServiceExpose]
+}
+
+func (ix *index) hasSite(name string) bool { _, ok := ix.sites[name]; return ok }
+
+func (ix *index) exposesOf(service string) iter.Seq[*api.ServiceExpose] {
+	return func(yield func(*api.ServiceExpose) bool) {
+		for _, en := range ix.sortedExposes() {
+			if e := ix.exposes[en]; e.EServiceName == service && !yield(e) {
+				return
+			}
+		}
+	}
+}
+
+// resolvePins resolves the pins vps (hand-applied VirtualPresences with a virtualIp, in
+// the order of the answer) against objs; a VirtualPresence whose virtualIp does not parse
+// is left out (api.Validate refuses it).
+func resolvePins(objs pinObjects, vps []*api.VirtualPresence) []*pin {
+	out := make([]*pin, 0, len(vps))
+	for _, vp := range vps {
 		ip, err := netip.ParseAddr(vp.VirtualIP)
 		if err != nil {
-			continue // api.Validate refuses it
+			continue
 		}
 		p := &pin{vp: vp, ip: ip}
 		out = append(out, p)
 		if vp.ESiteName != "" {
-			if _, ok := ix.sites[vp.ESiteName]; !ok {
+			if !objs.hasSite(vp.ESiteName) {
 				p.problem = "ESite " + quote(vp.ESiteName) + " not found"
 				continue
 			}
-			g, ok := ix.siteGateway(vp.ESiteName)
+			g, ok := objs.siteGateway(vp.ESiteName)
 			if !ok {
 				p.problem = "ESite " + quote(vp.ESiteName) + " has no EGateway"
 				continue
@@ -185,13 +209,9 @@ func (ix *index) resolvePins() []*pin {
 		}
 		var cands []string
 		seen := map[string]bool{}
-		for _, en := range ix.sortedExposes() {
-			e := ix.exposes[en]
-			if e.EServiceName != vp.EServiceName {
-				continue
-			}
+		for e := range objs.exposesOf(vp.EServiceName) {
 			for _, s := range e.ESites {
-				g, ok := ix.siteGateway(s)
+				g, ok := objs.siteGateway(s)
 				if ok && !seen[s] && vpCIDR(g).Contains(ip) {
 					seen[s] = true
 					cands = append(cands, s)
@@ -203,7 +223,7 @@ func (ix *index) resolvePins() []*pin {
 			p.problem = "no site the EService " + quote(vp.EServiceName) + " is exposed to has a gateway whose VP CIDR holds " + ip.String() + "; set eSiteName"
 		case 1:
 			p.site = cands[0]
-			p.gateway, _ = ix.siteGateway(cands[0])
+			p.gateway, _ = objs.siteGateway(cands[0])
 		default:
 			p.problem = ip.String() + " lies in the VP CIDRs of several exposed sites (" + joinQuoted(cands) + "); set eSiteName"
 		}

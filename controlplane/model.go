@@ -841,53 +841,27 @@ func (m *model) kindNames(kind string) (int, iter.Seq[string]) {
 	return 0, nil
 }
 
-// resolvePins resolves every hand-applied VirtualPresence with a virtualIp (see
-// index.resolvePins, which this mirrors with the model's indexes).
-func (m *model) resolvePins() {
-	names := m.pinVPs.sortedKeys()
-	out := make([]*pin, 0, len(names))
-	for _, n := range names {
-		vp := m.vps[n]
-		ip, err := netip.ParseAddr(vp.VirtualIP)
-		if err != nil {
-			continue
-		}
-		p := &pin{vp: vp, ip: ip}
-		out = append(out, p)
-		if vp.ESiteName != "" {
-			if _, ok := m.sites[vp.ESiteName]; !ok {
-				p.problem = "ESite " + quote(vp.ESiteName) + " not found"
-				continue
+func (m *model) hasSite(name string) bool { _, ok := m.sites[name]; return ok }
+
+func (m *model) exposesOf(service string) iter.Seq[*api.ServiceExpose] {
+	return func(yield func(*api.ServiceExpose) bool) {
+		for _, en := range m.exposesByService.sorted(service) {
+			if !yield(m.exposes[en]) {
+				return
 			}
-			g, ok := m.siteGateway(vp.ESiteName)
-			if !ok {
-				p.problem = "ESite " + quote(vp.ESiteName) + " has no EGateway"
-				continue
-			}
-			p.site, p.gateway = vp.ESiteName, g
-			continue
-		}
-		var cands []string
-		seen := map[string]bool{}
-		for _, en := range m.exposesByService.sorted(vp.EServiceName) {
-			for _, s := range m.exposes[en].ESites {
-				g, ok := m.siteGateway(s)
-				if ok && !seen[s] && vpCIDR(g).Contains(ip) {
-					seen[s] = true
-					cands = append(cands, s)
-				}
-			}
-		}
-		switch len(cands) {
-		case 0:
-			p.problem = "no site the EService " + quote(vp.EServiceName) + " is exposed to has a gateway whose VP CIDR holds " + ip.String() + "; set eSiteName"
-		case 1:
-			p.site = cands[0]
-			p.gateway, _ = m.siteGateway(cands[0])
-		default:
-			p.problem = ip.String() + " lies in the VP CIDRs of several exposed sites (" + joinQuoted(cands) + "); set eSiteName"
 		}
 	}
+}
+
+// resolvePins resolves every hand-applied VirtualPresence with a virtualIp (resolvePins
+// over the model's indexes) and indexes the resolved ones by (service, site) and by IP.
+func (m *model) resolvePins() {
+	names := m.pinVPs.sortedKeys()
+	vps := make([]*api.VirtualPresence, len(names))
+	for i, n := range names {
+		vps[i] = m.vps[n]
+	}
+	out := resolvePins(m, vps)
 	pair := map[[2]string]*pin{}
 	byIP := map[string]map[netip.Addr]*pin{}
 	for _, p := range out {
