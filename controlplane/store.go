@@ -454,8 +454,8 @@ type writeTx struct {
 	before map[string]api.Object
 	// prefixesBefore and servicesBefore hold the allocations before the write of the
 	// gateways and services whose allocation reconcileDelta changed.
-	prefixesBefore map[string]optPrefix
-	servicesBefore map[string]optServiceAddr
+	prefixesBefore map[string]opt[netip.Prefix]
+	servicesBefore map[string]opt[ServiceAddr]
 	// needPrefix names a gateway the write must give an overlay prefix (Create), or
 	// fail.
 	needPrefix string
@@ -466,19 +466,15 @@ type writeTx struct {
 	validated int
 }
 
-type optPrefix struct {
-	p  netip.Prefix
-	ok bool
-}
-
-type optServiceAddr struct {
-	a  ServiceAddr
+// opt is an allocation before a write: v if ok, else none.
+type opt[V any] struct {
+	v  V
 	ok bool
 }
 
 func newWriteTx(m *model) *writeTx {
-	return &writeTx{m: m, before: map[string]api.Object{}, prefixesBefore: map[string]optPrefix{},
-		servicesBefore: map[string]optServiceAddr{}}
+	return &writeTx{m: m, before: map[string]api.Object{}, prefixesBefore: map[string]opt[netip.Prefix]{},
+		servicesBefore: map[string]opt[ServiceAddr]{}}
 }
 
 func (w *writeTx) get(key string) (api.Object, bool) {
@@ -506,7 +502,7 @@ func (w *writeTx) del(key string) {
 func (w *writeTx) setPrefix(gw string, p netip.Prefix, ok bool) {
 	if _, seen := w.prefixesBefore[gw]; !seen {
 		old, had := w.m.ipam.Gateways[gw]
-		w.prefixesBefore[gw] = optPrefix{old, had}
+		w.prefixesBefore[gw] = opt[netip.Prefix]{old, had}
 	}
 	w.m.setGatewayPrefix(gw, p, ok)
 }
@@ -514,7 +510,7 @@ func (w *writeTx) setPrefix(gw string, p netip.Prefix, ok bool) {
 func (w *writeTx) setServiceAddr(svc string, a ServiceAddr, ok bool) {
 	if _, seen := w.servicesBefore[svc]; !seen {
 		old, had := w.m.ipam.Services[svc]
-		w.servicesBefore[svc] = optServiceAddr{old, had}
+		w.servicesBefore[svc] = opt[ServiceAddr]{old, had}
 	}
 	w.m.setServiceAddr(svc, a, ok)
 }
@@ -631,27 +627,12 @@ func (s *Store) commitWrite(tx Tx, w *writeTx) (*change, error) {
 			return nil, err
 		}
 	}
-	for _, gw := range sortedKeys(w.prefixesBefore) {
-		old := w.prefixesBefore[gw]
-		p, ok := m.ipam.Gateways[gw]
-		if old.ok == ok && old.p == p {
-			continue
-		}
-		ch.prefixes = append(ch.prefixes, gw)
-		if err := putGatewayPrefix(tx, gw, p, ok); err != nil {
-			return nil, err
-		}
+	var err error
+	if ch.prefixes, err = putChanged(tx, ch.prefixes, w.prefixesBefore, m.ipam.Gateways, putGatewayPrefix); err != nil {
+		return nil, err
 	}
-	for _, svc := range sortedKeys(w.servicesBefore) {
-		old := w.servicesBefore[svc]
-		a, ok := m.ipam.Services[svc]
-		if old.ok == ok && old.a == a {
-			continue
-		}
-		ch.services = append(ch.services, svc)
-		if err := putServiceAddr(tx, svc, a, ok); err != nil {
-			return nil, err
-		}
+	if ch.services, err = putChanged(tx, ch.services, w.servicesBefore, m.ipam.Services, putServiceAddr); err != nil {
+		return nil, err
 	}
 	ch.pinPairs = pinChanges(oldPins, m.pins)
 	if len(ch.objs) == 0 && len(ch.prefixes) == 0 && len(ch.services) == 0 && len(ch.endpoints) == 0 && !m.legacyIPAM {
@@ -666,6 +647,23 @@ func (s *Store) commitWrite(tx Tx, w *writeTx) (*change, error) {
 		return nil, err
 	}
 	return ch, nil
+}
+
+// putChanged writes with put, in key order, every allocation of before that differs in
+// now (put removes one no longer there), and returns changed with their keys appended.
+func putChanged[V comparable](tx Tx, changed []string, before map[string]opt[V], now map[string]V, put func(Tx, string, V, bool) error) ([]string, error) {
+	for _, k := range sortedKeys(before) {
+		old := before[k]
+		v, ok := now[k]
+		if old.ok == ok && old.v == v {
+			continue
+		}
+		changed = append(changed, k)
+		if err := put(tx, k, v, ok); err != nil {
+			return nil, err
+		}
+	}
+	return changed, nil
 }
 
 // pinChanges returns the (service, site) pairs whose pin differs between two resolutions.
