@@ -169,15 +169,18 @@ func (x multi) sorted(k string) []string {
 }
 
 // keys yields every key that has a name.
-func (x multi) keys() iter.Seq[string] {
-	return func(yield func(string) bool) {
-		for k := range x.one {
-			if !yield(k) {
+func (x multi) keys() iter.Seq[string] { return concat(maps.Keys(x.one), maps.Keys(x.many)) }
+
+// concat yields what a yields, then what b yields.
+func concat[V any](a, b iter.Seq[V]) iter.Seq[V] {
+	return func(yield func(V) bool) {
+		for v := range a {
+			if !yield(v) {
 				return
 			}
 		}
-		for k := range x.many {
-			if !yield(k) {
+		for v := range b {
+			if !yield(v) {
 				return
 			}
 		}
@@ -825,18 +828,7 @@ func (m *model) kindNames(kind string) (int, iter.Seq[string]) {
 	case api.KindServiceExpose:
 		return len(m.exposes), maps.Keys(m.exposes)
 	case api.KindVirtualPresence:
-		return len(m.vps) + len(m.mvps), func(yield func(string) bool) {
-			for n := range m.vps {
-				if !yield(n) {
-					return
-				}
-			}
-			for n := range m.mvps {
-				if !yield(n) {
-					return
-				}
-			}
-		}
+		return len(m.vps) + len(m.mvps), concat(maps.Keys(m.vps), maps.Keys(m.mvps))
 	}
 	return 0, nil
 }
