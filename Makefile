@@ -6,7 +6,7 @@ BIN     := bin
 PKGS    := $(shell $(GO) list ./... 2>/dev/null | grep -v /netns-tests)
 GOFLAGS ?=
 
-.PHONY: all build test unit-test netns-test bench demo install clean deps vet fmt-check fuzz
+.PHONY: all build test unit-test netns-test bench bench-scale demo install clean deps vet fmt-check fuzz
 
 all: build
 
@@ -44,6 +44,14 @@ netns-test: deps build
 bench: deps build
 	$(GO) build -o $(BIN)/egwbench ./bench/cmd/egwbench
 	./$(BIN)/egwbench -bin $(CURDIR)/$(BIN)
+
+# bench-scale: the control plane at 10,000 gateways × 10 services × 5 sites (240,000
+# objects, 500,000 VIPs) alone, in-process, no root: apply time, policy change cost, peak
+# RSS, startup. Takes a few minutes; the report goes to stdout and the JSON to
+# $(SCALE_JSON).
+SCALE_JSON ?= /tmp/egw-bench-scale.json
+bench-scale:
+	$(GO) run ./bench/cpscale -gateways 100 -scale-gateways 10000 -scale-changes 9 -json $(SCALE_JSON)
 
 demo: deps build
 	./scripts/demo.sh

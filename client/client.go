@@ -362,8 +362,8 @@ func (c *Client) List(ctx context.Context, kind string) (*List, error) {
 			q.Set("continue", cont)
 		}
 		var raw struct {
-			Kind     string            `json:"kind"`
-			Revision int64             `json:"revision"`
+			Kind     string `json:"kind"`
+			Revision int64  `json:"revision"`
 			Metadata struct {
 				Continue string `json:"continue"`
 			} `json:"metadata"`

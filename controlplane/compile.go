@@ -58,6 +58,13 @@ type compiler struct {
 	homeLinks map[string]map[string]bool
 	// eps are the gateways' known UDP endpoints (may be nil).
 	eps map[string]GatewayEndpoints
+	// managedVIP, if set, gives the VIP of the managed VirtualPresence of an (expose,
+	// site) pair, besides those in the index (the store keeps most of them compactly).
+	managedVIP func(expose, site string) (netip.Addr, bool)
+	// focus, if set, is the one site whose gateways' snapshots, relay rules and links are
+	// wanted: exposures are then looked at only for that site as a consumer and for the
+	// services at that site (the rest of a neighbourhood index is incomplete anyway).
+	focus string
 }
 
 // gatewayPrefix is the overlay prefix of a gateway that serves an existing site.
@@ -128,7 +135,7 @@ func (c *compiler) exposures() {
 		}
 		seen := map[string]bool{}
 		for _, site := range e.ESites {
-			if seen[site] {
+			if seen[site] || (c.focus != "" && site != c.focus && svc.ESiteName != c.focus) {
 				continue
 			}
 			seen[site] = true
@@ -143,7 +150,10 @@ func (c *compiler) exposures() {
 			c.link(homeGw.Metadata.Name, siteGw.Metadata.Name, ov.Addr, prefix)
 			vip, ok := pinned[pair{svc.Metadata.Name, site}]
 			if !ok {
-				if vip, ok = managed[[2]string{en, site}]; !ok {
+				if vip, ok = managed[[2]string{en, site}]; !ok && c.managedVIP != nil {
+					vip, ok = c.managedVIP(en, site)
+				}
+				if !ok {
 					continue
 				}
 			}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/egw-project/egw/api"
 )
 
@@ -167,7 +169,13 @@ func checkAgainstFull(t *testing.T, srv *Server, step string) {
 func TestIncrementalMatchesFull(t *testing.T) {
 	for seed := range uint64(3) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			srv := newServer(t, t.TempDir(), testConfig(), Options{})
+			dir := t.TempDir()
+			// Odd seeds keep the edges' snapshots gzipped, as a large fleet does.
+			opts := Options{}
+			if seed%2 == 1 {
+				opts.KeepDecoded = -1
+			}
+			srv := newServer(t, dir, testConfig(), opts)
 			if err := srv.EnsureHub("192.168.9.0/24", "", "203.0.113.1:51820"); err != nil {
 				t.Fatal(err)
 			}
@@ -239,10 +247,24 @@ func TestIncrementalMatchesFull(t *testing.T) {
 			}
 			t.Logf("%d of %d writes refused; %d objects, %d gateway prefixes, %d ov(S), %d links at the end; at most %d links, %d relay rules, %d hub peers",
 				rejected, steps, len(st.Objects), len(st.IPAM.Gateways), len(st.IPAM.Services), links, maxLinks, maxRelay, maxPeers)
-			// A new server over the same store (a full compile) agrees.
-			srv2, err := NewServer(srv.Store(), Options{})
+			// The store read back from its file is the same state, and a new server over it
+			// (a full compile) agrees.
+			want, _ := srv.Store().Load()
+			srv.Store().Close()
+			srv2 := newServer(t, dir, testConfig(), opts)
+			got, err := srv2.Store().Load()
 			if err != nil {
 				t.Fatal(err)
+			}
+			if got.Revision != want.Revision || !got.IPAM.equal(want.IPAM) || len(got.Objects) != len(want.Objects) {
+				t.Fatalf("reopened: revision %d, %d objects; want %d, %d", got.Revision, len(got.Objects), want.Revision, len(want.Objects))
+			}
+			for k, o := range want.Objects {
+				a, _ := json.Marshal(o)
+				b, _ := json.Marshal(got.Objects[k])
+				if string(a) != string(b) {
+					t.Fatalf("reopened %s:\n got %s\nwant %s", k, b, a)
+				}
 			}
 			checkAgainstFull(t, srv2, "restart")
 		})
@@ -330,4 +352,33 @@ func TestPolicyChangeCompilesOnlyAffected(t *testing.T) {
 		t.Fatalf("an exposure change to one more site compiled %d snapshots, want 5 (gs3, gs4, gs5, gs7, hub)", w.LastSnapshotsCompiled)
 	}
 	checkAgainstFull(t, srv, "end")
+}
+
+// TestWorkMetrics: the collector exposes the work counters.
+func TestWorkMetrics(t *testing.T) {
+	srv := newServer(t, t.TempDir(), testConfig(), Options{})
+	mustApply(t, srv, twoSites)
+	mustApply(t, srv, `{"kind":"EPolicy","metadata":{"name":"p1"},"allowedServers":["c1","ghost"]}`)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(srv.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		if m.GetCounter() != nil {
+			got[mf.GetName()] = m.GetCounter().GetValue()
+		} else {
+			got[mf.GetName()] = m.GetGauge().GetValue()
+		}
+	}
+	w := srv.Work()
+	if got["egw_controlplane_writes_total"] != float64(w.Writes) || w.Writes < 2 ||
+		got["egw_controlplane_snapshots_compiled_total"] != float64(w.SnapshotsCompiled) ||
+		got["egw_controlplane_last_write_snapshots_compiled"] != 2 || got["egw_controlplane_last_write_objects_validated"] != 1 ||
+		got["egw_controlplane_gateways"] != 2 {
+		t.Fatalf("metrics %v, work %+v", got, w)
+	}
 }

@@ -533,8 +533,8 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 		// A managed VIP a pin took must move.
 		if p.site != "" {
 			if vpn, ok := m.vipOwner[p.site][p.ip]; ok {
-				if vp := m.vps[vpn]; vp != nil {
-					pairs[pairKey{vp.Metadata.Labels[LabelExpose], vp.ESiteName}] = true
+				if k, _, ok := m.managedPair(vpn); ok {
+					pairs[k] = true
 				}
 			}
 		}
@@ -553,9 +553,8 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 	var jobs []job
 	vipFreed := set{}
 	drop := func(name string) {
-		vp := m.vps[name]
-		if vp.VirtualIP != "" {
-			vipFreed[vp.ESiteName] = struct{}{}
+		if k, ip, ok := m.managedPair(name); ok && ip.IsValid() {
+			vipFreed[k.site] = struct{}{}
 		}
 		w.del(api.KindVirtualPresence + "/" + name)
 	}
@@ -583,12 +582,13 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 		}
 		cidr := vpCIDR(g)
 		if keep != "" {
-			vp := m.vps[keep]
+			o, _ := m.lookup(api.KindVirtualPresence, keep)
+			vp := o.(*api.VirtualPresence)
 			ip, err := netip.ParseAddr(vp.VirtualIP)
 			if err == nil && inLowerHalf(cidr, ip) && m.vipOwner[k.site][ip] == keep {
 				if _, pinned := m.pinAt(k.site, ip); !pinned {
 					if !isManagedAs(vp, vp.VirtualIP, e.EServiceName, k.site, k.expose) {
-						w.put(managedVP(m.labelsOf(k.expose), keep, e.EServiceName, k.site, vp.VirtualIP))
+						w.put(managedVP(labelsOf(k.expose), keep, e.EServiceName, k.site, vp.VirtualIP))
 					}
 					continue
 				}
@@ -607,7 +607,10 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 			if done[k] {
 				continue
 			}
-			if n, ok := m.managedByPair[k]; ok && m.vps[n].VirtualIP == "" {
+			if n, ok := m.managedByPair[k]; ok {
+				if _, ip, _ := m.managedPair(n); ip.IsValid() {
+					continue
+				}
 				jobs = append(jobs, job{key: k, name: n, service: m.exposes[en].EServiceName, cidr: vpCIDR(g)})
 			}
 		}
@@ -628,13 +631,13 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 		name := j.name
 		if name == "" {
 			name = managedName(j.key.expose, j.key.site, func(n string) bool {
-				_, taken := m.vps[n]
+				taken := m.hasVP(n)
 				_, res := reserved[n]
 				return taken || res
 			})
 			reserved[name] = struct{}{}
 		}
-		w.put(managedVP(m.labelsOf(j.key.expose), name, j.service, j.key.site, vip))
+		w.put(managedVP(labelsOf(j.key.expose), name, j.service, j.key.site, vip))
 	}
 }
 
@@ -662,7 +665,7 @@ func sortPairs(keys []pairKey) {
 	})
 }
 
-// managedVP is a managed VirtualPresence with labels (model.labelsOf its exposure).
+// managedVP is a managed VirtualPresence with labels (labelsOf its exposure).
 func managedVP(labels map[string]string, name, service, site, vip string) *api.VirtualPresence {
 	return &api.VirtualPresence{
 		TypeMeta:  api.TypeMeta{Kind: api.KindVirtualPresence, APIVersion: "v1"},

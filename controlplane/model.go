@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/egw-project/egw/api"
 )
@@ -35,7 +36,11 @@ type model struct {
 	servers  map[string]*api.EServer
 	policies map[string]*api.EPolicy
 	exposes  map[string]*api.ServiceExpose
-	vps      map[string]*api.VirtualPresence
+	vps      map[string]*api.VirtualPresence // all but the compact ones
+	// mvps holds the managed VirtualPresences of the managed form (isManagedAs), the
+	// vast majority (one per exposure and site), compactly; they are made into objects
+	// when asked for (lookup, forEach).
+	mvps map[string]*mvp
 
 	gwsBySite        map[string]set // site -> gateways naming it
 	servicesBySite   map[string]set
@@ -49,11 +54,9 @@ type model struct {
 	// deletes them).
 	managedByPair map[pairKey]string
 	managedExtra  map[pairKey][]string
-	// labels holds the one Labels map shared by the managed VirtualPresences of each
-	// exposure (they are never modified in place).
-	labels map[string]map[string]string
-	pinVPs           set             // hand-applied VirtualPresences with a virtualIp
-	keyOwners        map[string]set  // decoded WireGuard key -> gateways
+
+	pinVPs    set            // hand-applied VirtualPresences with a virtualIp
+	keyOwners map[string]set // decoded WireGuard key -> gateways
 
 	prefixOwner map[netip.Prefix]string
 	ovOwner     map[string]map[netip.Addr]string // gateway -> ov(S) -> service
@@ -74,7 +77,9 @@ type model struct {
 	pinIP   map[string]map[netip.Addr]*pin
 
 	// sorted caches the sorted names of each kind; a kind's entry is dropped when an
-	// object of it is added or removed.
+	// object of it is added or removed (under the Store's write lock). sortMu guards it
+	// between readers, which share the Store's lock.
+	sortMu sync.Mutex
 	sorted map[string][]string
 
 	// undo, while a write runs (logging), holds how to revert each change, in order.
@@ -94,11 +99,10 @@ func newModel(cfg Config) *model {
 		eps:   map[string]GatewayEndpoints{},
 		sites: map[string]*api.ESite{}, gateways: map[string]*api.EGateway{}, services: map[string]*api.EService{},
 		servers: map[string]*api.EServer{}, policies: map[string]*api.EPolicy{}, exposes: map[string]*api.ServiceExpose{},
-		vps:       map[string]*api.VirtualPresence{},
+		vps: map[string]*api.VirtualPresence{}, mvps: map[string]*mvp{},
 		gwsBySite: map[string]set{}, servicesBySite: map[string]set{}, serversBySite: map[string]set{},
 		exposesByService: map[string]set{}, exposesBySite: map[string]set{}, exposesByPolicy: map[string]set{},
-		policiesByServer: map[string]set{}, managedByPair: map[pairKey]string{}, managedExtra: map[pairKey][]string{},
-		labels: map[string]map[string]string{}, pinVPs: set{}, keyOwners: map[string]set{},
+		policiesByServer: map[string]set{}, managedByPair: map[pairKey]string{}, managedExtra: map[pairKey][]string{}, pinVPs: set{}, keyOwners: map[string]set{},
 		prefixOwner: map[netip.Prefix]string{}, ovOwner: map[string]map[netip.Addr]string{},
 		vipOwner: map[string]map[netip.Addr]string{}, prefixHint: 1, sorted: map[string][]string{},
 		unallocated: set{},
@@ -179,9 +183,99 @@ func (m *model) lookup(kind, name string) (api.Object, bool) {
 	case api.KindVirtualPresence:
 		if v, ok := m.vps[name]; ok {
 			o = v
+		} else if c, ok := m.mvps[name]; ok {
+			o = c.object(name)
 		}
 	}
 	return o, o != nil
+}
+
+// hasVP reports whether a VirtualPresence of that name exists.
+func (m *model) hasVP(name string) bool {
+	if _, ok := m.vps[name]; ok {
+		return true
+	}
+	_, ok := m.mvps[name]
+	return ok
+}
+
+// mvp is a managed VirtualPresence of the managed form: labels egw.io/managed and
+// egw.io/expose only, no annotations, kind and apiVersion set. Its strings are shared with
+// the objects they name.
+type mvp struct {
+	expose, service, site string
+	vip                   uint32 // 0: none (exhausted)
+	rv, crev              int64
+}
+
+func (c *mvp) vipAddr() (netip.Addr, bool) {
+	if c.vip == 0 {
+		return netip.Addr{}, false
+	}
+	return addrOf(c.vip), true
+}
+
+// object makes the VirtualPresence c stands for.
+func (c *mvp) object(name string) *api.VirtualPresence {
+	vip := ""
+	if a, ok := c.vipAddr(); ok {
+		vip = a.String()
+	}
+	vp := managedVP(labelsOf(c.expose), name, c.service, c.site, vip)
+	vp.Metadata.ResourceVersion, vp.Metadata.CreationRevision = c.rv, c.crev
+	return vp
+}
+
+// compactOf returns the compact form of vp, if it has the managed form.
+func (m *model) compactOf(vp *api.VirtualPresence) (*mvp, bool) {
+	expose := vp.Metadata.Labels[LabelExpose]
+	if !isManagedAs(vp, vp.VirtualIP, vp.EServiceName, vp.ESiteName, expose) {
+		return nil, false
+	}
+	c := &mvp{expose: expose, service: vp.EServiceName, site: vp.ESiteName,
+		rv: vp.Metadata.ResourceVersion, crev: vp.Metadata.CreationRevision}
+	if vp.VirtualIP != "" {
+		ip, err := netip.ParseAddr(vp.VirtualIP)
+		if err != nil || !ip.Is4() || ip == netip.IPv4Unspecified() {
+			return nil, false
+		}
+		c.vip = u32(ip)
+	}
+	// Share the strings with the objects they name.
+	if e, ok := m.exposes[c.expose]; ok {
+		c.expose = e.Metadata.Name
+	}
+	if v, ok := m.services[c.service]; ok {
+		c.service = v.Metadata.Name
+	}
+	if st, ok := m.sites[c.site]; ok {
+		c.site = st.Metadata.Name
+	}
+	return c, true
+}
+
+// managedPair returns the (expose, site) pair and VIP of a managed VirtualPresence.
+func (m *model) managedPair(name string) (pairKey, netip.Addr, bool) {
+	if c, ok := m.mvps[name]; ok {
+		ip, _ := c.vipAddr()
+		return pairKey{c.expose, c.site}, ip, true
+	}
+	if v, ok := m.vps[name]; ok && isManaged(v) {
+		ip, _ := netip.ParseAddr(v.VirtualIP)
+		return pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, ip, true
+	}
+	return pairKey{}, netip.Addr{}, false
+}
+
+// managedVIP returns the VIP of the managed VirtualPresence of a pair (the compiler's
+// view of them).
+func (m *model) managedVIP(expose, site string) (netip.Addr, bool) {
+	n, ok := m.managedByPair[pairKey{expose, site}]
+	if !ok {
+		return netip.Addr{}, false
+	}
+	_, ip, _ := m.managedPair(n)
+	return ip, ip.IsValid()
 }
 
 // forEach calls fn for every object.
@@ -207,11 +301,40 @@ func (m *model) forEach(fn func(api.Object)) {
 	for _, v := range m.vps {
 		fn(v)
 	}
+	for n, c := range m.mvps {
+		fn(c.object(n))
+	}
+}
+
+// forEachButCompact calls fn for every object but the compact managed VirtualPresences
+// (what the compiler needs of those is managedVIP).
+func (m *model) forEachButCompact(fn func(api.Object)) {
+	for _, v := range m.sites {
+		fn(v)
+	}
+	for _, v := range m.gateways {
+		fn(v)
+	}
+	for _, v := range m.services {
+		fn(v)
+	}
+	for _, v := range m.servers {
+		fn(v)
+	}
+	for _, v := range m.policies {
+		fn(v)
+	}
+	for _, v := range m.exposes {
+		fn(v)
+	}
+	for _, v := range m.vps {
+		fn(v)
+	}
 }
 
 // count is the number of objects.
 func (m *model) count() int {
-	return len(m.sites) + len(m.gateways) + len(m.services) + len(m.servers) + len(m.policies) + len(m.exposes) + len(m.vps)
+	return len(m.sites) + len(m.gateways) + len(m.services) + len(m.servers) + len(m.policies) + len(m.exposes) + len(m.vps) + len(m.mvps)
 }
 
 // set puts o under key (nil removes it), keeping the indexes.
@@ -225,6 +348,10 @@ func (m *model) set(key string, o api.Object) {
 }
 
 func (m *model) setRaw(key string, o api.Object) {
+	if name, ok := strings.CutPrefix(key, api.KindVirtualPresence+"/"); ok {
+		m.setVP(name, o)
+		return
+	}
 	if old, ok := m.get(key); ok {
 		m.unindex(old)
 		if o == nil {
@@ -284,37 +411,9 @@ func (m *model) managedNames(k pairKey) []string {
 	return out
 }
 
-// labelsOf returns the shared Labels map of the managed VirtualPresences of expose.
-func (m *model) labelsOf(expose string) map[string]string {
-	l, ok := m.labels[expose]
-	if !ok {
-		l = map[string]string{LabelManaged: "true", LabelExpose: expose}
-		m.labels[expose] = l
-	}
-	return l
-}
-
-// intern makes a managed VirtualPresence read from the store share its Labels map and
-// the strings naming its service and site with what is already loaded.
-func (m *model) intern(vp *api.VirtualPresence) {
-	l := vp.Metadata.Labels
-	if len(l) == 2 && l[LabelManaged] == "true" {
-		if e, ok := l[LabelExpose]; ok {
-			vp.Metadata.Labels = m.labelsOf(e)
-		}
-	}
-	if v, ok := m.services[vp.EServiceName]; ok {
-		vp.EServiceName = v.Metadata.Name
-	}
-	if s, ok := m.sites[vp.ESiteName]; ok {
-		vp.ESiteName = s.Metadata.Name
-	}
-	if vp.Kind == api.KindVirtualPresence {
-		vp.Kind = api.KindVirtualPresence
-	}
-	if vp.APIVersion == "v1" {
-		vp.APIVersion = "v1"
-	}
+// labelsOf returns the Labels of the managed VirtualPresences of expose.
+func labelsOf(expose string) map[string]string {
+	return map[string]string{LabelManaged: "true", LabelExpose: expose}
 }
 
 // keyID is the identity of a WireGuard key: its 32 bytes (two base64 spellings of one key
@@ -377,17 +476,8 @@ func (m *model) index(o api.Object) {
 		m.vps[n] = v
 		switch {
 		case isManaged(v):
-			m.addManaged(pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, n)
-			if ip, err := netip.ParseAddr(v.VirtualIP); err == nil {
-				owners := m.vipOwner[v.ESiteName]
-				if owners == nil {
-					owners = map[netip.Addr]string{}
-					m.vipOwner[v.ESiteName] = owners
-				}
-				if _, taken := owners[ip]; !taken {
-					owners[ip] = n
-				}
-			}
+			ip, _ := netip.ParseAddr(v.VirtualIP)
+			m.indexManaged(n, pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, ip)
 		case v.VirtualIP != "":
 			m.pinVPs[n] = struct{}{}
 		}
@@ -430,15 +520,8 @@ func (m *model) unindex(o api.Object) {
 		delete(m.vps, n)
 		switch {
 		case isManaged(v):
-			m.delManaged(pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, n)
-			if ip, err := netip.ParseAddr(v.VirtualIP); err == nil {
-				if owners := m.vipOwner[v.ESiteName]; owners[ip] == n {
-					delete(owners, ip)
-					if len(owners) == 0 {
-						delete(m.vipOwner, v.ESiteName)
-					}
-				}
-			}
+			ip, _ := netip.ParseAddr(v.VirtualIP)
+			m.unindexManaged(n, pairKey{v.Metadata.Labels[LabelExpose], v.ESiteName}, ip)
 		case v.VirtualIP != "":
 			delete(m.pinVPs, n)
 		}
@@ -609,6 +692,8 @@ func (m *model) linkedSites(site string, out set) {
 
 // sortedNames returns the names of kind, sorted (shared: do not modify).
 func (m *model) sortedNames(kind string) []string {
+	m.sortMu.Lock()
+	defer m.sortMu.Unlock()
 	if names, ok := m.sorted[kind]; ok {
 		return names
 	}
@@ -627,7 +712,14 @@ func (m *model) sortedNames(kind string) []string {
 	case api.KindServiceExpose:
 		names = sortedKeys(m.exposes)
 	case api.KindVirtualPresence:
-		names = sortedKeys(m.vps)
+		names = make([]string, 0, len(m.vps)+len(m.mvps))
+		for n := range m.vps {
+			names = append(names, n)
+		}
+		for n := range m.mvps {
+			names = append(names, n)
+		}
+		slices.Sort(names)
 	}
 	if m.sorted == nil {
 		m.sorted = map[string][]string{}
@@ -734,4 +826,58 @@ func (m *model) state() *State {
 		st.Endpoints[k] = e
 	}
 	return st
+}
+
+// setVP puts (nil: removes) the VirtualPresence name, compact if it has the managed form.
+func (m *model) setVP(name string, o api.Object) {
+	existed := true
+	if c, ok := m.mvps[name]; ok {
+		ip, _ := c.vipAddr()
+		m.unindexManaged(name, pairKey{c.expose, c.site}, ip)
+		delete(m.mvps, name)
+	} else if v, ok := m.vps[name]; ok {
+		m.unindex(v)
+	} else {
+		existed = false
+	}
+	if existed != (o != nil) {
+		delete(m.sorted, api.KindVirtualPresence)
+	}
+	if o == nil {
+		return
+	}
+	vp := o.(*api.VirtualPresence)
+	if c, ok := m.compactOf(vp); ok {
+		m.mvps[name] = c
+		ip, _ := c.vipAddr()
+		m.indexManaged(name, pairKey{c.expose, c.site}, ip)
+		return
+	}
+	m.index(vp)
+}
+
+func (m *model) indexManaged(name string, k pairKey, ip netip.Addr) {
+	m.addManaged(k, name)
+	if ip.IsValid() {
+		owners := m.vipOwner[k.site]
+		if owners == nil {
+			owners = map[netip.Addr]string{}
+			m.vipOwner[k.site] = owners
+		}
+		if _, taken := owners[ip]; !taken {
+			owners[ip] = name
+		}
+	}
+}
+
+func (m *model) unindexManaged(name string, k pairKey, ip netip.Addr) {
+	m.delManaged(k, name)
+	if ip.IsValid() {
+		if owners := m.vipOwner[k.site]; owners[ip] == name {
+			delete(owners, ip)
+			if len(owners) == 0 {
+				delete(m.vipOwner, k.site)
+			}
+		}
+	}
 }

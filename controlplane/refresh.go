@@ -191,11 +191,21 @@ func (s *Server) refresh() error {
 	}
 	var out map[string]*api.Snapshot
 	var nSites int
+	if !full {
+		var sites set
+		most := 0 // below 64 sites either way is cheap
+		if len(m.gwsBySite) >= 64 {
+			most = len(m.gwsBySite) / 2
+		}
+		out, sites = s.compileChanged(m, changes, most)
+		// A change that concerns most sites (a policy every exposure names, the hub's
+		// key) is cheaper compiled at once.
+		full = out == nil
+		nSites = len(sites)
+	}
 	if full {
 		out = s.compileAll(m)
 		nSites = len(m.sites)
-	} else {
-		out, nSites = s.compileChanged(m, changes)
 	}
 
 	changed := map[string]*api.Snapshot{}
@@ -230,18 +240,41 @@ func (s *Server) refresh() error {
 		s.log.Info("snapshots changed", "revision", m.rev, "changed", len(changed), "removed", len(removed), "compiled", len(out))
 	}
 
+	// Past Options.KeepDecoded gateways, edges' snapshots are kept gzipped; the ones kept
+	// decoded before are converted when the fleet first grows past it.
+	gzipped := s.opts.KeepDecoded < 0 || len(s.hashes) > s.opts.KeepDecoded
 	entries := make(map[string]*gwSnap, len(changed))
 	for gw, snap := range changed {
-		g, err := newGwSnap(snap, gw == s.cfg.HubGateway)
+		g, err := newGwSnap(snap, gw == s.cfg.HubGateway || !gzipped)
 		if err != nil {
 			return fmt.Errorf("encoding the snapshot of %s: %w", gw, err)
 		}
 		entries[gw] = g
 	}
+	if gzipped && !s.gzipped {
+		s.mu.Lock()
+		var decoded []*gwSnap
+		for gw, g := range s.snaps {
+			if _, ok := entries[gw]; !ok && g.snap != nil && gw != s.cfg.HubGateway {
+				decoded = append(decoded, g)
+			}
+		}
+		s.mu.Unlock()
+		for _, g := range decoded {
+			c, err := newGwSnap(g.snap, false)
+			if err != nil {
+				return fmt.Errorf("encoding the snapshot of %s: %w", g.snap.Gateway, err)
+			}
+			entries[g.snap.Gateway] = c
+		}
+	}
+	s.gzipped = gzipped
 	s.mu.Lock()
 	for gw, g := range entries {
 		s.setSnapLocked(gw, g)
-		s.wakeLocked(gw)
+		if _, ok := changed[gw]; ok {
+			s.wakeLocked(gw)
+		}
 	}
 	for _, gw := range removed {
 		s.setSnapLocked(gw, nil)
@@ -249,6 +282,7 @@ func (s *Server) refresh() error {
 	}
 	s.compiledRev = m.rev
 	s.mu.Unlock()
+	s.setReady()
 
 	w := &s.work
 	w.refreshes.Add(1)
@@ -305,10 +339,10 @@ func (s *Server) countLenLocked(bits, d int) {
 // compileAll compiles every gateway's snapshot from the whole model and rebuilds the
 // hub's parts.
 func (s *Server) compileAll(m *model) map[string]*api.Snapshot {
-	objs := make([]api.Object, 0, m.count())
-	m.forEach(func(o api.Object) { objs = append(objs, o) })
+	objs := make([]api.Object, 0, m.count()-len(m.mvps))
+	m.forEachButCompact(func(o api.Object) { objs = append(objs, o) })
 	ix := m.subIndex(objs)
-	c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps}
+	c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP}
 	c.exposures()
 	out := make(map[string]*api.Snapshot, len(c.names))
 	hub := newHubParts()
@@ -336,15 +370,19 @@ func (s *Server) compileAll(m *model) map[string]*api.Snapshot {
 }
 
 // compileChanged compiles the snapshots the changes affect (nil for a gateway that has
-// none any more) and returns them with the number of sites recompiled.
-func (s *Server) compileChanged(m *model, changes []*change) (map[string]*api.Snapshot, int) {
+// none any more) and returns them with the sites recompiled; or, if more than most sites
+// are affected, compiles nothing and returns a nil map.
+func (s *Server) compileChanged(m *model, changes []*change, most int) (map[string]*api.Snapshot, set) {
 	sites, gws, hubGlobal := s.affected(m, changes)
+	if len(sites) > most && most > 0 {
+		return nil, sites
+	}
 	out := map[string]*api.Snapshot{}
 	hub := s.cfg.HubGateway
 	hubDirty := hubGlobal
 	for _, site := range sites.sortedKeys() {
 		ix := m.subIndex(m.closure(site))
-		c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps}
+		c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP, focus: site}
 		c.exposures()
 		for gw := range m.gwsBySite[site] {
 			snap := c.gateway(ix.gateways[gw])
@@ -384,7 +422,7 @@ func (s *Server) compileChanged(m *model, changes []*change) (map[string]*api.Sn
 			out[hub] = s.hub.assemble()
 		}
 	}
-	return out, len(sites)
+	return out, sites
 }
 
 // affected returns the sites whose gateways' snapshots (and hub parts) the changes may
@@ -514,34 +552,51 @@ func (m *model) closure(site string) []api.Object {
 	if g, ok := m.gateways[m.cfg.HubGateway]; ok {
 		add(g)
 	}
-	exposes := set{}
-	for en := range m.exposesBySite[site] {
-		exposes[en] = struct{}{}
-	}
-	for svc := range m.servicesBySite[site] {
-		for en := range m.exposesByService[svc] {
-			exposes[en] = struct{}{}
-		}
-	}
+	// Exposures of services elsewhere consumed here: their service and its site; the
+	// VIP at this site only.
 	var servers []string
-	for en := range exposes {
-		e := m.exposes[en]
-		add(e)
-		if v, ok := m.services[e.EServiceName]; ok {
-			add(v)
-			addSite(v.ESiteName)
-		}
-		for _, t := range e.ESites {
-			addSite(t)
-			for _, vp := range m.managedNames(pairKey{en, t}) {
-				add(m.vps[vp])
-			}
-		}
+	policies := func(e *api.ServiceExpose) {
 		for _, pn := range e.EPolicys {
 			if p, ok := m.policies[pn]; ok && !seen[p] {
 				add(p)
 				servers = append(servers, p.AllowedServers...)
 			}
+		}
+	}
+	for en := range m.exposesBySite[site] {
+		e := m.exposes[en]
+		v, ok := m.services[e.EServiceName]
+		if ok && v.ESiteName == site {
+			continue // below
+		}
+		add(e)
+		if ok {
+			add(v)
+			addSite(v.ESiteName)
+		}
+		for _, vp := range m.managedNames(pairKey{en, site}) {
+			if v, ok := m.vps[vp]; ok {
+				add(v) // kept as an object; the others' VIPs come from model.managedVIP
+			}
+		}
+		policies(e)
+	}
+	// Exposures of the services here: every site they are exposed to.
+	for svc := range m.servicesBySite[site] {
+		v := m.services[svc]
+		for en := range m.exposesByService[svc] {
+			e := m.exposes[en]
+			add(e)
+			add(v)
+			for _, t := range e.ESites {
+				addSite(t)
+				for _, vp := range m.managedNames(pairKey{en, t}) {
+					if v, ok := m.vps[vp]; ok {
+						add(v)
+					}
+				}
+			}
+			policies(e)
 		}
 	}
 	// Servers count only at the sites involved (a client of a site consuming a service).

@@ -36,7 +36,16 @@ type Options struct {
 	// once (default DefaultMaxPollsPerGateway). A poll beyond it ends the gateway's
 	// oldest waiting poll with 503 (see SyncHandler).
 	MaxPollsPerGateway int
+	// KeepDecoded is how many gateways' snapshots are kept decoded (as structs, encoded
+	// once when first sent); with more gateways than that, edges' snapshots are kept
+	// gzipped only (default DefaultKeepDecoded; negative: always gzipped).
+	KeepDecoded int
 }
+
+// DefaultKeepDecoded is Options.KeepDecoded's default: up to 2,000 gateways (~70 MB of
+// decoded snapshots) they are kept decoded, which spares the in-process watchers a decode;
+// beyond, kept gzipped (10,000 gateways: ~25 MB instead of ~350 MB).
+const DefaultKeepDecoded = 2000
 
 // DefaultMaxPollsPerGateway is how many sync long polls one gateway may have waiting.
 const DefaultMaxPollsPerGateway = 4
@@ -65,6 +74,8 @@ type Server struct {
 	hashes map[string][sha256.Size]byte
 	// hub holds the parts the hub's snapshot is assembled from (see refresh.go).
 	hub *hubParts
+	// gzipped: edges' snapshots are kept gzipped (Options.KeepDecoded).
+	gzipped bool
 	// work counts what the refreshes did.
 	work workCounters
 
@@ -94,10 +105,15 @@ type Server struct {
 	epFlushing bool
 	// epIdle, if set, is closed (and cleared) when the flusher finds nothing more to do.
 	epIdle chan struct{}
+
+	// ready is closed once the first snapshots are compiled.
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
 // gwSnap is the current snapshot of one gateway. The hub's is kept as it is (its own node
-// follows it in-process) and encoded once, on first request; an edge's is kept only as its
+// follows it in-process) and encoded once, on first request; so are the others in a fleet
+// of at most Options.KeepDecoded gateways. In a larger one an edge's is kept only as its
 // gzipped JSON encoding, which is what the sync endpoint sends (10,000 edges' snapshots
 // take ~25 MB so instead of ~350 MB), and decoded when asked for (Snapshot, Watch).
 type gwSnap struct {
@@ -143,21 +159,13 @@ func gzipJSON(v any) ([]byte, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
-	return slices.Clip(b.Bytes()), nil
+	return bytes.Clone(b.Bytes()), nil
 }
 
-// encoded returns the JSON the sync endpoint answers with (compact, newline-terminated).
+// encoded returns the JSON encoding of a kept snapshot (the hub's; compact,
+// newline-terminated), made once.
 func (g *gwSnap) encoded() ([]byte, error) {
 	g.once.Do(func() {
-		if g.snap == nil {
-			zr, err := gzip.NewReader(bytes.NewReader(g.gz))
-			if err != nil {
-				g.err = err
-				return
-			}
-			g.body, g.err = io.ReadAll(zr)
-			return
-		}
 		var b bytes.Buffer
 		g.err = json.NewEncoder(&b).Encode(g.snap)
 		g.body = b.Bytes()
@@ -207,6 +215,9 @@ func NewServer(store *Store, opts Options) (*Server, error) {
 	if opts.MaxPollsPerGateway <= 0 {
 		opts.MaxPollsPerGateway = DefaultMaxPollsPerGateway
 	}
+	if opts.KeepDecoded == 0 {
+		opts.KeepDecoded = DefaultKeepDecoded
+	}
 	id, err := store.ID()
 	if err != nil {
 		return nil, err
@@ -216,11 +227,31 @@ func NewServer(store *Store, opts Options) (*Server, error) {
 		lenCount: map[int]int{}, hub: newHubParts(),
 		wake: map[string]chan struct{}{}, reports: map[string]api.Report{}, compiledRev: -1,
 		polls: map[string][]*poll{}}
-	if err := s.refresh(); err != nil {
+	// Load the store now (a broken one fails here); compile every snapshot in the
+	// background, so that the admin API serves at once. What needs the snapshots
+	// (Snapshot, Watch and the sync API, GatewayByAddr, Status, writes) waits for it.
+	if err := store.sync(); err != nil {
 		return nil, err
 	}
+	s.ready = make(chan struct{})
+	go func() {
+		if err := s.refresh(); err != nil {
+			s.log.Error("compiling the snapshots", "err", err)
+		}
+		s.setReady() // even after a failure: readers see no snapshots then
+	}()
 	return s, nil
 }
+
+// Ready returns a channel closed once the first snapshots are compiled (NewServer
+// compiles them in the background).
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// waitReady waits until the first snapshots are compiled.
+func (s *Server) waitReady() { <-s.ready }
+
+// setReady closes ready (once): by the first refresh that compiled, whoever ran it.
+func (s *Server) setReady() { s.readyOnce.Do(func() { close(s.ready) }) }
 
 // StoreID returns the ID of the store the snapshots are compiled from (Store.ID).
 func (s *Server) StoreID() string { return s.storeID }
@@ -256,6 +287,7 @@ func (s *Server) wakeLocked(gw string) {
 // Snapshot returns the latest compiled snapshot of a gateway. It may be shared: do not
 // modify it.
 func (s *Server) Snapshot(gateway string) (*api.Snapshot, bool) {
+	s.waitReady()
 	s.mu.Lock()
 	g, ok := s.snaps[gateway]
 	s.mu.Unlock()
@@ -272,6 +304,7 @@ func (s *Server) Snapshot(gateway string) (*api.Snapshot, bool) {
 
 // SnapshotRevision returns the revision of the latest compiled snapshot of a gateway.
 func (s *Server) SnapshotRevision(gateway string) (int64, bool) {
+	s.waitReady()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g, ok := s.snaps[gateway]
@@ -293,6 +326,11 @@ func (s *Server) current(g *gwSnap, since int64, storeID string) bool {
 // watch waits until the snapshot of gateway differs from what the caller holds (see
 // current) and returns its entry, or returns ctx's error.
 func (s *Server) watch(ctx context.Context, gateway string, since int64, storeID string) (*gwSnap, error) {
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	for {
 		s.mu.Lock()
 		g := s.snaps[gateway]
@@ -336,6 +374,7 @@ func (s *Server) GatewayByAddr(addr netip.Addr) (string, bool) {
 	if !addr.IsValid() {
 		return "", false
 	}
+	s.waitReady()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, bits := range s.prefixLens {
@@ -553,6 +592,7 @@ func (s *Server) reportFresh() time.Duration { return 3 * s.opts.SyncTimeout }
 
 // Status returns every gateway's applied and latest revisions, peer statistics and report.
 func (s *Server) Status() (*api.StatusReport, error) {
+	s.waitReady()
 	s.mu.Lock()
 	statsFn := s.peerStats
 	s.mu.Unlock()

@@ -1,8 +1,11 @@
 package controlplane
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http/httptest"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -200,5 +203,56 @@ func TestSyncBodyIsTheSnapshot(t *testing.T) {
 	got = api.Snapshot{}
 	if err := json.Unmarshal(third.Body.Bytes(), &got); err != nil || got.Revision != rev || len(got.VIPs[0].AllowedClients) != 2 {
 		t.Fatalf("after the change: %v, revision %d (want %d), VIPs %+v", err, got.Revision, rev, got.VIPs)
+	}
+}
+
+// TestSyncGzipped: in a fleet past Options.KeepDecoded, an edge's snapshot is kept
+// gzipped: sent as is to a client that takes gzip, decompressed for one that does not,
+// and decoded for Snapshot and Watch; the snapshots kept decoded before are converted
+// without waking anyone.
+func TestSyncGzipped(t *testing.T) {
+	srv := newServer(t, t.TempDir(), testConfig(), Options{SyncTimeout: 50 * time.Millisecond, KeepDecoded: 2})
+	mustApply(t, srv, twoSites)
+	if srv.gzipped {
+		t.Fatal("two gateways kept gzipped")
+	}
+	rev, _ := srv.SnapshotRevision("gw-a")
+	mustApply(t, srv, gatewayJSON("gw-c", "site-c", "192.168.7.0/24"))
+	if !srv.gzipped || srv.snaps["gw-a"].gz == nil || srv.snaps["gw-a"].snap != nil {
+		t.Fatal("not kept gzipped past KeepDecoded")
+	}
+	if r, _ := srv.SnapshotRevision("gw-a"); r != rev {
+		t.Fatalf("converting gw-a moved its revision %d -> %d", rev, r)
+	}
+	h := srv.SyncHandler()
+	plain := syncRequest(h, "GET", "/v1/sync?since=0", "100.64.4.1:1", "")
+	req := httptest.NewRequest("GET", "/v1/sync?since=0", nil)
+	req.RemoteAddr = "100.64.4.1:1"
+	req.Header.Set("Accept-Encoding", "br, gzip;q=0.8")
+	zipped := httptest.NewRecorder()
+	h.ServeHTTP(zipped, req)
+	if plain.Code != 200 || plain.Header().Get("Content-Encoding") != "" || zipped.Code != 200 || zipped.Header().Get("Content-Encoding") != "gzip" {
+		t.Fatalf("plain %d %q, zipped %d %q", plain.Code, plain.Header().Get("Content-Encoding"), zipped.Code, zipped.Header().Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(zipped.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unzipped, _ := io.ReadAll(zr)
+	if string(unzipped) != plain.Body.String() {
+		t.Fatal("gzipped and plain bodies differ")
+	}
+	var got api.Snapshot
+	if err := json.Unmarshal(unzipped, &got); err != nil || got.Gateway != "gw-a" || got.Revision != rev {
+		t.Fatalf("body: %v %+v", err, got)
+	}
+	s, _ := srv.Snapshot("gw-a")
+	if !reflect.DeepEqual(s, &got) {
+		t.Fatalf("Snapshot %+v, sync body %+v", s, got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if w, err := srv.Watch(ctx, "gw-a", 0); err != nil || !reflect.DeepEqual(w, &got) {
+		t.Fatalf("Watch: %v %+v", err, w)
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -342,29 +344,62 @@ func writeRevision(tx Tx, rev int64) error {
 	return tx.Put(bucketMeta, keyRevision, rb[:])
 }
 
-// loadModel reads the whole state in tx.
+// loadModel reads the whole state in tx. The objects are decoded by GOMAXPROCS workers.
 func loadModel(tx Tx, cfg Config) (*model, error) {
 	m := newModel(cfg)
 	m.rev = readRevision(tx)
+	type raw struct {
+		key string
+		val []byte
+		obj api.Object
+		err error
+	}
+	var raws []raw
 	err := tx.ForEach(bucketObjects, func(key string, val []byte) error {
-		kind, _, ok := strings.Cut(key, "/")
-		if !ok {
-			return fmt.Errorf("store: bad key %q", key)
-		}
-		o, err := api.New(kind)
-		if err != nil {
-			return fmt.Errorf("store: %s: %w", key, err)
-		}
-		if err := json.Unmarshal(val, o); err != nil {
-			return fmt.Errorf("store: %s: %w", key, err)
-		}
-		if vp, ok := o.(*api.VirtualPresence); ok && isManaged(vp) {
-			m.intern(vp)
-		}
-		m.setRaw(key, o)
+		raws = append(raws, raw{key: key, val: val})
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	decode := func(r *raw) {
+		kind, _, ok := strings.Cut(r.key, "/")
+		if !ok {
+			r.err = fmt.Errorf("store: bad key %q", r.key)
+			return
+		}
+		o, err := api.New(kind)
+		if err != nil {
+			r.err = fmt.Errorf("store: %s: %w", r.key, err)
+			return
+		}
+		if err := json.Unmarshal(r.val, o); err != nil {
+			r.err = fmt.Errorf("store: %s: %w", r.key, err)
+			return
+		}
+		r.obj, r.val = o, nil
+	}
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(raws); i += workers {
+				decode(&raws[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range raws {
+		r := &raws[i]
+		if r.err != nil {
+			return nil, r.err
+		}
+		m.setRaw(r.key, r.obj)
+	}
+	raws = nil
+	if err := loadCompactVPs(tx, m); err != nil {
 		return nil, err
 	}
 	ipam, legacy, err := loadIPAM(tx)
@@ -539,13 +574,13 @@ func (s *Store) commitWrite(tx Tx, w *writeTx) (*change, error) {
 		if old == cur {
 			continue
 		}
-		if old != nil && cur != nil && api.Equal(old, cur) {
+		if old != nil && cur != nil && sameObject(old, cur) {
 			m.set(k, old)
 			continue
 		}
 		ch.objs = append(ch.objs, objChange{old, cur})
 		if cur == nil {
-			if err := tx.Delete(bucketObjects, k); err != nil {
+			if err := deleteObject(tx, k); err != nil {
 				return nil, err
 			}
 			// A gateway's endpoints go with it.
@@ -567,11 +602,10 @@ func (s *Store) commitWrite(tx Tx, w *writeTx) (*change, error) {
 		} else {
 			meta.CreationRevision = newRev
 		}
-		data, err := encodeStored(cur)
-		if err != nil {
-			return nil, err
+		if c, ok := m.mvps[meta.Name]; ok && cur.GetKind() == api.KindVirtualPresence {
+			c.rv, c.crev = meta.ResourceVersion, meta.CreationRevision // cur is a copy of it
 		}
-		if err := tx.Put(bucketObjects, k, data); err != nil {
+		if err := putObject(tx, k, cur); err != nil {
 			return nil, err
 		}
 	}
@@ -643,6 +677,95 @@ func pinChanges(before, after []*pin) [][2]string {
 		}
 	}
 	return out
+}
+
+// bucketVIPs holds the managed VirtualPresences in a compact form (compactVP), one key
+// per name: there are many (one per exposure and site), and decoding them as JSON
+// dominated loading the store. Those that do not have exactly the managed form, and
+// those of stores made before the bucket existed, stay JSON in the objects bucket.
+const bucketVIPs = "vips"
+
+// compactVP encodes a managed VirtualPresence of the managed form (isManagedAs), or
+// reports false.
+func compactVP(o api.Object) ([]byte, bool) {
+	vp, ok := o.(*api.VirtualPresence)
+	if !ok || !isManagedAs(vp, vp.VirtualIP, vp.EServiceName, vp.ESiteName, vp.Metadata.Labels[LabelExpose]) {
+		return nil, false
+	}
+	m := vp.Metadata
+	return []byte(strings.Join([]string{"1", m.Labels[LabelExpose], vp.EServiceName, vp.ESiteName, vp.VirtualIP,
+		strconv.FormatInt(m.ResourceVersion, 10), strconv.FormatInt(m.CreationRevision, 10)}, "\x00")), true
+}
+
+// putObject stores o under key k: compact if it is a managed VirtualPresence of the
+// managed form, else as JSON without its status (and not in the other bucket).
+func putObject(tx Tx, k string, o api.Object) error {
+	if data, ok := compactVP(o); ok {
+		if err := tx.Put(bucketVIPs, o.GetMeta().Name, data); err != nil {
+			return err
+		}
+		return tx.Delete(bucketObjects, k)
+	}
+	data, err := encodeStored(o)
+	if err != nil {
+		return err
+	}
+	if err := tx.Put(bucketObjects, k, data); err != nil {
+		return err
+	}
+	if o.GetKind() == api.KindVirtualPresence {
+		return tx.Delete(bucketVIPs, o.GetMeta().Name)
+	}
+	return nil
+}
+
+// deleteObject removes the object stored under key k.
+func deleteObject(tx Tx, k string) error {
+	if err := tx.Delete(bucketObjects, k); err != nil {
+		return err
+	}
+	if name, ok := strings.CutPrefix(k, api.KindVirtualPresence+"/"); ok {
+		return tx.Delete(bucketVIPs, name)
+	}
+	return nil
+}
+
+// loadCompactVPs reads the vips bucket into m (after the objects, whose names its
+// strings share).
+func loadCompactVPs(tx Tx, m *model) error {
+	err := tx.ForEach(bucketVIPs, func(name string, val []byte) error {
+		f := strings.Split(string(val), "\x00")
+		if len(f) != 7 || f[0] != "1" {
+			return fmt.Errorf("store: VirtualPresence/%s: bad compact form", name)
+		}
+		rv, err1 := strconv.ParseInt(f[5], 10, 64)
+		crev, err2 := strconv.ParseInt(f[6], 10, 64)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("store: VirtualPresence/%s: bad revisions", name)
+		}
+		vp := managedVP(labelsOf(f[1]), name, f[2], f[3], f[4])
+		vp.Metadata.ResourceVersion, vp.Metadata.CreationRevision = rv, crev
+		m.setVP(name, vp)
+		return nil
+	})
+	if errors.Is(err, errNoBucket) {
+		err = nil
+	}
+	return err
+}
+
+// sameObject reports whether a and b are the same object as a user wrote it (api.Equal),
+// comparing two managed VirtualPresences of the managed form field by field.
+func sameObject(a, b api.Object) bool {
+	va, ok1 := a.(*api.VirtualPresence)
+	vb, ok2 := b.(*api.VirtualPresence)
+	if ok1 && ok2 && va.Metadata.Name == vb.Metadata.Name &&
+		isManagedAs(va, va.VirtualIP, va.EServiceName, va.ESiteName, va.Metadata.Labels[LabelExpose]) &&
+		isManagedAs(vb, vb.VirtualIP, vb.EServiceName, vb.ESiteName, vb.Metadata.Labels[LabelExpose]) {
+		return va.VirtualIP == vb.VirtualIP && va.EServiceName == vb.EServiceName && va.ESiteName == vb.ESiteName &&
+			va.Metadata.Labels[LabelExpose] == vb.Metadata.Labels[LabelExpose]
+	}
+	return api.Equal(a, b)
 }
 
 // encodeStored marshals o without its status.
@@ -950,7 +1073,7 @@ func (s *Store) Count(kind string) (int, int64, error) {
 		case api.KindServiceExpose:
 			n = len(m.exposes)
 		case api.KindVirtualPresence:
-			n = len(m.vps)
+			n = len(m.vps) + len(m.mvps)
 		}
 		return nil
 	})

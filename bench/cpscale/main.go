@@ -253,7 +253,7 @@ func latencyRecords(r *latencyResult) []Record {
 	target("revoke_max", slices.Max(r.Revoke), "")
 	out = append(out,
 		Record{Name: prefix + "per_gateway_p50", Value: ms(pct(r.PerGateway, 50)), Unit: "ms", Note: fmt.Sprintf("one gateway's latency, %d samples", len(r.PerGateway))},
-		Record{Name: prefix + "write_p50", Value: ms(pct(r.Write, 50)), Unit: "ms", Note: "Server.Apply: fsync'd store txn + recompile of every snapshot"},
+		Record{Name: prefix + "write_p50", Value: ms(pct(r.Write, 50)), Unit: "ms", Note: "Server.Apply: fsync'd store txn + recompile of the affected snapshots"},
 		Record{Name: prefix + "cpu_per_change_p50", Value: ms(pct(r.CPU, 50)), Unit: "ms", Note: "process CPU (control plane + all agents) from the change until all enforce"})
 	return out
 }
