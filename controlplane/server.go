@@ -167,7 +167,9 @@ func (s *Server) refresh() error {
 	for _, o := range st.Objects {
 		objs = append(objs, o)
 	}
+	t0 := time.Now()
 	next := Compile(objs, st.IPAM, s.cfg)
+	observeCompile(time.Since(t0))
 	objs = nil
 
 	// Compare outside mu: only refresh writes hashes, and refreshMu is held.
@@ -357,6 +359,7 @@ func (s *Server) DeleteAll(refs []Ref) (int64, []Result, error) {
 }
 
 func (s *Server) after(err error) error {
+	countWrite(err)
 	if err != nil {
 		return err
 	}

@@ -341,6 +341,10 @@ func (s *Store) write(mut func(st *State) ([]Result, error)) (int64, []Result, e
 				continue
 			}
 			changed = true
+			// A copy: the caller's object stays as given, for a backend that runs the
+			// transaction again (etcd, after losing a race) runs mut on it again.
+			o = api.DeepCopy(o)
+			st.Objects[k] = o
 			m := o.GetMeta()
 			m.ResourceVersion = newRev
 			if ok {
