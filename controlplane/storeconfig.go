@@ -137,11 +137,3 @@ func OpenBackend(c StoreConfig, stateDir string, log *slog.Logger) (Backend, err
 	return OpenEtcd(EtcdOptions{Endpoints: c.Etcd.Endpoints, Prefix: c.Etcd.Prefix, TLS: tc,
 		DialTimeout: c.Etcd.DialTimeout, Logger: log})
 }
-
-// Describe says where the store is, for logs.
-func (c StoreConfig) Describe(stateDir string) string {
-	if c.Backend == BackendEtcd {
-		return fmt.Sprintf("etcd %s prefix %s", strings.Join(c.Etcd.Endpoints, ","), c.Etcd.Prefix)
-	}
-	return stateDir + "/" + DBFile
-}

@@ -62,7 +62,7 @@ var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, 
 		return err
 	}
 	report()
-	if err := node.ServeMetrics(ctx, cfg.Metrics.Listen); err != nil {
+	if err := node.ServeMetrics(ctx, cfg.Metrics.Listen, cp.Collectors()...); err != nil {
 		log.Warn("metrics not served", "err", err)
 	}
 	cp.SetPeerStats(func() map[string]controlplane.PeerStats {
