@@ -211,6 +211,9 @@ func (b *EtcdBackend) up() bool {
 }
 
 func (b *EtcdBackend) markDown(err error) {
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = errors.New("no answer in time: etcd down, unreachable or without quorum")
+	}
 	b.hmu.Lock()
 	defer b.hmu.Unlock()
 	if b.downSince.IsZero() {
