@@ -17,6 +17,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -37,6 +38,17 @@ const etcdStampDir = ".stamp/"
 
 // etcdMaxAttempts bounds how often Update reruns a transaction that lost a race.
 const etcdMaxAttempts = 32
+
+// etcdLockAfter is how many races in a row an Update loses before it queues for the write
+// lock (etcdLockDir): optimistic writers cannot commit while anyone holds or waits for it,
+// so a replica that keeps losing to a faster one gets its turn, in arrival order.
+// etcdLockTTL (seconds) is the lease of the lock: how long a replica that dies holding or
+// awaiting it blocks the others.
+const (
+	etcdLockAfter = 3
+	etcdLockTTL   = 5
+	etcdLockDir   = ".lock"
+)
 
 // etcdMaxCompares is how many per-key compares a commit carries before it compares the
 // stamps of the keys' buckets instead (etcd's --max-txn-ops bounds compares too).
@@ -104,8 +116,10 @@ type EtcdBackend struct {
 	probe     time.Duration
 	log       *slog.Logger
 
-	// updMu makes the Updates of one process queue rather than race each other.
+	// updMu makes the Updates of one process queue rather than race each other; it
+	// guards sess, the lease session of the write lock (nil until first needed).
 	updMu sync.Mutex
+	sess  *concurrency.Session
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -179,6 +193,11 @@ func OpenEtcd(opts EtcdOptions) (*EtcdBackend, error) {
 
 // Close stops the watch and closes the client.
 func (b *EtcdBackend) Close() error {
+	b.updMu.Lock()
+	if b.sess != nil {
+		b.sess.Close() // revokes the lease: a lock key of ours goes at once
+	}
+	b.updMu.Unlock()
 	b.cancel()
 	b.wg.Wait()
 	return b.cli.Close()
@@ -408,8 +427,23 @@ func (b *EtcdBackend) Update(fn func(Tx) error) error {
 		return &Error{Code: CodeUnavailable, Message: fmt.Sprintf("the store is unavailable (etcd %s, since %s: %s): writes are refused until etcd answers with a quorum again; reads are served from the last state this cloud gateway saw",
 			b.endpoints, h.Since.UTC().Format(time.RFC3339), h.Reason)}
 	}
+	var mu *concurrency.Mutex
+	defer func() {
+		if mu != nil {
+			ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
+			mu.Unlock(ctx) // if this fails, the lease expires
+			cancel()
+		}
+	}()
 	for attempt := 1; ; attempt++ {
+		if mu == nil && attempt > etcdLockAfter {
+			var err error
+			if mu, err = b.lock(); err != nil {
+				return b.classify(err, 0)
+			}
+		}
 		t := b.newTx(true)
+		t.mu = mu
 		err := fn(t)
 		if t.err != nil {
 			if errors.Is(t.err, rpctypes.ErrCompacted) && attempt < etcdMaxAttempts {
@@ -428,6 +462,13 @@ func (b *EtcdBackend) Update(fn func(Tx) error) error {
 			return nil
 		}
 		b.conflicts.Add(1)
+		if mu != nil {
+			select {
+			case <-b.sess.Done():
+				return &Error{Code: CodeUnavailable, Message: fmt.Sprintf("etcd %s: the write lock's lease expired (etcd unreachable or slow); nothing was written: try again", b.endpoints)}
+			default:
+			}
+		}
 		if attempt >= etcdMaxAttempts {
 			return &Error{Code: CodeConflict, Message: fmt.Sprintf("the store changed under this write %d times in a row (other replicas writing at the same time); nothing was written: try again", attempt)}
 		}
@@ -439,6 +480,36 @@ func (b *EtcdBackend) Update(fn func(Tx) error) error {
 			return errors.New("etcd: backend closed")
 		}
 	}
+}
+
+// lock queues for the write lock and returns it held. b.updMu is held.
+func (b *EtcdBackend) lock() (*concurrency.Mutex, error) {
+	if b.sess != nil {
+		select {
+		case <-b.sess.Done():
+			b.sess = nil
+		default:
+		}
+	}
+	if b.sess == nil {
+		ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
+		lease, err := b.cli.Grant(ctx, etcdLockTTL)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if b.sess, err = concurrency.NewSession(b.cli, concurrency.WithLease(lease.ID), concurrency.WithContext(b.ctx)); err != nil {
+			return nil, err
+		}
+	}
+	mu := concurrency.NewMutex(b.sess, b.prefix+etcdLockDir)
+	// Waiting covers every replica ahead in the queue, and one that died there (its lease).
+	ctx, cancel := context.WithTimeout(b.ctx, 2*etcdLockTTL*time.Second+b.timeout)
+	defer cancel()
+	if err := mu.Lock(ctx); err != nil {
+		return nil, err
+	}
+	return mu, nil
 }
 
 // classify turns an etcd error into an *Error: CodeTooLarge for a transaction beyond the
@@ -482,6 +553,8 @@ type etcdTx struct {
 
 	puts map[string][]byte
 	dels map[string]bool
+
+	mu *concurrency.Mutex // the write lock, if held
 }
 
 func (t *etcdTx) key(bucket, key string) string { return t.b.prefix + bucket + "/" + key }
@@ -646,6 +719,12 @@ func (t *etcdTx) commit() (bool, error) {
 	cmps, err := t.compares()
 	if err != nil {
 		return false, t.b.classify(err, 0)
+	}
+	if t.mu != nil {
+		cmps = append(cmps, t.mu.IsOwner())
+	} else {
+		// Nobody holds or awaits the write lock (see etcdLockAfter).
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(t.b.prefix+etcdLockDir+"/").WithPrefix(), "=", 0))
 	}
 	touched := map[string]bool{}
 	var ops []clientv3.Op
