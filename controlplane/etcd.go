@@ -381,7 +381,7 @@ func (b *EtcdBackend) probeLoop() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(b.ctx, min(b.timeout, b.probe))
+		ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
 		_, err := b.cli.Get(ctx, b.prefix+bucketMeta+"/"+keyRevision, clientv3.WithCountOnly())
 		cancel()
 		switch {
