@@ -521,6 +521,8 @@ func (b *EtcdBackend) classify(err error, ops int) *Error {
 		return e
 	}
 	switch {
+	case errors.Is(err, errBadBucket), errors.Is(err, errReadOnly):
+		return &Error{Code: CodeBadRequest, Message: err.Error()}
 	case errors.Is(err, rpctypes.ErrTooManyOps):
 		return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("this write needs %d operations in one etcd transaction, more than the etcd server allows (--max-txn-ops, 128 by default); a write is all or nothing and is never split, so nothing was written: apply fewer objects at once, or raise --max-txn-ops on every etcd member", ops)}
 	case errors.Is(err, rpctypes.ErrRequestTooLarge), status.Code(err) == codes.ResourceExhausted:
@@ -559,9 +561,12 @@ type etcdTx struct {
 
 func (t *etcdTx) key(bucket, key string) string { return t.b.prefix + bucket + "/" + key }
 
+// errBadBucket is a caller's mistake, never a sign of etcd trouble.
+var errBadBucket = errors.New("bad bucket name")
+
 func checkBucket(bucket string) error {
 	if bucket == "" || strings.ContainsRune(bucket, '/') || bucket[0] == '.' {
-		return fmt.Errorf("etcd: bad bucket name %q", bucket)
+		return fmt.Errorf("etcd: %w %q (empty, with \"/\" or starting with \".\")", errBadBucket, bucket)
 	}
 	return nil
 }

@@ -5,12 +5,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/egw-project/egw/client/clienttest"
 	"github.com/egw-project/egw/internal/etcdmember"
 )
 
@@ -348,5 +350,65 @@ func TestEtcdQuorumLoss(t *testing.T) {
 	waitFor(t, 20*time.Second, func() bool { return srv.StoreHealth().Up })
 	if rec := do(t, h, "POST", "/v1/apply", `{"kind":"ESite","metadata":{"name":"back"}}`); rec.Code != 200 {
 		t.Fatalf("write after quorum came back: %d %q", rec.Code, rec.Body.String())
+	}
+}
+
+// TestEtcdOverTLS: an https:// member, verified with store.etcd.tls.ca; a client
+// certificate is loaded from store.etcd.tls.cert/key; a wrong CA is refused at start.
+func TestEtcdOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := clienttest.WriteSelfSigned(t, dir)
+	urls, err := etcdmember.FreeURLs(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientURL := strings.Replace(urls[0], "http://", "https://", 1)
+	m, err := etcdmember.Start(etcdmember.Options{Dir: filepath.Join(dir, "etcd"), ClientURL: clientURL, PeerURL: urls[1],
+		TLSCert: certFile, TLSKey: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sc := StoreConfig{Backend: BackendEtcd}
+	sc.Etcd.Endpoints = []string{clientURL}
+	sc.Etcd.TLS.CA, sc.Etcd.TLS.Cert, sc.Etcd.TLS.Key = certFile, certFile, keyFile
+	sc = sc.WithDefaults()
+	if err := sc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenBackend(sc, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewStore(b, testConfig())
+	mustApply(t, s, twoSites)
+	if rev, err := s.Revision(); err != nil || rev != 1 {
+		t.Fatalf("over TLS: revision %d, %v", rev, err)
+	}
+	s.Close()
+
+	otherCA, _ := clienttest.WriteSelfSigned(t, t.TempDir())
+	sc.Etcd.TLS.CA = otherCA
+	sc.Etcd.DialTimeout = time.Second
+	if _, err := OpenBackend(sc, "", nil); err == nil || !strings.Contains(err.Error(), "no answer within 1s") {
+		t.Fatalf("a member whose certificate the CA did not sign: %v", err)
+	}
+	sc.Etcd.TLS.CA = filepath.Join(dir, "missing.pem")
+	if _, err := OpenBackend(sc, "", nil); err == nil || !strings.Contains(err.Error(), "store.etcd.tls.ca") {
+		t.Fatalf("a missing CA file: %v", err)
+	}
+}
+
+func TestEtcdBadBucketIsNotAnOutage(t *testing.T) {
+	b := openEtcd(t, testEtcdURL(t), testPrefix(t))
+	err := b.View(func(tx Tx) error {
+		tx.Get(".stamp", "x")
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "bad bucket name") {
+		t.Fatalf("err = %v", err)
+	}
+	if !b.Health().Up {
+		t.Fatal("a bad bucket name marked etcd down")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -29,6 +30,8 @@ type Options struct {
 	LogLevel string
 	// ReadyTimeout bounds the wait for the member to serve (default 30 s).
 	ReadyTimeout time.Duration
+	// TLSCert and TLSKey, if set, make the client URL (then https://) serve TLS.
+	TLSCert, TLSKey string
 }
 
 // Member is a running etcd member.
@@ -104,6 +107,9 @@ func Start(o Options) (*Member, error) {
 	cfg.InitialClusterToken = "egw-" + strings.ReplaceAll(o.InitialCluster, "/", "")
 	if o.Existing {
 		cfg.ClusterState = embed.ClusterStateFlagExisting
+	}
+	if o.TLSCert != "" {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: o.TLSCert, KeyFile: o.TLSKey}
 	}
 	cfg.LogLevel = o.LogLevel
 	cfg.LogOutputs = []string{"stderr"}
