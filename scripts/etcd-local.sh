@@ -2,7 +2,7 @@
 # etcd-local.sh — a local etcd for trying several cloud gateways on one machine.
 #
 #   scripts/etcd-local.sh            one member: clients on http://127.0.0.1:2379
-#   scripts/etcd-local.sh 3          three members: clients on :2379, :22379, :32379
+#   scripts/etcd-local.sh 3          three members: clients on :2379, :12379, :22379
 #
 # It builds bin/etcdmember from this module (scripts/etcdmember: go.etcd.io/etcd/server/v3,
 # the same 3.7 release as EGW's etcd client; Debian's etcd-server package is 3.4) and runs
