@@ -375,7 +375,7 @@ func (s *Server) SyncHandler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, &Error{Code: CodeNotFound, Message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
 	})
-	return s.markStale(mux)
+	return mux
 }
 
 // caller identifies the gateway of a sync request by its source address.
