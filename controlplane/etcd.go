@@ -48,6 +48,9 @@ const (
 	etcdLockAfter = 3
 	etcdLockTTL   = 5
 	etcdLockDir   = ".lock"
+	// lockWait bounds the wait for the lock: the replicas ahead in the queue, and one that
+	// died there (its lease).
+	lockWait = 2*etcdLockTTL*time.Second + DefaultEtcdRequestTimeout
 )
 
 // etcdMaxCompares is how many per-key compares a commit carries before it compares the
@@ -439,6 +442,10 @@ func (b *EtcdBackend) Update(fn func(Tx) error) error {
 		if mu == nil && attempt > etcdLockAfter {
 			var err error
 			if mu, err = b.lock(); err != nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					// A long queue, not necessarily an outage: the probe judges that.
+					return &Error{Code: CodeConflict, Message: fmt.Sprintf("waited %s for the write lock (other replicas writing at the same time); nothing was written: try again", lockWait)}
+				}
 				return b.classify(err, 0)
 			}
 		}
@@ -503,8 +510,7 @@ func (b *EtcdBackend) lock() (*concurrency.Mutex, error) {
 		}
 	}
 	mu := concurrency.NewMutex(b.sess, b.prefix+etcdLockDir)
-	// Waiting covers every replica ahead in the queue, and one that died there (its lease).
-	ctx, cancel := context.WithTimeout(b.ctx, 2*etcdLockTTL*time.Second+b.timeout)
+	ctx, cancel := context.WithTimeout(b.ctx, lockWait)
 	defer cancel()
 	if err := mu.Lock(ctx); err != nil {
 		return nil, err
