@@ -11,8 +11,8 @@ import (
 )
 
 // Backend is the persistence under the Store: a transactional key-value space of named
-// buckets. The bbolt file (OpenBolt) implements it; an etcd-backed Backend (several cloud
-// gateway replicas) can implement it later without touching the rest.
+// buckets. The bbolt file (OpenBolt) implements it, and so does etcd (OpenEtcd: several
+// cloud gateway replicas on one store).
 type Backend interface {
 	// View runs fn on a consistent read-only view.
 	View(fn func(Tx) error) error

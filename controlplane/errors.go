@@ -12,12 +12,13 @@ import (
 type ErrorCode int
 
 const (
-	CodeBadRequest ErrorCode = iota + 1 // malformed request (400)
-	CodeNotFound                        // no such object (404)
-	CodeConflict                        // exists already, or stale resourceVersion (409)
-	CodeInvalid                         // the objects are not acceptable (422)
-	CodeTooLarge                        // body over the limit (413)
-	CodeExhausted                       // no address left to allocate (507)
+	CodeBadRequest  ErrorCode = iota + 1 // malformed request (400)
+	CodeNotFound                         // no such object (404)
+	CodeConflict                         // exists already, or stale resourceVersion (409)
+	CodeInvalid                          // the objects are not acceptable (422)
+	CodeTooLarge                         // body over the limit (413)
+	CodeExhausted                        // no address left to allocate (507)
+	CodeUnavailable                      // the store cannot take writes now (503)
 )
 
 // Error is an error of a store or API operation, naming the object ("Kind/name") and
@@ -56,6 +57,8 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusRequestEntityTooLarge
 	case CodeExhausted:
 		return http.StatusInsufficientStorage
+	case CodeUnavailable:
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusBadRequest
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/egw-project/egw/api"
 )
@@ -191,6 +192,7 @@ func (s *Server) refresh() error {
 	}
 	var out map[string]*api.Snapshot
 	var nSites int
+	t0 := time.Now()
 	if !full {
 		var sites set
 		most := 0 // below 64 sites either way is cheap
@@ -207,6 +209,7 @@ func (s *Server) refresh() error {
 		out = s.compileAll(m)
 		nSites = len(m.sites)
 	}
+	observeCompile(time.Since(t0))
 
 	changed := map[string]*api.Snapshot{}
 	var removed []string

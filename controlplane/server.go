@@ -526,6 +526,7 @@ func (s *Server) DeleteAll(refs []Ref) (int64, []Result, error) {
 }
 
 func (s *Server) after(err error) error {
+	countWrite(err)
 	if err != nil {
 		return err
 	}

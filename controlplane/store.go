@@ -117,7 +117,8 @@ type Ref struct{ Kind, Name string }
 // nothing is stored. Objects returned by the Store are the caller's to modify.
 //
 // The model follows the backend: a reader or writer that finds the backend at another
-// revision (another process or replica wrote) reloads it whole.
+// revision (another replica wrote) brings it forward by the keys that changed when the
+// backend reports them (KeyFeed, see feed.go), else reloads it whole.
 type Store struct {
 	b   Backend
 	cfg Config
@@ -134,6 +135,9 @@ type Store struct {
 	// idMu guards id, the store's ID once read (ID).
 	idMu sync.Mutex
 	id   string
+
+	// feed queues the other writers' transactions (a KeyFeed backend; nil otherwise).
+	feed *storeFeed
 }
 
 // change is what one committed write changed: what a Server needs to find the snapshots
@@ -155,7 +159,11 @@ type change struct {
 type objChange struct{ old, new api.Object }
 
 // NewStore returns a Store over b. cfg must be valid (Config.WithDefaults, Validate).
-func NewStore(b Backend, cfg Config) *Store { return &Store{b: b, cfg: cfg} }
+func NewStore(b Backend, cfg Config) *Store {
+	s := &Store{b: b, cfg: cfg}
+	s.startFeed()
+	return s
+}
 
 // Open opens the bbolt store in stateDir.
 func Open(stateDir string, cfg Config) (*Store, error) {
@@ -226,7 +234,12 @@ func newStoreID() string {
 }
 
 // Close closes the backend.
-func (s *Store) Close() error { return s.b.Close() }
+func (s *Store) Close() error {
+	if s.feed != nil {
+		s.feed.cancel()
+	}
+	return s.b.Close()
+}
 
 // Backend returns the backend under the store.
 func (s *Store) Backend() Backend { return s.b }
@@ -250,11 +263,25 @@ func (s *Store) takeChanges() []*change {
 	return c
 }
 
-// syncLocked makes the model the state at tx's revision, loading it whole if it is not
-// (the first use, or another process wrote). s.mu is held exclusively.
+// syncLocked makes the model the state at tx's revision: by the feed's batches if the
+// backend has one (another replica wrote), else by loading it whole (the first use, or
+// another process wrote). s.mu is held exclusively.
 func (s *Store) syncLocked(tx Tx) error {
 	rev := readRevision(tx)
-	if s.m != nil && s.m.rev == rev {
+	if s.m != nil && s.feed != nil {
+		if s.m.rev >= rev {
+			// Current, or ahead of a read of the last watched state (etcd away): drop the
+			// batches the model holds (this replica's own writes).
+			if ok, _ := s.drainLocked(s.m.rev); !ok {
+				s.resetFeedLocked(s.m.rev)
+			}
+			return nil
+		}
+		if s.syncFeedLocked(rev) {
+			return nil
+		}
+		s.feed.reloads.Add(1)
+	} else if s.m != nil && s.m.rev == rev {
 		return nil
 	}
 	m, err := loadModel(tx, s.cfg)
@@ -262,6 +289,7 @@ func (s *Store) syncLocked(tx Tx) error {
 		return err
 	}
 	s.m = m
+	s.resetFeedLocked(m.rev)
 	s.addChange(&change{rev: m.rev, full: true})
 	return nil
 }
@@ -273,7 +301,7 @@ func (s *Store) sync() error {
 		return err
 	}
 	s.mu.RLock()
-	ok := s.m != nil && s.m.rev == rev
+	ok := s.m != nil && s.m.rev == rev && !s.feed.pending()
 	s.mu.RUnlock()
 	if ok {
 		return nil
@@ -507,6 +535,9 @@ func (s *Store) write(mut func(w *writeTx) ([]Result, error)) (int64, []Result, 
 	var m *model
 	var w *writeTx
 	err := s.b.Update(func(tx Tx) error {
+		if m != nil && m.logging {
+			m.rollback() // a backend runs the transaction again (etcd: it lost a race)
+		}
 		if err := s.syncLocked(tx); err != nil {
 			return err
 		}
@@ -842,7 +873,7 @@ func (s *Store) Apply(objs []api.Object) (int64, []Result, error) {
 				}
 				r.Action = "configured"
 			}
-			w.put(o)
+			w.put(api.DeepCopy(o)) // a copy per attempt: the commit stamps it
 			res = append(res, r)
 		}
 		return res, nil
@@ -873,7 +904,7 @@ func (s *Store) Create(o api.Object) (api.Object, error) {
 		if c.GetKind() == api.KindEGateway {
 			w.needPrefix = c.GetMeta().Name
 		}
-		w.put(c)
+		w.put(api.DeepCopy(c)) // a copy per attempt: the commit stamps it
 		return nil, nil
 	})
 	if err != nil {
@@ -904,7 +935,7 @@ func (s *Store) Update(o api.Object, expectedRV int64) (api.Object, error) {
 		if err := checkManaged(old, "changed"); err != nil {
 			return nil, err
 		}
-		w.put(c)
+		w.put(api.DeepCopy(c)) // a copy per attempt: the commit stamps it
 		return nil, nil
 	})
 	if err != nil {

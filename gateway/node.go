@@ -19,6 +19,7 @@ import (
 	"github.com/egw-project/egw/dnsd"
 	"github.com/egw-project/egw/nat"
 	"github.com/egw-project/egw/overlay"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // NodeOptions are what differs between an edge, the hub and a test.
@@ -34,6 +35,8 @@ type NodeOptions struct {
 	DNSListen []string
 	// NoCache disables the on-disk snapshot cache (the hub's snapshots come from its store).
 	NoCache bool
+	// Metrics are served beside the node's own (the cloud gateway's control plane).
+	Metrics []prometheus.Collector
 }
 
 // Node is one running gateway: the NAT engine, the overlay device and the DNS server, fed

@@ -88,7 +88,7 @@ func Launch(ctx context.Context, cfg *Parsed, opts NodeOptions, initial *api.Sna
 		node.Close()
 		return nil, err
 	}
-	if err := node.ServeMetrics(ctx, cfg.Metrics.Listen); err != nil {
+	if err := node.ServeMetrics(ctx, cfg.Metrics.Listen, opts.Metrics...); err != nil {
 		log.Warn("metrics not served", "err", err)
 	}
 	return node, nil

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/egw-project/egw/controlplane"
 	"github.com/egw-project/egw/gateway"
@@ -22,8 +23,8 @@ const DefaultConfigFile = "/etc/egw/cloudgateway.yaml"
 // listenPort, overlayCIDR, vpCIDR, tun, dns, metrics, nat) plus the cloud's own. The hub's
 // overlayPrefix, overlayIP and cloud section come from the control plane, not from the file.
 // Every key is also EGW_<KEY> (upper case, "_" for ".") and the flags --state-dir,
-// --api-socket and --dataplane override theirs. Keys tagged reload:"live" apply on SIGHUP;
-// the others need a restart (api.RestartKeys).
+// --api-socket, --dataplane, --store-backend and --etcd-endpoints override theirs. Keys
+// tagged reload:"live" apply on SIGHUP; the others need a restart (api.RestartKeys).
 type Config struct {
 	gateway.Config `mapstructure:",squash"`
 
@@ -37,12 +38,29 @@ type Config struct {
 	SyncPort         int    `mapstructure:"syncPort"`
 	// APIMaxConns and APIMaxConnsPerAddr cap the TCP API's open connections, in all and
 	// per client address (controlplane.DefaultServeLimits).
-	APIMaxConns        int  `mapstructure:"apiMaxConns"`
-	APIMaxConnsPerAddr int  `mapstructure:"apiMaxConnsPerAddr"`
-	Dataplane          bool `mapstructure:"dataplane"`
+	APIMaxConns        int   `mapstructure:"apiMaxConns"`
+	APIMaxConnsPerAddr int   `mapstructure:"apiMaxConnsPerAddr"`
+	Dataplane          bool  `mapstructure:"dataplane"`
+	Store              Store `mapstructure:"store"`
 
 	// rotateStoreID is the --new-store-id flag (a one-off action, so not a config key).
 	rotateStoreID bool
+}
+
+// Store is the store section: the backend of the control plane's store (bbolt: the file
+// <stateDir>/egw.db; etcd: shared by every cloud gateway replica on the same prefix).
+type Store struct {
+	Backend string `mapstructure:"backend"`
+	Etcd    struct {
+		Endpoints []string `mapstructure:"endpoints"`
+		Prefix    string   `mapstructure:"prefix"`
+		TLS       struct {
+			CA   string `mapstructure:"ca"`
+			Cert string `mapstructure:"cert"`
+			Key  string `mapstructure:"key"`
+		} `mapstructure:"tls"`
+		DialTimeout time.Duration `mapstructure:"dialTimeout"`
+	} `mapstructure:"etcd"`
 }
 
 // defaults are gateway.Defaults with the cloud's own values (they work for the demo) and
@@ -76,6 +94,14 @@ func defaults() map[string]any {
 		"apiMaxConns":        controlplane.DefaultServeLimits.MaxConns,
 		"apiMaxConnsPerAddr": controlplane.DefaultServeLimits.MaxConnsPerAddr,
 		"dataplane":          true,
+
+		"store.backend":          controlplane.BackendBolt,
+		"store.etcd.endpoints":   []string{},
+		"store.etcd.prefix":      controlplane.DefaultEtcdPrefix,
+		"store.etcd.tls.ca":      "",
+		"store.etcd.tls.cert":    "",
+		"store.etcd.tls.key":     "",
+		"store.etcd.dialTimeout": controlplane.DefaultEtcdDialTimeout.String(),
 	})
 	return d
 }
@@ -89,7 +115,8 @@ func loadConfig(flags *pflag.FlagSet) (*Config, string, error) {
 	v.SetEnvPrefix("EGW")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
-	for key, flag := range map[string]string{"stateDir": "state-dir", "apiSocket": "api-socket", "dataplane": "dataplane"} {
+	for key, flag := range map[string]string{"stateDir": "state-dir", "apiSocket": "api-socket", "dataplane": "dataplane",
+		"store.backend": "store-backend", "store.etcd.endpoints": "etcd-endpoints"} {
 		if f := flags.Lookup(flag); f != nil && f.Changed {
 			if err := v.BindPFlag(key, f); err != nil {
 				return nil, "", err
@@ -117,7 +144,28 @@ func loadConfig(flags *pflag.FlagSet) (*Config, string, error) {
 	if c.PrivateKeyFile == "" {
 		c.PrivateKeyFile = c.StateDir + "/private.key"
 	}
+	// One comma-separated string (--etcd-endpoints, EGW_STORE_ETCD_ENDPOINTS) or a list.
+	var eps []string
+	for _, e := range c.Store.Etcd.Endpoints {
+		for part := range strings.SplitSeq(e, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				eps = append(eps, part)
+			}
+		}
+	}
+	c.Store.Etcd.Endpoints = eps
 	return c, used, nil
+}
+
+// storeConfig is the store section as the control plane takes it, checked.
+func (c *Config) storeConfig() (controlplane.StoreConfig, error) {
+	sc := controlplane.StoreConfig{Backend: c.Store.Backend}
+	sc.Etcd.Endpoints = c.Store.Etcd.Endpoints
+	sc.Etcd.Prefix = c.Store.Etcd.Prefix
+	sc.Etcd.TLS.CA, sc.Etcd.TLS.Cert, sc.Etcd.TLS.Key = c.Store.Etcd.TLS.CA, c.Store.Etcd.TLS.Cert, c.Store.Etcd.TLS.Key
+	sc.Etcd.DialTimeout = c.Store.Etcd.DialTimeout
+	sc = sc.WithDefaults()
+	return sc, sc.Validate()
 }
 
 // controlplaneConfig is the part of c the control plane needs.

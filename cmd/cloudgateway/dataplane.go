@@ -42,7 +42,7 @@ var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, 
 	if s, ok := cp.Snapshot(cfg.Name); ok {
 		initial = s
 	}
-	node, err := gateway.Launch(ctx, pc, gateway.NodeOptions{Hub: true, Key: key, NoCache: true}, initial, log)
+	node, err := gateway.Launch(ctx, pc, gateway.NodeOptions{Hub: true, Key: key, NoCache: true, Metrics: cp.Collectors()}, initial, log)
 	if err != nil {
 		return err
 	}
