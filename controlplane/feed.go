@@ -277,6 +277,11 @@ func applyBatch(m *model, b FeedBatch, rev int64) (_ *change, err error) {
 	prefixes := map[string]prefixSet{}
 	addrs := map[string]addrSet{}
 	eps := map[string]GatewayEndpoints{}
+	type hubSet struct {
+		h  HubInfo
+		ok bool
+	}
+	hubs := map[string]hubSet{}
 	for _, c := range b.Changes {
 		switch c.Bucket {
 		case bucketObjects, bucketVIPs:
@@ -331,6 +336,15 @@ func applyBatch(m *model, b FeedBatch, rev int64) (_ *change, err error) {
 				}
 			}
 			eps[c.Key] = e
+		case bucketHubs:
+			hs := hubSet{}
+			if !c.Deleted {
+				if err := json.Unmarshal(c.Value, &hs.h); err != nil {
+					return nil, fmt.Errorf("store: hub %s: %w", c.Key, err)
+				}
+				hs.h.Name, hs.ok = c.Key, true
+			}
+			hubs[c.Key] = hs
 		case bucketMeta:
 			if c.Key == keyIPAM && !c.Deleted {
 				return nil, errFeedGap // the single IPAM blob of older stores: reload
@@ -370,6 +384,10 @@ func applyBatch(m *model, b FeedBatch, rev int64) (_ *change, err error) {
 	for _, gw := range sortedKeys(eps) {
 		m.setEndpoints(gw, eps[gw])
 		ch.endpoints = append(ch.endpoints, gw)
+	}
+	for _, n := range sortedKeys(hubs) {
+		m.setHub(n, hubs[n].h, hubs[n].ok)
+		ch.hubs = append(ch.hubs, n)
 	}
 	m.resolvePins()
 	ch.pinPairs = pinChanges(oldPins, m.pins)

@@ -345,7 +345,7 @@ func (s *Server) compileAll(m *model) map[string]*api.Snapshot {
 	objs := make([]api.Object, 0, m.count()-len(m.mvps))
 	m.forEachButCompact(func(o api.Object) { objs = append(objs, o) })
 	ix := m.subIndex(objs)
-	c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP}
+	c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP, hubs: m.hubList()}
 	c.exposures()
 	out := make(map[string]*api.Snapshot, len(c.names))
 	hub := newHubParts()
@@ -383,9 +383,10 @@ func (s *Server) compileChanged(m *model, changes []*change, most int) (map[stri
 	out := map[string]*api.Snapshot{}
 	hub := s.cfg.HubGateway
 	hubDirty := hubGlobal
+	hubs := m.hubList()
 	for _, site := range sites.sortedKeys() {
 		ix := m.subIndex(m.closure(site))
-		c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP, focus: site}
+		c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP, focus: site, hubs: hubs}
 		c.exposures()
 		for gw := range m.gwsBySite[site] {
 			snap := c.gateway(ix.gateways[gw])
@@ -517,6 +518,9 @@ func (s *Server) affected(m *model, changes []*change) (sites, gws set, hubGloba
 		for _, pp := range c.pinPairs {
 			add(pp[1])
 			home(pp[0])
+		}
+		if len(c.hubs) > 0 {
+			allEdges = true // every edge's hub peers
 		}
 	}
 	if allEdges {

@@ -152,6 +152,8 @@ type change struct {
 	prefixes, services, endpoints []string
 	// pinPairs are the (service, site) pairs whose pinned VIP changed.
 	pinPairs [][2]string
+	// hubs are the hub replicas whose registration changed (every edge lists every hub).
+	hubs []string
 	// validated is how many objects the write validated.
 	validated int
 }
@@ -442,6 +444,9 @@ func loadModel(tx Tx, cfg Config) (*model, error) {
 		m.setServiceAddrRaw(svc, ipam.Services[svc], true)
 	}
 	if m.eps, err = loadEndpoints(tx); err != nil {
+		return nil, err
+	}
+	if m.hubs, err = loadHubs(tx); err != nil {
 		return nil, err
 	}
 	m.resolvePins()

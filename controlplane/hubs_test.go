@@ -1,0 +1,112 @@
+package controlplane
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/egw-project/egw/api"
+)
+
+func hubPeersOf(s *api.Snapshot) map[string]api.Peer {
+	out := map[string]api.Peer{}
+	for _, p := range s.Peers {
+		if p.Hub {
+			out[p.Name] = p
+		}
+	}
+	return out
+}
+
+// TestHubsRegisteredByReplicas: two replicas on one etcd register as hubs; each gets its
+// own overlay address (the site gateway's replica the hub's), the edges' snapshots list
+// both on either replica, a cloud-site service's ov(S) never takes a hub address, and a
+// re-registration with the same values changes nothing.
+func TestHubsRegisteredByReplicas(t *testing.T) {
+	url := testEtcdURL(t)
+	p := testPrefix(t)
+	cfg := testConfig()
+	var srvs [2]*Server
+	for i := range srvs {
+		srv, err := NewServer(openEtcdStore(t, url, p, cfg), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Follow(t.Context())
+		srvs[i] = srv
+	}
+	if err := srvs[0].EnsureHub("192.168.9.0/24", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "203.0.113.1:51820"); err != nil {
+		t.Fatal(err)
+	}
+	h1, err := srvs[0].RegisterHub("cloud-gw", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "203.0.113.1:51820")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, err := srvs[1].RegisterHub("cloud-gw-2", "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA=", "203.0.113.2:51820")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h1.OverlayIP != cfg.HubOverlayIP() || !h2.OverlayIP.IsValid() || h2.OverlayIP == h1.OverlayIP || !cfg.HubPrefix().Contains(h2.OverlayIP) {
+		t.Fatalf("overlay addresses %s and %s (hub prefix %s)", h1.OverlayIP, h2.OverlayIP, cfg.HubPrefix())
+	}
+	rev, _ := srvs[1].Store().Revision()
+	if again, err := srvs[1].RegisterHub("cloud-gw-2", "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA=", "203.0.113.2:51820"); err != nil || again != h2 {
+		t.Fatalf("re-registration: %+v %v", again, err)
+	}
+	if r, _ := srvs[1].Store().Revision(); r != rev {
+		t.Fatalf("an unchanged registration moved the revision %d -> %d", rev, r)
+	}
+	// An edge, and cloud-site services whose ov(S) come from the hub prefix.
+	mustApply(t, srvs[0], twoSites+`
+{"kind":"EService","metadata":{"name":"db"},"protocol":"TCP","port":5432,"ip":"10.9.0.5","eSiteName":"cloud"}
+{"kind":"ServiceExpose","metadata":{"name":"db"},"eServiceName":"db","eSites":["site-a"],"ePolicys":["p1"]}`)
+	rev, _ = srvs[0].Store().Revision()
+	for i, srv := range srvs {
+		waitCompiled(t, srv, rev)
+		snap, ok := srv.Snapshot("gw-a")
+		if !ok {
+			t.Fatalf("replica %d: no snapshot of gw-a", i)
+		}
+		hubs := hubPeersOf(snap)
+		if len(hubs) != 2 || hubs["cloud-gw"].AllowedIPs[0] != cfg.OverlayCIDR ||
+			hubs["cloud-gw-2"].AllowedIPs[0] != netip.PrefixFrom(h2.OverlayIP, 32) ||
+			hubs["cloud-gw-2"].PublicKey != h2.PublicKey || hubs["cloud-gw-2"].Endpoint != "203.0.113.2:51820" {
+			t.Fatalf("replica %d: hub peers of gw-a: %+v", i, hubs)
+		}
+	}
+	st, _ := srvs[1].Store().Load()
+	for svc, a := range st.IPAM.Services {
+		if a.Addr == h2.OverlayIP || a.Addr == h1.OverlayIP {
+			t.Fatalf("ov(S) of %s is a hub's address %s", svc, a.Addr)
+		}
+	}
+	hubs, err := srvs[0].Hubs()
+	if err != nil || len(hubs) != 2 || hubs[0].Name != "cloud-gw" || hubs[1] != h2 {
+		t.Fatalf("hubs: %+v %v", hubs, err)
+	}
+	if _, err := srvs[0].RegisterHub("bad name!", "", ""); codeOf(err) != CodeBadRequest {
+		t.Fatalf("bad name: %v", err)
+	}
+}
+
+// TestHubSlotsRunOut: MaxHubs replicas register; the next is refused, naming the limit.
+func TestHubSlotsRunOut(t *testing.T) {
+	srv := newServer(t, t.TempDir(), testConfig(), Options{})
+	seen := map[netip.Addr]bool{}
+	for i := range MaxHubs {
+		name := "cloud-gw"
+		if i > 0 {
+			name = "hub-" + string(rune('a'+i))
+		}
+		h, err := srv.RegisterHub(name, "", "")
+		if err != nil {
+			t.Fatalf("hub %d: %v", i, err)
+		}
+		if seen[h.OverlayIP] {
+			t.Fatalf("%s given twice", h.OverlayIP)
+		}
+		seen[h.OverlayIP] = true
+	}
+	if _, err := srv.RegisterHub("one-too-many", "", ""); codeOf(err) != CodeExhausted {
+		t.Fatalf("hub %d: %v", MaxHubs+1, err)
+	}
+}
