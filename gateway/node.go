@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -279,10 +281,39 @@ func (n *Node) peersFor(s *api.Snapshot) []api.Peer {
 		return out
 	}
 	cc := n.cloud.Load()
-	return []api.Peer{{
+	out := []api.Peer{{
 		Name: "cloud", PublicKey: cc.PublicKey, Endpoint: cc.Endpoint,
 		AllowedIPs: []netip.Prefix{n.cfg.OverlayCIDRP},
 	}}
+	return append(out, n.otherHubs(s, cc.PublicKey)...)
+}
+
+// otherHubs returns the hubs of s other than the configured one (cloud gateway replicas):
+// a session to each, for its overlay address alone (sync), so the edge can move its sync to
+// any of them (SyncClient.Hubs).
+func (n *Node) otherHubs(s *api.Snapshot, cloudKey string) []api.Peer {
+	var out []api.Peer
+	for _, p := range s.Peers {
+		if !p.Hub || p.PublicKey == "" || p.PublicKey == cloudKey || !p.OverlayIP.IsValid() || p.OverlayIP == n.cfg.CloudOverlay {
+			continue
+		}
+		p.AllowedIPs = []netip.Prefix{netip.PrefixFrom(p.OverlayIP, 32)}
+		out = append(out, p)
+	}
+	return out
+}
+
+// SyncHubs returns the sync URLs of every hub the edge knows, in the order it tries them
+// (HubOrder): the configured one and the other hubs of its snapshot.
+func (n *Node) SyncHubs() []string {
+	port := strconv.Itoa(n.cfg.Cloud.SyncPort)
+	urls := []string{"http://" + net.JoinHostPort(n.cfg.CloudOverlay.String(), port)}
+	if s := n.applied.Load(); s != nil {
+		for _, p := range n.otherHubs(s, n.cloud.Load().PublicKey) {
+			urls = append(urls, "http://"+net.JoinHostPort(p.OverlayIP.String(), port))
+		}
+	}
+	return HubOrder(n.cfg.Name, urls)
 }
 
 // SetCloud replaces the edge's hub peer settings (SIGHUP) and re-applies the peers.

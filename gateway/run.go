@@ -46,6 +46,7 @@ func RunEdge(ctx context.Context, cfg *Parsed, reload func() (*Parsed, error), h
 	sc.Apply = node.Apply
 	sc.Report = func() any { return node.Report() }
 	sc.Latency = node.observeSync
+	sc.Hubs = node.SyncHubs
 	go func() { defer close(syncDone); sc.Run(syncCtx, since) }()
 
 	for {

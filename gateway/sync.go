@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/egw-project/egw/api"
@@ -19,10 +23,22 @@ import (
 // SyncClient long-polls the cloud's sync endpoint through the tunnel. Its requests leave
 // from the gateway's overlay IP: the cloud knows the caller by that source address, which
 // WireGuard's cryptokey routing has authenticated; there is no other secret.
+//
+// Several cloud gateway replicas are several hubs, each serving sync at its own overlay
+// address (Hubs). The client syncs from one; while a long poll waits it pings that hub every
+// Heartbeat, and when the hub has not answered for DeadAfter (or a poll fails) it moves to
+// the next hub at once, so a hub that dies is left within DeadAfter plus one Heartbeat.
 type SyncClient struct {
-	BaseURL string // http://<cloud overlay IP>:<sync port>
-	HTTP    *http.Client
-	Log     *slog.Logger
+	BaseURL string // http://<cloud overlay IP>:<sync port>: the hub when Hubs gives none
+	// Hubs, if set, returns the sync URLs of every hub the gateway knows (its configured
+	// one and those its snapshot lists), in the order to try them (HubOrder).
+	Hubs func() []string
+	// Heartbeat is how often the hub synced from is pinged while a long poll waits
+	// (default 1 s); DeadAfter is how long it may leave pings unanswered before the client
+	// moves to another hub (default 3 s).
+	Heartbeat, DeadAfter time.Duration
+	HTTP                 *http.Client
+	Log                  *slog.Logger
 	// Apply is called with every snapshot newer than the last one applied. An error is
 	// logged and the snapshot is retried on the next poll.
 	Apply func(*api.Snapshot) error
@@ -34,6 +50,80 @@ type SyncClient struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Latency, if set, observes how long each successful poll that carried a snapshot took.
 	Latency func(time.Duration)
+
+	mu  sync.Mutex
+	cur string // the hub synced from ("" until the first poll)
+}
+
+// HubOrder returns hubs in the order gateway tries them: rendezvous hashing of the
+// gateway's name with each hub's, so that a fleet spreads over the hubs, and the gateways
+// of a hub that goes away spread over the others.
+func HubOrder(gateway string, hubs []string) []string {
+	score := func(h string) uint64 {
+		f := fnv.New64a()
+		f.Write([]byte(gateway))
+		f.Write([]byte{0})
+		f.Write([]byte(h))
+		return f.Sum64()
+	}
+	out := slices.Clone(hubs)
+	slices.SortStableFunc(out, func(a, b string) int {
+		sa, sb := score(a), score(b)
+		switch {
+		case sa > sb:
+			return -1
+		case sa < sb:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Current returns the sync URL of the hub the client syncs from.
+func (c *SyncClient) Current() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == "" {
+		return c.BaseURL
+	}
+	return c.cur
+}
+
+// hubs returns the hubs to try, in order (at least one).
+func (c *SyncClient) hubs() []string {
+	var hs []string
+	if c.Hubs != nil {
+		hs = c.Hubs()
+	}
+	if len(hs) == 0 {
+		hs = []string{c.BaseURL}
+	}
+	return hs
+}
+
+// pick returns the hub to sync from: the current one while the list holds it, else the
+// first of the list.
+func (c *SyncClient) pick() string {
+	hs := c.hubs()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == "" || !slices.Contains(hs, c.cur) {
+		c.cur = hs[0]
+	}
+	return c.cur
+}
+
+// advance moves from hub failed to the next one of the list and returns it, with whether
+// the list wrapped around (every hub was tried).
+func (c *SyncClient) advance(failed string) (string, bool) {
+	hs := c.hubs()
+	i := slices.Index(hs, failed)
+	next := hs[(i+1)%len(hs)]
+	c.mu.Lock()
+	c.cur = next
+	c.mu.Unlock()
+	return next, i < 0 || i+1 >= len(hs)
 }
 
 // NewSyncClient returns a client whose connections originate from local (the overlay IP).
@@ -68,12 +158,18 @@ func (c *SyncClient) Run(ctx context.Context, since int64) {
 	backoff := c.MinBackoff
 	for ctx.Err() == nil {
 		start := time.Now()
-		snap, err := c.poll(ctx, since)
+		base := c.pick()
+		snap, err := c.pollWatched(ctx, base, since)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			c.Log.Warn("sync: poll failed", "err", err, "retry_in", backoff)
+			next, wrapped := c.advance(base)
+			if !wrapped {
+				c.Log.Warn("sync: hub not answering; moving to the next", "hub", base, "next", next, "err", err)
+				continue
+			}
+			c.Log.Warn("sync: poll failed", "hub", base, "next", next, "err", err, "retry_in", backoff)
 			if !sleep(ctx, backoff) {
 				return
 			}
@@ -133,8 +229,73 @@ func (c *SyncClient) reportLoop(ctx context.Context, applied <-chan struct{}) {
 	}
 }
 
-func (c *SyncClient) poll(ctx context.Context, since int64) (*api.Snapshot, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+"/v1/sync?since="+strconv.FormatInt(since, 10), nil)
+// errHubSilent says the hub left DeadAfter of pings unanswered.
+var errHubSilent = errors.New("the hub stopped answering")
+
+// pollWatched polls base while pinging it every Heartbeat; it gives up with errHubSilent
+// when no ping was answered for DeadAfter.
+func (c *SyncClient) pollWatched(ctx context.Context, base string, since int64) (*api.Snapshot, error) {
+	hb, dead := c.Heartbeat, c.DeadAfter
+	if hb <= 0 {
+		hb = time.Second
+	}
+	if dead <= 0 {
+		dead = 3 * time.Second
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		snap *api.Snapshot
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := c.poll(pctx, base, since)
+		done <- result{s, err}
+	}()
+	answered := make(chan struct{}, 1)
+	last := time.Now()
+	t := time.NewTicker(hb)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-done:
+			return r.snap, r.err
+		case <-answered:
+			last = time.Now()
+		case now := <-t.C:
+			if now.Sub(last) >= dead {
+				cancel()
+				<-done
+				return nil, fmt.Errorf("%w for %s", errHubSilent, now.Sub(last).Round(time.Millisecond))
+			}
+			go c.ping(pctx, base, hb, answered)
+		}
+	}
+}
+
+// ping asks base for /v1/ping within timeout and signals answered on any HTTP answer.
+func (c *SyncClient) ping(ctx context.Context, base string, timeout time.Duration, answered chan<- struct{}) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/ping", nil)
+	if err != nil {
+		return
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	select {
+	case answered <- struct{}{}:
+	default:
+	}
+}
+
+func (c *SyncClient) poll(ctx context.Context, base string, since int64) (*api.Snapshot, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/sync?since="+strconv.FormatInt(since, 10), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -167,9 +328,14 @@ func (c *SyncClient) sendReport(ctx context.Context) {
 		c.Log.Warn("sync: encoding report", "err", err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// A report to a hub that died is given up as soon as a poll would give it up.
+	timeout := c.DeadAfter
+	if timeout <= 0 {
+		timeout = 3 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+"/v1/report", bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Current()+"/v1/report", bytes.NewReader(b))
 	if err != nil {
 		return
 	}
