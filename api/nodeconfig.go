@@ -32,6 +32,7 @@ type NodeConfig struct {
 	DNS     NodeDNSConfig     `mapstructure:"dns" yaml:"dns"`
 	Metrics NodeMetricsConfig `mapstructure:"metrics" yaml:"metrics"`
 	NAT     NodeNATConfig     `mapstructure:"nat" yaml:"nat"`
+	Paths   NodePathsConfig   `mapstructure:"paths" yaml:"paths"`
 }
 
 // NodeCloudConfig says how an edge reaches the cloud hub.
@@ -69,8 +70,21 @@ type NodeMetricsConfig struct {
 // NodeNATConfig tunes the translation engine.
 type NodeNATConfig struct {
 	RejectDenied bool          `mapstructure:"rejectDenied" yaml:"rejectDenied"`
+	ResetRevoked bool          `mapstructure:"resetRevoked" yaml:"resetRevoked"` // RST both ends of revoked TCP flows (nat/reset.go)
 	LeaseIdle    time.Duration `mapstructure:"leaseIdle" yaml:"leaseIdle"`
 	LeaseQuiet   time.Duration `mapstructure:"leaseQuiet" yaml:"leaseQuiet"`
+}
+
+// NodePathsConfig configures the paths between gateways (docs/ARCHITECTURE.md, "Paths
+// between gateways").
+type NodePathsConfig struct {
+	// Direct lets an edge reach linked gateways on a proven direct UDP path; false sends
+	// everything to them through the hub's relay (and answers no probes).
+	Direct bool `mapstructure:"direct" yaml:"direct"`
+	// RelayRate and RelayBurst (read by the hub) bound, per sending gateway, the bytes per
+	// second its relay forwards; every datagram counts at least 256 bytes.
+	RelayRate  float64 `mapstructure:"relayRate" yaml:"relayRate"`
+	RelayBurst int     `mapstructure:"relayBurst" yaml:"relayBurst"`
 }
 
 // DefaultNodeConfig is what every key holds when nothing sets it. Both daemons register it
@@ -84,7 +98,8 @@ func DefaultNodeConfig() NodeConfig {
 		DNS: NodeDNSConfig{Enabled: true, Listen: []string{}, Upstreams: []string{}, SiteNetworks: []string{},
 			PolicyAware: true, TTL: 5 * time.Second, Zone: "egw.local."},
 		Metrics: NodeMetricsConfig{Listen: "127.0.0.1:9469"},
-		NAT:     NodeNATConfig{RejectDenied: true, LeaseIdle: 5 * time.Minute, LeaseQuiet: 2 * time.Minute},
+		NAT:     NodeNATConfig{RejectDenied: true, ResetRevoked: true, LeaseIdle: 5 * time.Minute, LeaseQuiet: 2 * time.Minute},
+		Paths:   NodePathsConfig{Direct: true, RelayRate: 1 << 30, RelayBurst: 8 << 20},
 	}
 }
 

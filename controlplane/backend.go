@@ -59,7 +59,7 @@ func OpenBolt(stateDir string) (*BoltBackend, error) {
 	}
 	db.NoSync = false
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range []string{bucketObjects, bucketMeta, bucketIPAM, bucketVIPs, bucketEndpoints, bucketHubs} {
+		for _, b := range []string{bucketObjects, bucketMeta, bucketIPAM, bucketVIPs, bucketEndpoints, bucketTokens, bucketRevokedKeys, bucketHubs} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return err
 			}

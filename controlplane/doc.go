@@ -4,18 +4,24 @@
 // compiler that turns the objects into one api.Snapshot per gateway, the admin REST API
 // (docs/ARCHITECTURE.md) and the edge sync server.
 //
-// Every write is one transaction of the Backend: the requested objects are validated one
-// by one (api.Validate) and against each other (validateState), IPAM is reconciled
-// (reconcile), and only then are the changed objects, the IPAM state and the new global
-// revision written together. A rejected write stores nothing.
+// The Store keeps, beside the Backend, the whole state decoded in memory with indexes
+// from every object to what names it (model). Every write is one transaction of the
+// Backend: the requested objects are validated one by one (api.Validate) and, against the
+// others, only where a rule involves what the write touches (validateDelta); the
+// allocations the write concerns are reconciled (reconcileDelta: overlay prefixes, ov(S),
+// managed VirtualPresences); only then are the changed objects, allocations and the new
+// global revision written together. A rejected write stores nothing and leaves the model
+// as it was.
 //
-// Compile is a pure function of the objects, the IPAM state and the Config. The Server
-// recompiles after every write and keeps, per gateway, the revision at which that
-// gateway's snapshot last changed, so a write that does not concern a gateway does not
-// wake it. Refreshes run one at a time and compile and compare (by a digest per gateway)
-// without holding the lock readers take, then swap the changed snapshots in; each gateway
-// has its own wake-up channel, so a change wakes only the long polls of the gateways it
-// concerns, and the sync answer of a snapshot is encoded once, on first request.
+// Compile is a pure function of the objects, the IPAM state and the Config; the Server
+// compiles each gateway's snapshot from the neighbourhood of its site only, and after a
+// write only the sites the write concerns (refresh.go; a random-write test checks that
+// this equals Compile of the whole store). It keeps, per gateway, the revision at which
+// that gateway's snapshot last changed, so a write that does not concern a gateway does
+// not wake it. Refreshes run one at a time and compare (by a digest per gateway) without
+// holding the lock readers take, then swap the changed snapshots in; each gateway has its
+// own wake-up channel, so a change wakes only the long polls of the gateways it concerns.
+// NewServer loads the store and compiles the first snapshots in the background (Ready).
 //
 // An edge's snapshot lists (Snapshot.Gateways) only itself, the hub and the gateways of
 // the sites its hosted services are exposed to, whatever the policies say: the only

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,7 +141,12 @@ func TestStatusShowsPaths(t *testing.T) {
 	mustApply(t, srv, twoSites)
 	since := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
 	paths := []api.PathStatus{{Peer: "gw-b", Mode: "direct", Since: since, Endpoint: "198.51.100.8:51820", RTTMS: 1.5}}
-	srv.Report("gw-a", api.Report{Paths: paths})
+	// Paths to gateways that do not exist, to itself, repeated: not kept; odd modes and
+	// endpoints are cleaned.
+	sent := append(slices.Clone(paths), api.PathStatus{Peer: "ghost", Mode: "direct"}, api.PathStatus{Peer: "gw-a", Mode: "direct"},
+		api.PathStatus{Peer: "gw-b", Mode: "relayed"})
+	srv.Report("gw-a", api.Report{Paths: sent})
+	srv.Report("gw-b", api.Report{Paths: []api.PathStatus{{Peer: "gw-a", Mode: strings.Repeat("x", 1000), Endpoint: "junk", RTTMS: -3}}})
 	st, err := srv.Status()
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +155,7 @@ func TestStatusShowsPaths(t *testing.T) {
 		if g.Name == "gw-a" && !reflect.DeepEqual(g.Paths, paths) {
 			t.Fatalf("gw-a paths %+v", g.Paths)
 		}
-		if g.Name == "gw-b" && g.Paths != nil {
+		if g.Name == "gw-b" && !reflect.DeepEqual(g.Paths, []api.PathStatus{{Peer: "gw-a", Mode: "unknown"}}) {
 			t.Fatalf("gw-b paths %+v", g.Paths)
 		}
 	}

@@ -18,6 +18,8 @@ const (
 	CodeInvalid                          // the objects are not acceptable (422)
 	CodeTooLarge                         // body over the limit (413)
 	CodeExhausted                        // no address left to allocate (507)
+	CodeForbidden                        // refused: a join token or a revoked gateway (403)
+	CodeInternal                         // failed on the server (500)
 	CodeUnavailable                      // the store cannot take writes now (503)
 )
 
@@ -57,6 +59,10 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusRequestEntityTooLarge
 	case CodeExhausted:
 		return http.StatusInsufficientStorage
+	case CodeForbidden:
+		return http.StatusForbidden
+	case CodeInternal:
+		return http.StatusInternalServerError
 	case CodeUnavailable:
 		return http.StatusServiceUnavailable
 	default:

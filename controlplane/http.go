@@ -30,6 +30,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/delete", s.handleDeleteMany)
 	mux.HandleFunc("GET /v1/snapshots/{gateway}", s.handleSnapshot)
 	mux.HandleFunc("GET /v1/egateways/{name}/edgeconfig", s.handleEdgeConfig)
+	s.lifecycleRoutes(mux)
 	mux.HandleFunc("GET /v1/{plural}", s.handleList)
 	mux.HandleFunc("POST /v1/{plural}", s.handleCreate)
 	mux.HandleFunc("GET /v1/{plural}/{name}", s.handleGet)
@@ -397,6 +398,7 @@ func (s *Server) SyncHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/sync", s.handleSync)
 	mux.HandleFunc("POST /v1/report", s.handleReport)
+	mux.HandleFunc("POST /v1/rotate", s.handleRotate)
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, &Error{Code: CodeNotFound, Message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
@@ -419,9 +421,10 @@ func (s *Server) caller(w http.ResponseWriter, r *http.Request) (string, bool) {
 
 func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	gw, ok := s.caller(w, r)
-	if !ok {
+	if !ok || s.refuseRevokedSync(w, gw) {
 		return
 	}
+	s.rotationHeader(w, gw)
 	q := r.URL.Query()
 	var since int64
 	if v := q.Get("since"); v != "" {
@@ -443,6 +446,10 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	defer done()
 	g, err := s.watch(ctx, gw, since, storeID)
 	if err != nil {
+		if waitRevoked(ctx) && s.refuseRevokedSync(w, gw) {
+			return
+		}
+		s.rotationHeader(w, gw) // a rotation request may have ended the poll
 		if errors.Is(context.Cause(ctx), errPollEvicted) {
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: fmt.Sprintf(

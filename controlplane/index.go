@@ -23,7 +23,7 @@ type index struct {
 	gwBySite map[string]*api.EGateway
 	// gatewayNames are the keys of gateways, sorted.
 	gatewayNames []string
-	// The VirtualPresences, in three lists (there are many, and only fillStatus needs
+	// The VirtualPresences, in three lists (there are many, and only the status needs
 	// them by name): managed ones in no order, hand-applied ones with a virtualIp (pins)
 	// sorted by name, and the other hand-applied ones in no order.
 	managed  []*api.VirtualPresence

@@ -15,7 +15,7 @@ import (
 // reconcile brings the IPAM state and the managed VirtualPresences in st in line with
 // the objects in st, keeping every allocation that is still valid (allocations are
 // stable across re-applies and restarts) and taking the lowest free address for new ones.
-// Exhaustion leaves the allocation out; fillStatus reports it as a condition.
+// Exhaustion leaves the allocation out; the status reports it as a condition.
 //
 //   - every EGateway gets an overlay prefix; the hub (cfg.HubGateway) always the first;
 //   - every exposed EService whose site has a gateway gets ov(S) in the lower half of
@@ -57,7 +57,7 @@ func reconcileIndex(st *State, ix *index, cfg Config) {
 		for {
 			p, ok := subPrefix(cfg.OverlayCIDR, cfg.OverlayPrefixLen, i)
 			if !ok {
-				break // exhausted: fillStatus reports it
+				break // exhausted: the status reports it
 			}
 			i++
 			if !usedPrefix[p] {
@@ -479,7 +479,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 	// ov(S): every exposed service whose site has a gateway with a prefix, in the lower
 	// half of that prefix.
 	for s := range sites {
-		for svc := range m.servicesBySite[s] {
+		for svc := range m.servicesBySite.all(s) {
 			svcs[svc] = struct{}{}
 		}
 	}
@@ -504,7 +504,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 		if !ok {
 			continue
 		}
-		for svc := range m.servicesBySite[g.ESiteName] {
+		for svc := range m.servicesBySite.all(g.ESiteName) {
 			if _, done := svcs[svc]; done {
 				continue
 			}
@@ -530,19 +530,19 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 	// Managed VirtualPresences: one per (exposure, site with a gateway) that no pin
 	// covers, each with a VIP of the lower half of that gateway's VP CIDR.
 	for s := range sites {
-		for en := range m.exposesBySite[s] {
+		for en := range m.exposesBySite.all(s) {
 			pairs[pairKey{en, s}] = true
 		}
 	}
 	for _, pp := range pinChanges(oldPins, m.pins) {
-		for en := range m.exposesByService[pp[0]] {
+		for en := range m.exposesByService.all(pp[0]) {
 			pairs[pairKey{en, pp[1]}] = true
 		}
 	}
 	for _, p := range m.pins {
 		// A managed VIP a pin took must move.
 		if p.site != "" {
-			if vpn, ok := m.vipOwner[p.site][p.ip]; ok {
+			if vpn, ok := m.vipHolder(p.site, p.ip); ok {
 				if k, _, ok := m.managedPair(vpn); ok {
 					pairs[k] = true
 				}
@@ -595,7 +595,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 			o, _ := m.lookup(api.KindVirtualPresence, keep)
 			vp := o.(*api.VirtualPresence)
 			ip, err := netip.ParseAddr(vp.VirtualIP)
-			if err == nil && inLowerHalf(cidr, ip) && m.vipOwner[k.site][ip] == keep {
+			if holder, _ := m.vipHolder(k.site, ip); err == nil && inLowerHalf(cidr, ip) && holder == keep {
 				if _, pinned := m.pinAt(k.site, ip); !pinned {
 					if !isManagedAs(vp, vp.VirtualIP, e.EServiceName, k.site, k.expose) {
 						w.put(managedVP(labelsOf(k.expose), keep, e.EServiceName, k.site, vp.VirtualIP))
@@ -612,12 +612,12 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 		if !ok {
 			continue
 		}
-		for _, en := range m.exposesBySite[s].sortedKeys() {
+		for _, en := range m.exposesBySite.sorted(s) {
 			k := pairKey{en, s}
 			if done[k] {
 				continue
 			}
-			if n, ok := m.managedByPair[k]; ok {
+			if n, ok := m.firstManaged(k); ok {
 				if _, ip, _ := m.managedPair(n); ip.IsValid() {
 					continue
 				}
@@ -630,7 +630,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 		owners := m.vipOwner[j.key.site]
 		vip := ""
 		if ip, ok := allocLowestFunc(j.cidr, func(a netip.Addr) bool {
-			if _, used := owners[a]; used {
+			if _, used := owners[u32(a)]; used {
 				return true
 			}
 			_, pinned := m.pinAt(j.key.site, a)
@@ -655,7 +655,7 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 // svc should have one: it exists, is exposed, and its site has a gateway with a prefix.
 func (m *model) serviceHome(svc string) (string, netip.Prefix, bool) {
 	v, ok := m.services[svc]
-	if !ok || len(m.exposesByService[svc]) == 0 {
+	if !ok || m.exposesByService.count(svc) == 0 {
 		return "", netip.Prefix{}, false
 	}
 	g, ok := m.siteGateway(v.ESiteName)

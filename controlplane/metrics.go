@@ -11,7 +11,7 @@ import (
 var (
 	metricWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "egw_controlplane_writes_total",
-		Help: "Writes through the control plane by result (ok, invalid, conflict, notfound, toolarge, exhausted, unavailable, badrequest, error).",
+		Help: "Writes through the control plane by result (ok, invalid, conflict, notfound, toolarge, exhausted, forbidden, internal, unavailable, badrequest, error).",
 	}, []string{"result"})
 	metricCompile = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "egw_controlplane_compile_seconds",
@@ -28,7 +28,7 @@ func countWrite(err error) {
 		switch {
 		case errors.As(err, &e):
 			result = map[ErrorCode]string{CodeBadRequest: "badrequest", CodeNotFound: "notfound", CodeConflict: "conflict",
-				CodeInvalid: "invalid", CodeTooLarge: "toolarge", CodeExhausted: "exhausted", CodeUnavailable: "unavailable"}[e.Code]
+				CodeInvalid: "invalid", CodeTooLarge: "toolarge", CodeExhausted: "exhausted", CodeForbidden: "forbidden", CodeInternal: "internal", CodeUnavailable: "unavailable"}[e.Code]
 		case codeOf(err) == CodeInvalid:
 			result = "invalid"
 		}

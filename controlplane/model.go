@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"encoding/base64"
+	"iter"
 	"net/netip"
 	"slices"
 	"strings"
@@ -44,25 +45,24 @@ type model struct {
 	// when asked for (lookup, forEach).
 	mvps map[string]*mvp
 
-	gwsBySite        map[string]set // site -> gateways naming it
-	servicesBySite   map[string]set
-	serversBySite    map[string]set
-	exposesByService map[string]set
-	exposesBySite    map[string]set // site -> exposures naming it in eSites
-	exposesByPolicy  map[string]set
-	policiesByServer map[string]set
-	// managedByPair maps an (expose, site) pair to its managed VirtualPresence (the first
-	// by name); managedExtra holds the others, should a pair have several (reconcile
-	// deletes them).
-	managedByPair map[pairKey]string
-	managedExtra  map[pairKey][]string
+	gwsBySite        multi // site -> gateways naming it
+	servicesBySite   multi
+	serversBySite    multi
+	exposesByService multi
+	exposesBySite    multi // site -> exposures naming it in eSites
+	exposesByPolicy  multi
+	policiesByServer multi
+	// irregular maps an (expose, site) pair to its managed VirtualPresences not named
+	// baseName(pair) (a name taken by another object, or several for one pair, which
+	// reconcile deletes); the one named baseName(pair), the usual case, needs no entry.
+	irregular map[pairKey][]string
 
-	pinVPs    set            // hand-applied VirtualPresences with a virtualIp
-	keyOwners map[string]set // decoded WireGuard key -> gateways
+	pinVPs    set   // hand-applied VirtualPresences with a virtualIp
+	keyOwners multi // decoded WireGuard key -> gateways
 
 	prefixOwner map[netip.Prefix]string
 	ovOwner     map[string]map[netip.Addr]string // gateway -> ov(S) -> service
-	vipOwner    map[string]map[netip.Addr]string // site -> VIP -> managed VirtualPresence
+	vipOwner    map[string]map[uint32]string     // site -> VIP -> managed VirtualPresence
 	// prefixHint is an index (subPrefix) below which every overlay prefix is taken.
 	prefixHint uint64
 	// unallocated are the gateways without an overlay prefix (none was left).
@@ -91,6 +91,102 @@ type model struct {
 
 type set map[string]struct{}
 
+// multi maps a key to a set of names. Most keys have one (a service's exposure, a site's
+// gateway), kept without a map of its own: a map per key cost ~200 bytes each.
+type multi struct {
+	one  map[string]string
+	many map[string]set
+}
+
+func newMulti() multi { return multi{one: map[string]string{}, many: map[string]set{}} }
+
+func (x multi) add(k, v string) {
+	if s, ok := x.many[k]; ok {
+		s[v] = struct{}{}
+		return
+	}
+	if o, ok := x.one[k]; ok {
+		if o == v {
+			return
+		}
+		delete(x.one, k)
+		x.many[k] = set{o: {}, v: {}}
+		return
+	}
+	x.one[k] = v
+}
+
+func (x multi) del(k, v string) {
+	if s, ok := x.many[k]; ok {
+		delete(s, v)
+		if len(s) == 1 {
+			delete(x.many, k)
+			for o := range s {
+				x.one[k] = o
+			}
+		}
+		return
+	}
+	if x.one[k] == v {
+		delete(x.one, k)
+	}
+}
+
+func (x multi) count(k string) int {
+	if s, ok := x.many[k]; ok {
+		return len(s)
+	}
+	if _, ok := x.one[k]; ok {
+		return 1
+	}
+	return 0
+}
+
+// all yields the names of k, in no order.
+func (x multi) all(k string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if s, ok := x.many[k]; ok {
+			for v := range s {
+				if !yield(v) {
+					return
+				}
+			}
+			return
+		}
+		if v, ok := x.one[k]; ok {
+			yield(v)
+		}
+	}
+}
+
+func (x multi) sorted(k string) []string {
+	if s, ok := x.many[k]; ok {
+		return sortedKeys(s)
+	}
+	if v, ok := x.one[k]; ok {
+		return []string{v}
+	}
+	return nil
+}
+
+// keys yields every key that has a name.
+func (x multi) keys() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for k := range x.one {
+			if !yield(k) {
+				return
+			}
+		}
+		for k := range x.many {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func (x multi) size() int { return len(x.one) + len(x.many) }
+
 func (s set) sortedKeys() []string { return sortedKeys(s) }
 
 type pairKey struct{ expose, site string }
@@ -103,11 +199,11 @@ func newModel(cfg Config) *model {
 		sites: map[string]*api.ESite{}, gateways: map[string]*api.EGateway{}, services: map[string]*api.EService{},
 		servers: map[string]*api.EServer{}, policies: map[string]*api.EPolicy{}, exposes: map[string]*api.ServiceExpose{},
 		vps: map[string]*api.VirtualPresence{}, mvps: map[string]*mvp{},
-		gwsBySite: map[string]set{}, servicesBySite: map[string]set{}, serversBySite: map[string]set{},
-		exposesByService: map[string]set{}, exposesBySite: map[string]set{}, exposesByPolicy: map[string]set{},
-		policiesByServer: map[string]set{}, managedByPair: map[pairKey]string{}, managedExtra: map[pairKey][]string{}, pinVPs: set{}, keyOwners: map[string]set{},
+		gwsBySite: newMulti(), servicesBySite: newMulti(), serversBySite: newMulti(),
+		exposesByService: newMulti(), exposesBySite: newMulti(), exposesByPolicy: newMulti(),
+		policiesByServer: newMulti(), irregular: map[pairKey][]string{}, pinVPs: set{}, keyOwners: newMulti(),
 		prefixOwner: map[netip.Prefix]string{}, ovOwner: map[string]map[netip.Addr]string{},
-		vipOwner: map[string]map[netip.Addr]string{}, prefixHint: 1, sorted: map[string][]string{},
+		vipOwner: map[string]map[uint32]string{}, prefixHint: 1, sorted: map[string][]string{},
 		unallocated: set{},
 	}
 }
@@ -244,7 +340,13 @@ func (m *model) compactOf(vp *api.VirtualPresence) (*mvp, bool) {
 		}
 		c.vip = u32(ip)
 	}
-	// Share the strings with the objects they name.
+	m.share(c)
+	return c, true
+}
+
+// share makes c's strings those of the objects they name, so they take no memory of
+// their own.
+func (m *model) share(c *mvp) {
 	if e, ok := m.exposes[c.expose]; ok {
 		c.expose = e.Metadata.Name
 	}
@@ -254,7 +356,15 @@ func (m *model) compactOf(vp *api.VirtualPresence) (*mvp, bool) {
 	if st, ok := m.sites[c.site]; ok {
 		c.site = st.Metadata.Name
 	}
-	return c, true
+}
+
+// vipHolder returns the managed VirtualPresence holding ip at site.
+func (m *model) vipHolder(site string, ip netip.Addr) (string, bool) {
+	if !ip.Is4() {
+		return "", false
+	}
+	n, ok := m.vipOwner[site][u32(ip)]
+	return n, ok
 }
 
 // managedPair returns the (expose, site) pair and VIP of a managed VirtualPresence.
@@ -273,7 +383,7 @@ func (m *model) managedPair(name string) (pairKey, netip.Addr, bool) {
 // managedVIP returns the VIP of the managed VirtualPresence of a pair (the compiler's
 // view of them).
 func (m *model) managedVIP(expose, site string) (netip.Addr, bool) {
-	n, ok := m.managedByPair[pairKey{expose, site}]
+	n, ok := m.firstManaged(pairKey{expose, site})
 	if !ok {
 		return netip.Addr{}, false
 	}
@@ -368,50 +478,58 @@ func (m *model) setRaw(key string, o api.Object) {
 	}
 }
 
+// baseName is the name reconcile gives the managed VirtualPresence of a pair when it is
+// free (managedName).
+func baseName(k pairKey) string {
+	return managedName(k.expose, k.site, func(string) bool { return false })
+}
+
 func (m *model) addManaged(k pairKey, name string) {
-	first, ok := m.managedByPair[k]
-	switch {
-	case !ok:
-		m.managedByPair[k] = name
-	case name < first:
-		m.managedByPair[k] = name
-		m.managedExtra[k] = append(m.managedExtra[k], first)
-	default:
-		m.managedExtra[k] = append(m.managedExtra[k], name)
+	if name != baseName(k) {
+		m.irregular[k] = append(m.irregular[k], name)
 	}
 }
 
 func (m *model) delManaged(k pairKey, name string) {
-	extra := m.managedExtra[k]
-	if m.managedByPair[k] != name {
-		extra = slices.DeleteFunc(extra, func(n string) bool { return n == name })
-	} else if len(extra) == 0 {
-		delete(m.managedByPair, k)
-	} else {
-		i := slices.Index(extra, slices.Min(extra))
-		m.managedByPair[k] = extra[i]
-		extra = slices.Delete(extra, i, i+1)
-	}
+	extra := m.irregular[k]
 	if len(extra) == 0 {
-		delete(m.managedExtra, k)
+		return
+	}
+	extra = slices.DeleteFunc(extra, func(n string) bool { return n == name })
+	if len(extra) == 0 {
+		delete(m.irregular, k)
 	} else {
-		m.managedExtra[k] = extra
+		m.irregular[k] = extra
 	}
 }
 
 // managedNames returns the managed VirtualPresences of a pair, sorted by name.
 func (m *model) managedNames(k pairKey) []string {
-	first, ok := m.managedByPair[k]
-	if !ok {
-		return nil
+	var out []string
+	if base := baseName(k); m.isManagedFor(base, k) {
+		out = append(out, base)
 	}
-	extra := m.managedExtra[k]
-	if len(extra) == 0 {
-		return []string{first}
+	if extra := m.irregular[k]; len(extra) > 0 {
+		out = append(out, extra...)
+		slices.Sort(out)
 	}
-	out := append([]string{first}, extra...)
-	slices.Sort(out)
 	return out
+}
+
+// firstManaged returns the managed VirtualPresence of a pair (the first by name).
+func (m *model) firstManaged(k pairKey) (string, bool) {
+	if len(m.irregular[k]) == 0 {
+		base := baseName(k)
+		return base, m.isManagedFor(base, k)
+	}
+	names := m.managedNames(k)
+	return names[0], true
+}
+
+// isManagedFor reports whether name is a managed VirtualPresence of pair k.
+func (m *model) isManagedFor(name string, k pairKey) bool {
+	pk, _, ok := m.managedPair(name)
+	return ok && pk == k
 }
 
 // labelsOf returns the Labels of the managed VirtualPresences of expose.
@@ -448,32 +566,32 @@ func (m *model) index(o api.Object) {
 		m.sites[n] = v
 	case *api.EGateway:
 		m.gateways[n] = v
-		addTo(m.gwsBySite, v.ESiteName, n)
+		m.gwsBySite.add(v.ESiteName, n)
 		if _, ok := m.ipam.Gateways[n]; !ok {
 			m.unallocated[n] = struct{}{}
 		}
 		if k := m.gatewayKey(v); k != "" {
-			addTo(m.keyOwners, k, n)
+			m.keyOwners.add(k, n)
 		}
 	case *api.EService:
 		m.services[n] = v
-		addTo(m.servicesBySite, v.ESiteName, n)
+		m.servicesBySite.add(v.ESiteName, n)
 	case *api.EServer:
 		m.servers[n] = v
-		addTo(m.serversBySite, v.ESiteName, n)
+		m.serversBySite.add(v.ESiteName, n)
 	case *api.EPolicy:
 		m.policies[n] = v
 		for _, s := range v.AllowedServers {
-			addTo(m.policiesByServer, s, n)
+			m.policiesByServer.add(s, n)
 		}
 	case *api.ServiceExpose:
 		m.exposes[n] = v
-		addTo(m.exposesByService, v.EServiceName, n)
+		m.exposesByService.add(v.EServiceName, n)
 		for _, s := range v.ESites {
-			addTo(m.exposesBySite, s, n)
+			m.exposesBySite.add(s, n)
 		}
 		for _, p := range v.EPolicys {
-			addTo(m.exposesByPolicy, p, n)
+			m.exposesByPolicy.add(p, n)
 		}
 	case *api.VirtualPresence:
 		m.vps[n] = v
@@ -494,30 +612,30 @@ func (m *model) unindex(o api.Object) {
 		delete(m.sites, n)
 	case *api.EGateway:
 		delete(m.gateways, n)
-		delFrom(m.gwsBySite, v.ESiteName, n)
+		m.gwsBySite.del(v.ESiteName, n)
 		delete(m.unallocated, n)
 		if k := m.gatewayKey(v); k != "" {
-			delFrom(m.keyOwners, k, n)
+			m.keyOwners.del(k, n)
 		}
 	case *api.EService:
 		delete(m.services, n)
-		delFrom(m.servicesBySite, v.ESiteName, n)
+		m.servicesBySite.del(v.ESiteName, n)
 	case *api.EServer:
 		delete(m.servers, n)
-		delFrom(m.serversBySite, v.ESiteName, n)
+		m.serversBySite.del(v.ESiteName, n)
 	case *api.EPolicy:
 		delete(m.policies, n)
 		for _, s := range v.AllowedServers {
-			delFrom(m.policiesByServer, s, n)
+			m.policiesByServer.del(s, n)
 		}
 	case *api.ServiceExpose:
 		delete(m.exposes, n)
-		delFrom(m.exposesByService, v.EServiceName, n)
+		m.exposesByService.del(v.EServiceName, n)
 		for _, s := range v.ESites {
-			delFrom(m.exposesBySite, s, n)
+			m.exposesBySite.del(s, n)
 		}
 		for _, p := range v.EPolicys {
-			delFrom(m.exposesByPolicy, p, n)
+			m.exposesByPolicy.del(p, n)
 		}
 	case *api.VirtualPresence:
 		delete(m.vps, n)
@@ -663,15 +781,14 @@ func (m *model) siteGateway(site string) (*api.EGateway, bool) {
 	if _, ok := m.sites[site]; !ok {
 		return nil, false
 	}
-	gws := m.gwsBySite[site]
-	if len(gws) == 0 {
-		return nil, false
-	}
 	first := ""
-	for n := range gws {
+	for n := range m.gwsBySite.all(site) {
 		if first == "" || n < first {
 			first = n
 		}
+	}
+	if first == "" {
+		return nil, false
 	}
 	return m.gateways[first], true
 }
@@ -679,14 +796,14 @@ func (m *model) siteGateway(site string) (*api.EGateway, bool) {
 // linkedSites adds to out the sites linked with site by an exposure: those its services
 // are exposed to and those whose services are exposed to it.
 func (m *model) linkedSites(site string, out set) {
-	for svc := range m.servicesBySite[site] {
-		for en := range m.exposesByService[svc] {
+	for svc := range m.servicesBySite.all(site) {
+		for en := range m.exposesByService.all(svc) {
 			for _, s := range m.exposes[en].ESites {
 				out[s] = struct{}{}
 			}
 		}
 	}
-	for en := range m.exposesBySite[site] {
+	for en := range m.exposesBySite.all(site) {
 		if svc, ok := m.services[m.exposes[en].EServiceName]; ok {
 			out[svc.ESiteName] = struct{}{}
 		}
@@ -759,7 +876,7 @@ func (m *model) resolvePins() {
 		}
 		var cands []string
 		seen := map[string]bool{}
-		for _, en := range m.exposesByService[vp.EServiceName].sortedKeys() {
+		for _, en := range m.exposesByService.sorted(vp.EServiceName) {
 			for _, s := range m.exposes[en].ESites {
 				g, ok := m.siteGateway(s)
 				if ok && !seen[s] && vpCIDR(g).Contains(ip) {
@@ -850,6 +967,7 @@ func (m *model) setVP(name string, o api.Object) {
 		return
 	}
 	vp := o.(*api.VirtualPresence)
+	name = vp.Metadata.Name // not a slice of a longer key
 	if c, ok := m.compactOf(vp); ok {
 		m.mvps[name] = c
 		ip, _ := c.vipAddr()
@@ -861,23 +979,23 @@ func (m *model) setVP(name string, o api.Object) {
 
 func (m *model) indexManaged(name string, k pairKey, ip netip.Addr) {
 	m.addManaged(k, name)
-	if ip.IsValid() {
+	if ip.Is4() {
 		owners := m.vipOwner[k.site]
 		if owners == nil {
-			owners = map[netip.Addr]string{}
+			owners = map[uint32]string{}
 			m.vipOwner[k.site] = owners
 		}
-		if _, taken := owners[ip]; !taken {
-			owners[ip] = name
+		if _, taken := owners[u32(ip)]; !taken {
+			owners[u32(ip)] = name
 		}
 	}
 }
 
 func (m *model) unindexManaged(name string, k pairKey, ip netip.Addr) {
 	m.delManaged(k, name)
-	if ip.IsValid() {
-		if owners := m.vipOwner[k.site]; owners[ip] == name {
-			delete(owners, ip)
+	if ip.Is4() {
+		if owners := m.vipOwner[k.site]; owners[u32(ip)] == name {
+			delete(owners, u32(ip))
 			if len(owners) == 0 {
 				delete(m.vipOwner, k.site)
 			}

@@ -196,8 +196,8 @@ func (s *Server) refresh() error {
 	if !full {
 		var sites set
 		most := 0 // below 64 sites either way is cheap
-		if len(m.gwsBySite) >= 64 {
-			most = len(m.gwsBySite) / 2
+		if m.gwsBySite.size() >= 64 {
+			most = m.gwsBySite.size() / 2
 		}
 		out, sites = s.compileChanged(m, changes, most)
 		// A change that concerns most sites (a policy every exposure names, the hub's
@@ -388,7 +388,7 @@ func (s *Server) compileChanged(m *model, changes []*change, most int) (map[stri
 		ix := m.subIndex(m.closure(site))
 		c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP, focus: site, hubs: hubs}
 		c.exposures()
-		for gw := range m.gwsBySite[site] {
+		for gw := range m.gwsBySite.all(site) {
 			snap := c.gateway(ix.gateways[gw])
 			if gw == hub {
 				s.hub.own = snap
@@ -453,7 +453,7 @@ func (s *Server) affected(m *model, changes []*change) (sites, gws set, hubGloba
 	}
 	service := func(svc string) {
 		home(svc)
-		for en := range m.exposesByService[svc] {
+		for en := range m.exposesByService.all(svc) {
 			for _, t := range m.exposes[en].ESites {
 				add(t)
 			}
@@ -478,15 +478,15 @@ func (s *Server) affected(m *model, changes []*change) (sites, gws set, hubGloba
 					service(v.Metadata.Name)
 				case *api.EServer:
 					add(v.ESiteName)
-					for p := range m.policiesByServer[v.Metadata.Name] {
-						for en := range m.exposesByPolicy[p] {
+					for p := range m.policiesByServer.all(v.Metadata.Name) {
+						for en := range m.exposesByPolicy.all(p) {
 							if e := m.exposes[en]; e != nil {
 								home(e.EServiceName)
 							}
 						}
 					}
 				case *api.EPolicy:
-					for en := range m.exposesByPolicy[v.Metadata.Name] {
+					for en := range m.exposesByPolicy.all(v.Metadata.Name) {
 						exposure(en)
 					}
 				case *api.ServiceExpose:
@@ -524,7 +524,7 @@ func (s *Server) affected(m *model, changes []*change) (sites, gws set, hubGloba
 		}
 	}
 	if allEdges {
-		for site := range m.gwsBySite {
+		for site := range m.gwsBySite.keys() {
 			add(site)
 		}
 	}
@@ -551,7 +551,7 @@ func (m *model) closure(site string) []api.Object {
 		if o, ok := m.sites[s]; ok {
 			add(o)
 		}
-		for gw := range m.gwsBySite[s] {
+		for gw := range m.gwsBySite.all(s) {
 			add(m.gateways[gw])
 		}
 	}
@@ -570,7 +570,7 @@ func (m *model) closure(site string) []api.Object {
 			}
 		}
 	}
-	for en := range m.exposesBySite[site] {
+	for en := range m.exposesBySite.all(site) {
 		e := m.exposes[en]
 		v, ok := m.services[e.EServiceName]
 		if ok && v.ESiteName == site {
@@ -589,9 +589,9 @@ func (m *model) closure(site string) []api.Object {
 		policies(e)
 	}
 	// Exposures of the services here: every site they are exposed to.
-	for svc := range m.servicesBySite[site] {
+	for svc := range m.servicesBySite.all(site) {
 		v := m.services[svc]
-		for en := range m.exposesByService[svc] {
+		for en := range m.exposesByService.all(svc) {
 			e := m.exposes[en]
 			add(e)
 			add(v)

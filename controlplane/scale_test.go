@@ -158,3 +158,79 @@ func TestListPages(t *testing.T) {
 		t.Fatalf("unpaged list: %d items, continue %q", len(all.Items), all.Metadata.Continue)
 	}
 }
+
+// TestLegacyIPAMBlobMoved: a store whose allocations are the single blob of older versions
+// is read as it is, and the next write stores them one key each and removes the blob.
+func TestLegacyIPAMBlobMoved(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, testConfig())
+	mustApply(t, s, twoSites)
+	want, _ := s.Load()
+	// Rewrite it as an older version stored it: the blob, no per-key entries, managed
+	// VirtualPresences as JSON objects.
+	err := s.Backend().Update(func(tx Tx) error {
+		blob, _ := json.Marshal(want.IPAM)
+		if err := tx.Put(bucketMeta, keyIPAM, blob); err != nil {
+			return err
+		}
+		var keys []string
+		tx.ForEach(bucketIPAM, func(k string, _ []byte) error { keys = append(keys, k); return nil })
+		for _, k := range keys {
+			tx.Delete(bucketIPAM, k)
+		}
+		var vps []string
+		tx.ForEach(bucketVIPs, func(k string, _ []byte) error { vps = append(vps, k); return nil })
+		for _, n := range vps {
+			data, _ := encodeStored(want.Objects[api.KindVirtualPresence+"/"+n])
+			tx.Put(bucketObjects, api.KindVirtualPresence+"/"+n, data)
+			tx.Delete(bucketVIPs, n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStore(t, dir, testConfig())
+	got, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.IPAM.equal(want.IPAM) || len(got.Objects) != len(want.Objects) {
+		t.Fatalf("legacy store read as %+v, %d objects", got.IPAM, len(got.Objects))
+	}
+	mustApply(t, s, `{"kind":"ESite","metadata":{"name":"site-z"}}`)
+	s.Backend().View(func(tx Tx) error {
+		if tx.Get(bucketMeta, keyIPAM) != nil {
+			t.Error("the blob is still there")
+		}
+		if v := tx.Get(bucketIPAM, "g/gw-a"); string(v) != want.IPAM.Gateways["gw-a"].String() {
+			t.Errorf("g/gw-a = %q", v)
+		}
+		return nil
+	})
+	s.Close()
+	s = openStore(t, dir, testConfig())
+	if again, _ := s.Load(); !again.IPAM.equal(want.IPAM) {
+		t.Fatalf("after the move: %+v", again.IPAM)
+	}
+}
+
+func TestSiteGateway(t *testing.T) {
+	s := openStore(t, t.TempDir(), testConfig())
+	mustApply(t, s, twoSites+`{"kind":"ESite","metadata":{"name":"empty"}}`)
+	for _, c := range []struct {
+		site   string
+		gw     string
+		exists bool
+	}{{"site-a", "gw-a", true}, {"empty", "", true}, {"nowhere", "", false}} {
+		g, exists, err := s.SiteGateway(c.site)
+		name := ""
+		if g != nil {
+			name = g.Metadata.Name
+		}
+		if err != nil || exists != c.exists || name != c.gw {
+			t.Errorf("%s: %q %v %v", c.site, name, exists, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -56,9 +57,10 @@ const DefaultSyncTimeout = 30 * time.Second
 // Server is the control plane: the store, the compiled snapshots of every gateway and the
 // reports gateways sent. Its methods are safe for concurrent use.
 //
-// A refresh compiles and compares every snapshot with only refreshMu held (refreshes run
-// one at a time) and then swaps the results in under mu, so readers (Snapshot, Watch,
-// GatewayByAddr, Report, Status) never wait for a compile.
+// A refresh compiles and compares the affected snapshots with refreshMu held (refreshes
+// run one at a time) and the store's read lock, and then swaps the results in under mu,
+// so readers of the snapshots (Snapshot, Watch, GatewayByAddr, Report) never wait for a
+// compile.
 type Server struct {
 	cfg   Config
 	store *Store
@@ -106,6 +108,8 @@ type Server struct {
 	// epIdle, if set, is closed (and cleared) when the flusher finds nothing more to do.
 	epIdle chan struct{}
 
+	// lc: join tokens, enrollment and revocation (lifecycle.go).
+	lc lifecycle
 	// ready is closed once the first snapshots are compiled.
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -390,7 +394,76 @@ func (s *Server) GatewayByAddr(addr netip.Addr) (string, bool) {
 }
 
 // MaxReportPaths bounds the paths kept from one report (api.Report.Paths).
-const MaxReportPaths = 4096
+const MaxReportPaths = 1024
+
+// maxReportDrops and maxReportPools bound the drop reasons and lease pools kept from one
+// report (a gateway has a handful of each).
+const (
+	maxReportDrops = 64
+	maxReportPools = 8
+)
+
+// boundDrops keeps the maxReportDrops reasons first by name, of at most 64 characters.
+func boundDrops(d map[string]uint64) map[string]uint64 {
+	keys := sortedKeys(d)
+	out := make(map[string]uint64, min(len(keys), maxReportDrops))
+	for _, k := range keys {
+		if len(out) == maxReportDrops {
+			break
+		}
+		if len(k) <= 64 {
+			out[k] = d[k]
+		}
+	}
+	return out
+}
+
+// cleanPaths keeps, of the paths gateway reported, at most MaxReportPaths to gateways that
+// exist (not itself), each once, with a mode of "direct" or "relayed" ("unknown"
+// otherwise) and an endpoint that parses: what a report can make the server keep is
+// bounded by the fleet, not by what an edge sends.
+func (s *Server) cleanPaths(gateway string, paths []api.PathStatus) []api.PathStatus {
+	if len(paths) == 0 {
+		return nil
+	}
+	var out []api.PathStatus
+	seen := map[string]bool{}
+	s.store.mu.RLock()
+	defer s.store.mu.RUnlock()
+	m := s.store.m
+	for _, p := range paths {
+		if len(out) == MaxReportPaths {
+			break
+		}
+		if m == nil || p.Peer == gateway || seen[p.Peer] {
+			continue
+		}
+		g, ok := m.gateways[p.Peer]
+		if !ok {
+			continue
+		}
+		seen[p.Peer] = true
+		p.Peer = g.Metadata.Name // the model's string, not the report's
+		switch p.Mode {
+		case "direct":
+			p.Mode = "direct"
+		case "relayed":
+			p.Mode = "relayed"
+		default:
+			p.Mode = "unknown"
+		}
+		if ap, err := netip.ParseAddrPort(p.Endpoint); err == nil {
+			p.Endpoint = ap.String()
+		} else {
+			p.Endpoint = ""
+		}
+		if p.RTTMS < 0 || p.RTTMS > 1e6 {
+			p.RTTMS = 0
+		}
+		out = append(out, p)
+	}
+	return out
+}
 
 // Report records a gateway's report. Its LAN candidates are stored (when they changed) and
 // reach the gateway's linked peers through their snapshots; its paths are kept in memory
@@ -400,9 +473,11 @@ func (s *Server) Report(gateway string, r api.Report) {
 	r.Received = s.opts.Now()
 	cands := cleanCandidates(r.Candidates)
 	r.Candidates = cands
-	if len(r.Paths) > MaxReportPaths {
-		r.Paths = r.Paths[:MaxReportPaths]
+	r.Paths = s.cleanPaths(gateway, r.Paths)
+	if len(r.Drops) > 0 {
+		r.Drops = boundDrops(r.Drops)
 	}
+	r.Leases = r.Leases[:min(len(r.Leases), maxReportPools)]
 	s.mu.Lock()
 	s.reports[gateway] = r
 	s.mu.Unlock()
@@ -501,28 +576,45 @@ func (s *Server) endpointsIdle() <-chan struct{} {
 // Apply, Create, Update, Delete and DeleteAll write through the store and recompile.
 
 func (s *Server) Apply(objs []api.Object) (int64, []Result, error) {
+	if err := s.refuseRevokedKeys(objs...); err != nil {
+		return 0, nil, err
+	}
 	rev, res, err := s.store.Apply(objs)
 	return rev, res, s.after(err)
 }
 
 func (s *Server) Create(o api.Object) (api.Object, error) {
+	if err := s.refuseRevokedKeys(o); err != nil {
+		return nil, err
+	}
 	o, err := s.store.Create(o)
 	return o, s.after(err)
 }
 
 func (s *Server) Update(o api.Object, expectedRV int64) (api.Object, error) {
+	if err := s.refuseRevokedKeys(o); err != nil {
+		return nil, err
+	}
 	o, err := s.store.Update(o, expectedRV)
 	return o, s.after(err)
 }
 
 func (s *Server) Delete(kind, name string) (int64, error) {
-	rev, err := s.store.Delete(kind, name)
-	return rev, s.after(err)
+	rev, _, err := s.DeleteAll([]Ref{{kind, name}})
+	return rev, err
 }
 
+// DeleteAll deletes refs; a deleted gateway's key is revoked (lifecycle.go).
 func (s *Server) DeleteAll(refs []Ref) (int64, []Result, error) {
+	keys := s.gatewayKeys(refs)
 	rev, res, err := s.store.DeleteAll(refs)
-	return rev, res, s.after(err)
+	if err != nil {
+		return rev, res, err
+	}
+	if rerr := s.recordRevoked(keys, s.opts.Now().UTC()); rerr != nil {
+		err = fmt.Errorf("deleted, but recording the deleted gateways' keys as revoked failed: %w", rerr)
+	}
+	return rev, res, errors.Join(s.after(nil), err)
 }
 
 func (s *Server) after(err error) error {

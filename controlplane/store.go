@@ -340,15 +340,37 @@ func (s *Store) Load() (*State, error) {
 	return st, nil
 }
 
-// loadShared returns the latest state; its objects are shared with the model and must
-// not be modified. It builds a map of every object.
+// loadShared returns the latest state but the managed VirtualPresences the model keeps
+// compactly (a state for looking the user's objects up); its objects are shared with the
+// model and must not be modified. It builds a map of every object: for a path that runs
+// per request, SiteGateway answers what it is mostly asked.
 func (s *Store) loadShared() (*State, error) {
 	var st *State
 	err := s.read(func(m *model) error {
-		st = m.state()
+		st = &State{Revision: m.rev, Objects: make(map[string]api.Object, m.count()-len(m.mvps)), IPAM: m.ipam.clone(),
+			Endpoints: make(map[string]GatewayEndpoints, len(m.eps))}
+		m.forEachButCompact(func(o api.Object) { st.Objects[api.Key(o)] = o })
+		for k, e := range m.eps {
+			st.Endpoints[k] = e
+		}
 		return nil
 	})
 	return st, err
+}
+
+// SiteGateway reports whether site exists and returns the gateway serving it, if any (a
+// copy).
+func (s *Store) SiteGateway(site string) (*api.EGateway, bool, error) {
+	var g *api.EGateway
+	exists := false
+	err := s.read(func(m *model) error {
+		_, exists = m.sites[site]
+		if sg, ok := m.siteGateway(site); ok {
+			g = api.DeepCopy(sg).(*api.EGateway)
+		}
+		return nil
+	})
+	return g, exists, err
 }
 
 // Revision returns the latest revision.
@@ -779,9 +801,21 @@ func loadCompactVPs(tx Tx, m *model) error {
 		if err1 != nil || err2 != nil {
 			return fmt.Errorf("store: VirtualPresence/%s: bad revisions", name)
 		}
-		vp := managedVP(labelsOf(f[1]), name, f[2], f[3], f[4])
-		vp.Metadata.ResourceVersion, vp.Metadata.CreationRevision = rv, crev
-		m.setVP(name, vp)
+		c := &mvp{expose: f[1], service: f[2], site: f[3], rv: rv, crev: crev}
+		if f[4] != "" {
+			ip, err := netip.ParseAddr(f[4])
+			if err != nil || !ip.Is4() {
+				return fmt.Errorf("store: VirtualPresence/%s: bad VIP %q", name, f[4])
+			}
+			c.vip = u32(ip)
+		}
+		m.share(c)
+		if m.hasVP(name) {
+			m.setVP(name, nil) // also stored as JSON by a version before the bucket
+		}
+		m.mvps[name] = c
+		ip, _ := c.vipAddr()
+		m.indexManaged(name, pairKey{c.expose, c.site}, ip)
 		return nil
 	})
 	if errors.Is(err, errNoBucket) {

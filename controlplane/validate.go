@@ -10,7 +10,7 @@ import (
 
 // validateState checks the rules that span objects, on the state a write would produce.
 // Rules whose objects are not all present are not checked (references may dangle); what
-// is missing shows as a condition instead (fillStatus).
+// is missing shows as a condition instead (fillObjectStatus).
 func validateState(st *State, cfg Config) error { return validateIndex(indexState(st), cfg) }
 
 // validateIndex is validateState on an index of the state.
@@ -155,7 +155,7 @@ func validateDelta(w *writeTx) error {
 	keys := set{}
 	add := func(kind, name string) { keys[kind+"/"+name] = struct{}{} }
 	gatewaysAt := func(site string) {
-		for gw := range m.gwsBySite[site] {
+		for gw := range m.gwsBySite.all(site) {
 			add(api.KindEGateway, gw)
 		}
 	}
@@ -166,12 +166,12 @@ func validateDelta(w *writeTx) error {
 			switch v := o.(type) {
 			case *api.EGateway:
 				gatewaysAt(v.ESiteName)
-				for svc := range m.servicesBySite[v.ESiteName] {
+				for svc := range m.servicesBySite.all(v.ESiteName) {
 					add(api.KindEService, svc)
 				}
 				if g, ok := m.gateways[v.Metadata.Name]; ok {
 					if id := m.gatewayKey(g); id != "" {
-						for other := range m.keyOwners[id] {
+						for other := range m.keyOwners.all(id) {
 							add(api.KindEGateway, other)
 						}
 					}
@@ -180,7 +180,7 @@ func validateDelta(w *writeTx) error {
 				add(api.KindEService, v.Metadata.Name)
 				gatewaysAt(v.ESiteName)
 			case *api.ServiceExpose:
-				for en := range m.exposesByService[v.EServiceName] {
+				for en := range m.exposesByService.all(v.EServiceName) {
 					add(api.KindServiceExpose, en)
 				}
 			}

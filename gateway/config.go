@@ -26,6 +26,7 @@ type (
 	DNSConfig     = api.NodeDNSConfig
 	MetricsConfig = api.NodeMetricsConfig
 	NATConfig     = api.NodeNATConfig
+	PathsConfig   = api.NodePathsConfig
 )
 
 // Defaults are the values every key takes when neither file, env nor flag sets it
@@ -159,6 +160,12 @@ func Parse(c Config, edge bool) (*Parsed, error) {
 	}
 	if c.NAT.LeaseQuiet < 0 {
 		bad("nat.leaseQuiet", "must not be negative")
+	}
+	if c.Paths.RelayRate < 0 {
+		bad("paths.relayRate", "must not be negative")
+	}
+	if c.Paths.RelayBurst < 0 {
+		bad("paths.relayBurst", "must not be negative")
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -3,8 +3,10 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -65,6 +67,68 @@ func (n *Node) saveEndpointsLoop(interval time.Duration) {
 			return
 		}
 		last = cur
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			save()
+			return
+		case <-t.C:
+			save()
+		}
+	}
+}
+
+// An edge keeps the direct endpoints it proved (path-endpoints.json, overlay IP →
+// ip:port), so after a restart with every hub gone it probes its linked peers where they
+// last answered, before any snapshot could tell it.
+
+func pathEndpointsPath(stateDir string) string {
+	return filepath.Join(stateDir, "path-endpoints.json")
+}
+
+// loadPathEndpoints returns the cached direct endpoints (empty when there are none).
+func loadPathEndpoints(stateDir string) (map[netip.Addr]netip.AddrPort, error) {
+	out := map[netip.Addr]netip.AddrPort{}
+	b, err := os.ReadFile(pathEndpointsPath(stateDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return map[netip.Addr]netip.AddrPort{}, fmt.Errorf("%s: %w", pathEndpointsPath(stateDir), err)
+	}
+	return out, nil
+}
+
+// savePathEndpointsLoop adds newly proven direct endpoints to the cache file every
+// interval, until stop. Endpoints of peers that went back to the relay are kept: they are
+// the best guess for the next start.
+func (n *Node) savePathEndpointsLoop(interval time.Duration) {
+	known := maps.Clone(n.pathEndpoints)
+	if known == nil {
+		known = map[netip.Addr]netip.AddrPort{}
+	}
+	save := func() {
+		cur := n.ov.DirectEndpoints()
+		changed := false
+		for ip, ep := range cur {
+			if known[ip] != ep {
+				known[ip] = ep
+				changed = true
+			}
+		}
+		if !changed {
+			return
+		}
+		b, _ := json.Marshal(known)
+		if err := secret.Write(pathEndpointsPath(n.cfg.StateDir), b); err != nil {
+			n.log.Warn("path endpoints not saved", "err", err)
+		}
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()

@@ -17,6 +17,7 @@ type collector struct {
 	n *Node
 
 	packets, bytes, drops, leases, handshakeAge, peerRx, peerTx, revision, syncLatency, dnsQ *prometheus.Desc
+	pathDirect, pathPackets, relayPackets, relayDrops                                        *prometheus.Desc
 }
 
 func newCollector(n *Node) *collector {
@@ -35,11 +36,15 @@ func newCollector(n *Node) *collector {
 		revision:     d("applied_revision", "Revision of the applied snapshot."),
 		syncLatency:  d("sync_latency_seconds", "Duration of the last sync poll that delivered a snapshot."),
 		dnsQ:         d("dns_queries_total", "DNS queries by outcome.", "outcome"),
+		pathDirect:   d("path_direct", "1 while a linked gateway is reached on a proven direct path, 0 while relayed.", "peer"),
+		pathPackets:  d("path_packets_total", "Datagrams sent to linked gateways, by path (direct, relayed, no_path).", "path"),
+		relayPackets: d("relay_packets_total", "Datagrams the hub relay forwarded between linked gateways."),
+		relayDrops:   d("relay_drops_total", "Datagrams the hub relay dropped, by reason.", "reason"),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.drops, c.leases, c.handshakeAge, c.peerRx, c.peerTx, c.revision, c.syncLatency, c.dnsQ} {
+	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.drops, c.leases, c.handshakeAge, c.peerRx, c.peerTx, c.revision, c.syncLatency, c.dnsQ, c.pathDirect, c.pathPackets, c.relayPackets, c.relayDrops} {
 		ch <- d
 	}
 }
@@ -83,6 +88,24 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s := c.n.applied.Load(); s != nil {
 		gauge(c.revision, float64(s.Revision))
+	}
+	if rs, ok := c.n.ov.RelayStats(); ok {
+		counter(c.relayPackets, rs.Forwarded)
+		for reason, v := range rs.Drops {
+			counter(c.relayDrops, v, reason)
+		}
+	} else {
+		for _, p := range c.n.ov.Paths() {
+			v := 0.0
+			if p.Mode == "direct" {
+				v = 1
+			}
+			gauge(c.pathDirect, v, p.Peer)
+		}
+		bs := c.n.ov.Bind().Stats()
+		counter(c.pathPackets, bs.SentDirect, "direct")
+		counter(c.pathPackets, bs.SentRelayed, "relayed")
+		counter(c.pathPackets, bs.NoPath, "no_path")
 	}
 	gauge(c.syncLatency, time.Duration(c.n.syncLatency.Load()).Seconds())
 	if c.n.dns != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"github.com/egw-project/egw/dnsd"
 	"github.com/egw-project/egw/nat"
 	"github.com/egw-project/egw/overlay"
+	"github.com/egw-project/egw/overlay/pathbind"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -39,6 +41,8 @@ type NodeOptions struct {
 	NoCache bool
 	// Metrics are served beside the node's own (the cloud gateway's control plane).
 	Metrics []prometheus.Collector
+	// PathTiming overrides the path timers (tests).
+	PathTiming pathbind.Timing
 }
 
 // Node is one running gateway: the NAT engine, the overlay device and the DNS server, fed
@@ -59,6 +63,10 @@ type Node struct {
 	// seedEndpoints are the hub's cached edge endpoints, used until the first Apply.
 	seedEndpoints map[string]string
 	seeded        bool
+	// pathEndpoints are an edge's last proven direct endpoints, by peer overlay IP (from
+	// the previous run, then saved as they change): tried first, so direct paths come
+	// back after a restart with every hub gone.
+	pathEndpoints map[netip.Addr]netip.AddrPort
 
 	syncLatency atomic.Int64 // last sync latency, ns
 	loops       sync.WaitGroup
@@ -69,13 +77,14 @@ type Node struct {
 // NewNode builds the data plane of a gateway: engine, overlay device (vp0 + WireGuard) and
 // DNS server. Nothing passes until the first Apply; Start begins serving DNS.
 func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
-	reject := cfg.NAT.RejectDenied
+	reject, reset := cfg.NAT.RejectDenied, cfg.NAT.ResetRevoked
 	n := &Node{cfg: cfg, opts: opts, log: log, stop: make(chan struct{})}
 	cc := cfg.Cloud
 	n.cloud.Store(&cc)
 	ncfg := nat.Config{
 		MTU:               cfg.TUN.MTU,
 		RejectDenied:      &reject,
+		ResetRevoked:      &reset,
 		ClientLeaseIdle:   cfg.NAT.LeaseIdle,
 		PresenceLeaseIdle: cfg.NAT.LeaseIdle,
 		LeaseQuiet:        cfg.NAT.LeaseQuiet,
@@ -106,6 +115,17 @@ func NewNode(cfg *Parsed, opts NodeOptions, log *slog.Logger) (*Node, error) {
 			VPCIDR: cfg.VPCIDRP, VPAddr: cfg.VPAddr,
 			OverlayCIDR: cfg.OverlayCIDRP, OverlayIP: cfg.OverlayIPA,
 		},
+		Paths: overlay.PathsConfig{
+			Direct: cfg.Paths.Direct, Hub: opts.Hub, Timing: opts.PathTiming,
+			Relay: pathbind.RelayConfig{Rate: cfg.Paths.RelayRate, Burst: cfg.Paths.RelayBurst},
+		},
+	}
+	if !opts.Hub && !opts.NoCache {
+		eps, err := loadPathEndpoints(cfg.StateDir)
+		if err != nil {
+			log.Warn("ignoring unreadable path endpoint cache", "err", err)
+		}
+		n.pathEndpoints = eps
 	}
 	var err error
 	if opts.TUN == nil {
@@ -165,6 +185,13 @@ func (n *Node) Start() error {
 		go func() {
 			defer n.loops.Done()
 			n.saveEndpointsLoop(15 * time.Second)
+		}()
+	}
+	if !n.opts.Hub && !n.opts.NoCache {
+		n.loops.Add(1)
+		go func() {
+			defer n.loops.Done()
+			n.savePathEndpointsLoop(5 * time.Second)
 		}()
 	}
 	go func() {
@@ -231,6 +258,7 @@ func (n *Node) Apply(s *api.Snapshot) error {
 	if err := n.ov.InstallPeers(peers); err != nil {
 		return fmt.Errorf("overlay peers: %w", err)
 	}
+	n.ov.SetLinks(s.Links)
 	n.engine.Install(tables)
 	if len(s.Peers) > 0 {
 		n.seeded = true
@@ -264,8 +292,10 @@ func (n *Node) keepalive() time.Duration {
 
 // peersFor returns the WireGuard peers for s. The hub takes them from the snapshot (edges
 // not yet registered with a key are skipped; until the first snapshot is applied, the
-// endpoints cached by the previous run seed them). An edge has exactly one peer, the hub, taken
-// from its own config so that it can always reach the cloud, whatever a snapshot says.
+// endpoints cached by the previous run seed them). An edge's hub peer comes from its own
+// config, so that it can always reach the cloud whatever a snapshot says; its other peers
+// are the snapshot's linked gateways (path peers), each with its last proven direct
+// endpoint first among its candidates.
 func (n *Node) peersFor(s *api.Snapshot) []api.Peer {
 	if n.opts.Hub {
 		out := make([]api.Peer, 0, len(s.Peers))
@@ -283,8 +313,18 @@ func (n *Node) peersFor(s *api.Snapshot) []api.Peer {
 	cc := n.cloud.Load()
 	out := []api.Peer{{
 		Name: "cloud", PublicKey: cc.PublicKey, Endpoint: cc.Endpoint,
-		AllowedIPs: []netip.Prefix{n.cfg.OverlayCIDRP},
+		AllowedIPs: []netip.Prefix{n.cfg.OverlayCIDRP}, OverlayIP: n.cfg.CloudOverlay, Hub: true,
 	}}
+	for _, p := range s.Peers {
+		if p.Hub || p.PublicKey == "" || p.PublicKey == cc.PublicKey || !p.OverlayIP.IsValid() {
+			continue
+		}
+		if ep, ok := n.pathEndpoints[p.OverlayIP]; ok && !slices.Contains(p.Candidates, ep) {
+			p.Candidates = append([]netip.AddrPort{ep}, p.Candidates...)
+		}
+		p.Endpoint = ""
+		out = append(out, p)
+	}
 	return append(out, n.otherHubs(s, cc.PublicKey)...)
 }
 

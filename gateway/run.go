@@ -23,6 +23,9 @@ func RunEdge(ctx context.Context, cfg *Parsed, reload func() (*Parsed, error), h
 	if created {
 		fmt.Fprintf(os.Stdout, "generated WireGuard key %s; public key: %s\n", cfg.PrivateKeyFile, key.PublicKey())
 	}
+	if err := checkRevoked(cfg.StateDir, key.PublicKey().String()); err != nil {
+		return err
+	}
 	log.Info("starting edge gateway", "name", cfg.Name, "site", cfg.Site, "publicKey", key.PublicKey().String(),
 		"overlayIP", cfg.OverlayIPA, "vpCIDR", cfg.VPCIDRP, "cloud", cfg.Cloud.Endpoint, "tunDriver", cfg.TUN.Driver)
 	node, err := Launch(ctx, cfg, NodeOptions{Key: key}, nil, log)
@@ -47,12 +50,26 @@ func RunEdge(ctx context.Context, cfg *Parsed, reload func() (*Parsed, error), h
 	sc.Report = func() any { return node.Report() }
 	sc.Latency = node.observeSync
 	sc.Hubs = node.SyncHubs
+	revoked := make(chan *RevokedError, 1)
+	sc.Revoked = func(e *RevokedError) { revoked <- e }
+	cur := &edgeKey{key: key}
+	sc.Rotate = func(nonce string) {
+		if err := cur.rotate(syncCtx, sc, node, cfg.PrivateKeyFile, nonce); err != nil {
+			log.Error("key rotation failed; keeping the current key", "err", err)
+		}
+	}
 	go func() { defer close(syncDone); sc.Run(syncCtx, since) }()
 
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case e := <-revoked:
+			// The one line about it is the error the daemon exits with.
+			if err := markRevoked(cfg.StateDir, cur.get().PublicKey().String(), e); err != nil {
+				log.Warn("recording the revocation", "err", err)
+			}
+			return e
 		case <-hup:
 			next, err := reload()
 			if err != nil {

@@ -50,6 +50,12 @@ type SyncClient struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Latency, if set, observes how long each successful poll that carried a snapshot took.
 	Latency func(time.Duration)
+	// Revoked, if set, is called once when the cloud answers that this gateway was revoked
+	// (revoked.go); Run then returns.
+	Revoked func(*RevokedError)
+	// Rotate, if set, is called with the nonce of a key rotation the cloud asks for
+	// (HeaderRotate, rotate.go), before the answer is handled.
+	Rotate func(nonce string)
 
 	mu  sync.Mutex
 	cur string // the hub synced from ("" until the first poll)
@@ -162,6 +168,13 @@ func (c *SyncClient) Run(ctx context.Context, since int64) {
 		snap, err := c.pollWatched(ctx, base, since)
 		if err != nil {
 			if ctx.Err() != nil {
+				return
+			}
+			var rev *RevokedError
+			if errors.As(err, &rev) {
+				if c.Revoked != nil {
+					c.Revoked(rev)
+				}
 				return
 			}
 			next, wrapped := c.advance(base)
@@ -304,12 +317,22 @@ func (c *SyncClient) poll(ctx context.Context, base string, since int64) (*api.S
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if n := resp.Header.Get(HeaderRotate); n != "" && c.Rotate != nil && resp.StatusCode < 300 {
+		c.Rotate(n)
+	}
 	switch resp.StatusCode {
 	case http.StatusNoContent, http.StatusNotModified:
 		return nil, nil
 	case http.StatusOK:
 	default:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if at := resp.Header.Get(HeaderRevoked); resp.StatusCode == http.StatusForbidden && at != "" {
+			var e struct {
+				Error string `json:"error"`
+			}
+			json.Unmarshal(b, &e)
+			return nil, &RevokedError{At: at, Message: e.Error}
+		}
 		return nil, fmt.Errorf("sync: %s: %s", resp.Status, bytes.TrimSpace(b))
 	}
 	var s api.Snapshot

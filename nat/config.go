@@ -13,6 +13,11 @@ type Config struct {
 	// RejectDenied: answer a denied packet with ICMP administratively-prohibited (and an
 	// exhausted pool with host-unreachable) so the client fails fast. nil means true.
 	RejectDenied *bool
+	// ResetRevoked: a TCP segment denied by policy, of a flow that still holds its
+	// mappings (it was passing before a policy change), becomes a RST for its other end and
+	// a RST goes back to its sender, so both ends of a revoked connection fail at once
+	// instead of retransmitting into silence (reset.go). nil means true.
+	ResetRevoked *bool
 	// ICMPRate and ICMPBurst rate-limit every ICMP message the engine generates
 	// (rejects and time-exceeded): messages per second, burst. Defaults 50/s, 20.
 	ICMPRate  int
@@ -54,6 +59,10 @@ func (c *Config) setDefaults() {
 	if c.RejectDenied == nil {
 		t := true
 		c.RejectDenied = &t
+	}
+	if c.ResetRevoked == nil {
+		t := true
+		c.ResetRevoked = &t
 	}
 	if c.ICMPRate <= 0 {
 		c.ICMPRate = 50

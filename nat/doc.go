@@ -19,7 +19,10 @@
 //     A packet is never lengthened, a dropped packet is never modified, nothing panics,
 //     and the accept path allocates nothing. Both are safe for concurrent use.
 //   - Every packet is decided against the policy current when it is parsed: a revocation
-//     stops an open connection at its next packet, both directions.
+//     stops an open connection at its next packet, both directions. A TCP segment of a
+//     revoked flow that still holds its mappings becomes a RST for its other end, and a
+//     RST goes back to its sender (Config.ResetRevoked, reset.go); UDP and ICMP get
+//     admin-prohibited (Config.RejectDenied).
 //   - Leases are 1:1 address mappings (ports are never rewritten): ov(c) for local clients
 //     from the upper half of the overlay prefix, presence IPs for remote (and same-site)
 //     clients from the upper half of the VP CIDR.

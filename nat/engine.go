@@ -36,9 +36,12 @@ type Engine struct {
 	cfg    Config
 	mss    uint16
 	reject bool
-	st     atomic.Pointer[state]
-	applyM sync.Mutex // serializes Apply
-	lim    limiter
+	// resetOn: Config.ResetRevoked; rst limits the resets sent (reset.go).
+	resetOn bool
+	rst     limiter
+	st      atomic.Pointer[state]
+	applyM  sync.Mutex // serializes Apply
+	lim     limiter
 	// ctlPeer (big-endian IPv4, 0 = none) and ctlPort (0 = none): Config.ControlPeer and
 	// Config.ControlPort.
 	ctlPeer uint32
@@ -46,9 +49,10 @@ type Engine struct {
 	frags   fragTable
 	echo    *vpresence.EchoTable // echo requests handed to service hosts (outlives snapshots)
 
-	dirs  [2]dirCounters
-	drops [NumReasons]atomic.Uint64
-	icmp  atomic.Uint64 // ICMP messages generated
+	dirs   [2]dirCounters
+	drops  [NumReasons]atomic.Uint64
+	icmp   atomic.Uint64 // ICMP messages generated
+	resets atomic.Uint64 // TCP RSTs generated (reset.go)
 }
 
 type dirCounters struct {
@@ -68,6 +72,8 @@ func NewEngine(cfg Config) *Engine {
 	e.ctlPeer = ip4.U32(cfg.ControlPeer)
 	e.lim.interval = int64(time.Second) / int64(cfg.ICMPRate)
 	e.lim.burst = int64(cfg.ICMPBurst) * e.lim.interval
+	e.resetOn = *cfg.ResetRevoked
+	e.rst.interval, e.rst.burst = e.lim.interval, e.lim.burst
 	e.frags.init(cfg.FragmentTable, int64(cfg.FragmentTimeout))
 	e.echo = vpresence.NewEchoTable(cfg.EchoTable, cfg.EchoTimeout)
 	return e
@@ -153,6 +159,7 @@ type Stats struct {
 	FromOverlay  DirStats
 	Drops        map[string]uint64 // by Reason name; only reasons that occurred
 	ICMPSent     uint64            // ICMP messages the engine generated
+	TCPResets    uint64            // RSTs sent to the ends of revoked TCP flows (two per flow hit)
 	ClientPool   vpresence.PoolStats
 	PresencePool vpresence.PoolStats
 }
@@ -160,7 +167,7 @@ type Stats struct {
 // Stats returns the counters. It allocates (the Drops map); it is for status, not for
 // the packet path.
 func (e *Engine) Stats() Stats {
-	s := Stats{Drops: map[string]uint64{}, ICMPSent: e.icmp.Load()}
+	s := Stats{Drops: map[string]uint64{}, ICMPSent: e.icmp.Load(), TCPResets: e.resets.Load()}
 	get := func(d *dirCounters) DirStats {
 		return DirStats{Packets: d.packets.Load(), Bytes: d.bytes.Load(), Dropped: d.dropped.Load()}
 	}

@@ -198,6 +198,9 @@ func FuzzParse(f *testing.F) {
 // verifyReply checks an ICMP message the engine generated: gopacket decodes it, both
 // checksums verify, and it quotes an IPv4 header.
 func verifyReply(b []byte) string {
+	if len(b) > 9 && b[9] == ip4.ProtoTCP {
+		return verifyRST(b)
+	}
 	pkt := gopacket.NewPacket(b, layers.LayerTypeIPv4, gopacket.Default)
 	if pkt.Layer(layers.LayerTypeIPv4) == nil || pkt.Layer(layers.LayerTypeICMPv4) == nil {
 		return "gopacket does not decode IPv4/ICMPv4"

@@ -525,10 +525,11 @@ func TestRevocationStopsOpenConnection(t *testing.T) {
 	if err := w.a.Apply(s); err != nil {
 		t.Fatal(err)
 	}
-	if w.toClient(t, mirror(atS)) != nil || w.lastA.Reason != ReasonDeniedClient {
+	// Nothing of the flow passes any more: its segments become resets (reset_test.go).
+	if got := w.toClient(t, mirror(atS)); w.lastA.Reason != ReasonDeniedClient || got == nil || verifyRST(got) != "" {
 		t.Fatalf("reply after revocation: %v", w.lastA.Reason)
 	}
-	if w.toService(t, tcpTo(clientA, vipNginx, 8080).build(t)) != nil {
+	if got := w.toService(t, tcpTo(clientA, vipNginx, 8080).build(t)); got == nil || verifyRST(got) != "" {
 		t.Fatal("packet after revocation passed")
 	}
 	// And at the service's side.
@@ -539,8 +540,18 @@ func TestRevocationStopsOpenConnection(t *testing.T) {
 	if err := w2.b.Apply(sb); err != nil {
 		t.Fatal(err)
 	}
-	if w2.toClient(t, mirror(atS)) != nil || w2.lastB.Reason != ReasonDeniedClient {
+	if got := w2.toClient(t, mirror(atS)); w2.lastB.Reason != ReasonDeniedClient || got == nil || verifyRST(got) != "" {
 		t.Fatalf("service reply after revocation: %v", w2.lastB.Reason)
+	}
+	// With resets off, the segments are dropped.
+	off := false
+	w3 := newWorld(t, func(c *Config) { c.ResetRevoked = &off })
+	atS = w3.toService(t, tcpTo(clientA, vipNginx, 8080).build(t))
+	if err := w3.a.Apply(s); err != nil {
+		t.Fatal(err)
+	}
+	if w3.toClient(t, mirror(atS)) != nil || w3.lastA.Reason != ReasonDeniedClient {
+		t.Fatalf("reply after revocation: %v", w3.lastA.Reason)
 	}
 }
 

@@ -29,7 +29,9 @@ func (a Action) String() string {
 // Result is the outcome of translating one packet. When ReplyLen > 0 the engine also wrote
 // an ICMP message of that many bytes into the caller's reply buffer (for example
 // administratively-prohibited for a denied packet, or time-exceeded); ReplyAction says where
-// that reply goes. The original packet's fate is Action either way.
+// that reply goes. The original packet's fate is Action either way. Reason is not ReasonOK
+// with an Action other than Drop in one case: a denied segment of a revoked TCP flow that
+// was turned into a RST for its other end (Config.ResetRevoked); its drop is counted.
 type Result struct {
 	Action      Action
 	Reason      Reason

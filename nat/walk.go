@@ -18,6 +18,9 @@ package nat
 //      (c) else drop
 //   4. TTL: decrement when forwarding; expiring → drop + time-exceeded into reply
 //   5. rewrite addresses in place, checksums incrementally (RFC 1624), MSS clamp on SYN
+//   (3') a TCP segment denied by policy, of a flow that still has its mappings (it was
+//        passing before the change), becomes a RST for the other end and a RST goes back
+//        to the sender (reset.go; Config.ResetRevoked)
 //
 //  FromOverlay (decrypted by WireGuard): the same steps, deciding
 //      (o) dst is our own overlay IP: control traffic untranslated, ToSite; anything
@@ -46,6 +49,17 @@ type flow struct {
 	sport, dport uint16
 	echoReq      bool // ICMP echo request
 	echoReply    bool // ICMP echo reply
+	// force skips the policy checks: the translation the flow had while it was allowed,
+	// used only to send a revoked TCP flow's RST to its other end (reset.go).
+	force bool
+}
+
+// verdict is v, or Allow for a forced decision.
+func (f *flow) verdict(v policy.Verdict) policy.Verdict {
+	if f.force {
+		return policy.Allow
+	}
+	return v
 }
 
 // xlat is a decision: the new addresses and where the packet goes.
@@ -102,6 +116,11 @@ func (e *Engine) walk(dir int, b, reply []byte) Result {
 		echoReply: p.proto == ip4.ProtoICMP && p.icmpType == icmpEchoReply}
 	x, r := e.decide(dir, st, &f, true, now)
 	if r != ReasonOK {
+		if e.resetOn && p.proto == ip4.ProtoTCP && r.revokes() {
+			if res, ok := e.resetFlow(dir, st, &p, &f, r, reply, now); ok {
+				return res
+			}
+		}
 		res := e.drop(dir, r)
 		if e.reject && (r.denied() || r == ReasonPoolExhausted) {
 			code := uint8(13) // communication administratively prohibited
@@ -173,7 +192,7 @@ func (e *Engine) decideSite(st *state, f *flow, create bool, now time.Time) (xla
 	// (a) to a VIP of this site.
 	if v, ok := t.VIP(f.dst); ok {
 		x := xlat{icmpSrc: f.dst}
-		if vr := pol.CheckVIP(f.dst, f.src, f.proto, f.dport, f.echoReq); vr != policy.Allow {
+		if vr := f.verdict(pol.CheckVIP(f.dst, f.src, f.proto, f.dport, f.echoReq)); vr != policy.Allow {
 			return x, verdictReason(vr)
 		}
 		if v.Local {
@@ -223,7 +242,7 @@ func (e *Engine) decideSite(st *state, f *flow, create bool, now time.Time) (xla
 			if !ok {
 				return x, ReasonNotServiceReply
 			}
-			if vr := pol.CheckHosted(h.Overlay, peer, f.proto, f.sport, f.echoReply); vr != policy.Allow {
+			if vr := f.verdict(pol.CheckHosted(h.Overlay, peer, f.proto, f.sport, f.echoReply)); vr != policy.Allow {
 				return x, verdictReason(vr)
 			}
 			return xlat{src: h.Overlay, dst: peer, action: ToOverlay, clamp: true, decTTL: true, icmpSrc: t.VPAddr}, ReasonOK
@@ -238,7 +257,7 @@ func (e *Engine) decideSite(st *state, f *flow, create bool, now time.Time) (xla
 		if !ok {
 			return x, ReasonNotServiceReply
 		}
-		if vr := pol.CheckVIP(v.VIP, peer, f.proto, f.sport, f.echoReply); vr != policy.Allow {
+		if vr := f.verdict(pol.CheckVIP(v.VIP, peer, f.proto, f.sport, f.echoReply)); vr != policy.Allow {
 			return x, verdictReason(vr)
 		}
 		return xlat{src: v.VIP, dst: peer, action: ToSite, decTTL: true, icmpSrc: t.VPAddr}, ReasonOK
@@ -263,7 +282,7 @@ func (e *Engine) decideOverlay(st *state, f *flow, create bool, now time.Time) (
 	// (a) to a service hosted here.
 	if h, ok := t.Hosted(f.dst); ok {
 		x := xlat{icmpSrc: f.dst}
-		if vr := pol.CheckHosted(f.dst, f.src, f.proto, f.dport, f.echoReq); vr != policy.Allow {
+		if vr := f.verdict(pol.CheckHosted(f.dst, f.src, f.proto, f.dport, f.echoReq)); vr != policy.Allow {
 			return x, verdictReason(vr)
 		}
 		key := peerOverlay | uint64(f.src)
@@ -289,7 +308,7 @@ func (e *Engine) decideOverlay(st *state, f *flow, create bool, now time.Time) (
 		if !ok {
 			return x, ReasonNotServiceReply
 		}
-		if vr := pol.CheckVIP(v.VIP, c, f.proto, f.sport, f.echoReply); vr != policy.Allow {
+		if vr := f.verdict(pol.CheckVIP(v.VIP, c, f.proto, f.sport, f.echoReply)); vr != policy.Allow {
 			return x, verdictReason(vr)
 		}
 		if !f.echoReply && f.proto != v.Proto && v.Proto != ip4.ProtoAny {
@@ -300,7 +319,7 @@ func (e *Engine) decideOverlay(st *state, f *flow, create bool, now time.Time) (
 	// (c) the hub relays between other gateways.
 	if t.Hub && t.InOverlay(f.dst) && !t.InOwnPrefix(f.dst) {
 		x := xlat{icmpSrc: t.OverlayIP}
-		if pol.CheckRelay(f.src, f.dst, f.proto, f.sport, f.dport, f.echoReq, f.echoReply) != policy.Allow {
+		if f.verdict(pol.CheckRelay(f.src, f.dst, f.proto, f.sport, f.dport, f.echoReq, f.echoReply)) != policy.Allow {
 			return x, ReasonDeniedRelay
 		}
 		return xlat{src: f.src, dst: f.dst, action: ToOverlay, decTTL: true, icmpSrc: t.OverlayIP}, ReasonOK

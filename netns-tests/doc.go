@@ -6,6 +6,9 @@
 //
 // Tests of the topology itself and of the plain wireguard-go reference run everywhere the
 // harness runs; the EGW scenarios (issue 6) skip while the EGW binaries are missing from bin/
-// (or $EGW_BIN). Every namespace and process is removed at the end of each test, also on
-// failure; TestMain first sweeps namespaces left by crashed runs.
+// (or $EGW_BIN); the path scenarios (issue 10: NAT boxes in front of the edges, direct
+// paths, the hub's ciphertext relay) also skip while the hub exports no
+// egw_relay_packets_total, and need nft. Every namespace, link, nftables table and process
+// is removed at the end of each test, also on failure; TestMain first sweeps namespaces
+// left by crashed runs.
 package netnstests

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -202,21 +203,34 @@ func TestEGW(t *testing.T) {
 		cloudVIP := waitDNS(t, d, d.c10, d.topo.Site("cloud").VPCIDR, "url1.test.com")
 		who = waitHTTP(t, d, d.c10, cloudVIP, 30*time.Second)
 		assertPresence(t, who.Remote, bCIDR)
-		// `wg show` in a gateway's namespace lists its peer: the edge has the hub, the hub
-		// has every edge.
+		// `wg show` in a gateway's namespace lists its peers: the hub has every edge; an
+		// edge has the hub and, in a build with edge-to-edge sessions (the hub exports
+		// egw_relay_packets_total), the other edge, which it exchanges traffic with.
 		cloud := d.egw.Cloud
 		out, err := d.lab.Run(ctx, cloud.Site.GWNS, "wg", "show", cloud.Tun, "peers")
 		if err != nil {
 			t.Errorf("wg show %s peers at the hub: %v", cloud.Tun, err)
 		}
-		for _, s := range []string{"site-a", "site-b"} {
+		hubMetrics, err := d.egw.Metrics(ctx, cloud)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions := hubMetrics.Has("egw_relay_packets_total")
+		for s, other := range map[string]string{"site-a": "site-b", "site-b": "site-a"} {
 			n := d.egw.Nodes[s]
 			if !strings.Contains(out, n.PublicKey) {
 				t.Errorf("hub peers %q lack %s's key %s", out, n.Site.Gateway, n.PublicKey)
 			}
+			want := []string{cloud.PublicKey}
+			if sessions {
+				want = append(want, d.egw.Nodes[other].PublicKey)
+			}
+			slices.Sort(want)
 			edgeOut, err := d.lab.Run(ctx, n.Site.GWNS, "wg", "show", n.Tun, "peers")
-			if err != nil || strings.TrimSpace(edgeOut) != cloud.PublicKey {
-				t.Errorf("%s peers %q (%v); want the hub %s", n.Site.Gateway, edgeOut, err, cloud.PublicKey)
+			got := strings.Fields(edgeOut)
+			slices.Sort(got)
+			if err != nil || !slices.Equal(got, want) {
+				t.Errorf("%s peers %q (%v); want %q", n.Site.Gateway, edgeOut, err, want)
 			}
 		}
 	})
@@ -432,9 +446,16 @@ func TestEGWWater(t *testing.T) {
 // deploy builds the topology, starts the responders and EGW, and applies the objects.
 func deploy(t *testing.T, bins harness.EGWBinaries, driver string) *deployment {
 	t.Helper()
+	return deployOn(t, harness.DefaultSpec(), harness.EGWOptions{Bin: bins, TunDriver: driver})
+}
+
+// deployOn is deploy on any topology spec with the given options (RejectDenied and
+// PolicyAware are always set).
+func deployOn(t *testing.T, spec harness.Spec, opts harness.EGWOptions) *deployment {
+	t.Helper()
 	ctx := context.Background()
 	lab := harness.NewT(t)
-	topo, err := harness.Build(lab, harness.DefaultSpec())
+	topo, err := harness.Build(lab, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +463,8 @@ func deploy(t *testing.T, bins harness.EGWBinaries, driver string) *deployment {
 	for _, h := range []*harness.Host{d.b10, d.a21, d.c10} {
 		startResponder(t, lab, h, h.Name)
 	}
-	d.egw, err = harness.StartEGW(ctx, topo, harness.EGWOptions{Bin: bins, TunDriver: driver, RejectDenied: true, PolicyAware: true})
+	opts.RejectDenied, opts.PolicyAware = true, true
+	d.egw, err = harness.StartEGW(ctx, topo, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,16 +56,104 @@ type edgeConfig struct {
 	} `yaml:"cloud"`
 }
 
+// rogueListenPort is the rogue's WireGuard port: fixed, so that a raw socket can send from
+// the endpoint the hub authenticated (paths_test.go).
+const rogueListenPort = 51999
+
+// rogue is a running rogue edge.
+type rogue struct {
+	ns       string         // its namespace, on the underlay
+	dev      string         // its WireGuard device
+	ip       netip.Addr     // its overlay IP
+	overlay  netip.Prefix   // the whole overlay
+	hubIP    netip.Addr     // the hub's overlay IP
+	prefix   netip.Prefix   // its overlay prefix
+	endpoint netip.AddrPort // its UDP endpoint, as the hub sees it
+	cfg      edgeConfig
+}
+
 // malformedInTunnel runs the rogue-edge injection; webVIP is site A's VIP of web-b, used to
 // check that real traffic still flows afterwards.
 func malformedInTunnel(t *testing.T, d *deployment, webVIP netip.Addr) {
+	ctx := context.Background()
+	hub := d.egw.Cloud
+	r := startRogue(t, d)
+	ns, dev, rogueIP, overlay := r.ns, r.dev, r.ip, r.overlay
+	// Every gateway's overlay prefix has the same length; the hub leases client overlay
+	// addresses ov(c) from the upper half of its own, from the bottom up. The last but one
+	// address of that prefix is in the pool and leased to nobody.
+	hubPrefix := netip.PrefixFrom(r.hubIP, r.prefix.Bits()).Masked()
+	unleased := lastAddr(hubPrefix).Prev()
+	if hubPrefix.Bits() > 29 || !hubPrefix.Contains(unleased) || unleased == r.hubIP {
+		t.Fatalf("hub overlay prefix %s (from %s and the rogue's %s) has no spare client address", hubPrefix, r.hubIP, r.prefix)
+	}
+	// The packets go to edge-b's overlay IP: not the hub's own address (whose traffic the
+	// hub passes to its kernel untranslated), so the hub's engine parses them.
+	dst := gatewayOverlayIP(t, d, d.egw.Nodes["site-b"].Site.Gateway)
+	if !overlay.Contains(dst) || dst == rogueIP {
+		t.Fatalf("edge-b overlay IP %s unusable in %s", dst, overlay)
+	}
+
+	before, err := dropsByReason(ctx, d, hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// want: how many of the packets sent must be counted under each reason.
+	pkts, want := malformedPackets(rogueIP, dst, unleased)
+	const copies = 3
+	if err := sendRaw(ns, dev, pkts, copies); err != nil {
+		t.Fatal(err)
+	}
+	var after map[string]float64
+	err = harness.Poll(ctx, 10*time.Second, 100*time.Millisecond, "hub drop counters by malformed reason", func() error {
+		after, err = dropsByReason(ctx, d, hub)
+		if err != nil {
+			return err
+		}
+		var missing []string
+		for reason, n := range want {
+			// At least one copy of each: the underlay is a local bridge, but a lost
+			// datagram must not fail the test.
+			if got := after[reason] - before[reason]; got < float64(n) {
+				missing = append(missing, fmt.Sprintf("%s +%v (want ≥ %d)", reason, got, n))
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%s", strings.Join(missing, ", "))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	for reason, v := range after {
+		if dv := v - before[reason]; dv > 0 {
+			t.Logf("hub drops %s +%v", reason, dv)
+		}
+	}
+	if done, err := hub.Proc.Exited(); done {
+		t.Fatalf("the hub died after malformed packets in the tunnel: %v", err)
+	}
+	for _, n := range d.egw.Nodes {
+		if done, err := n.Proc.Exited(); done {
+			t.Fatalf("%s died after malformed packets in the tunnel: %v", n.Site.Gateway, err)
+		}
+	}
+	who := waitHTTP(t, d, d.a20, webVIP, 10*time.Second)
+	assertPresence(t, who.Remote, d.topo.Site("site-b").VPCIDR)
+}
+
+// startRogue registers the rogue gateway with egwctl (removed again by t.Cleanup), and runs
+// upstream wireguard-go for it in a namespace of its own on the underlay until it has a
+// handshake with the hub.
+func startRogue(t *testing.T, d *deployment) *rogue {
+	t.Helper()
 	ctx := context.Background()
 	lab := d.lab
 	hub := d.egw.Cloud
 	if tools.WireGuardGo == "" {
 		t.Skip("no wireguard-go binary (TestMain builds it only as root)")
 	}
-
 	// Register the rogue and read its edge config.
 	key, err := wgtypes.GeneratePrivateKey()
 	if err != nil {
@@ -126,30 +214,8 @@ func malformedInTunnel(t *testing.T, d *deployment, webVIP netip.Addr) {
 	if err != nil {
 		t.Fatalf("cloud.overlayIP %q: %v", cfg.Cloud.OverlayIP, err)
 	}
-	// Every gateway's overlay prefix has the same length; the hub leases client overlay
-	// addresses ov(c) from the upper half of its own, from the bottom up. The last but one
-	// address of that prefix is in the pool and leased to nobody.
-	hubPrefix := netip.PrefixFrom(hubIP, roguePrefix.Bits()).Masked()
-	unleased := lastAddr(hubPrefix).Prev()
-	if hubPrefix.Bits() > 29 || !hubPrefix.Contains(unleased) || unleased == hubIP {
-		t.Fatalf("hub overlay prefix %s (from %s and the rogue's %s) has no spare client address", hubPrefix, hubIP, roguePrefix)
-	}
 	if cfg.Cloud.PublicKey == "" || cfg.Cloud.Endpoint == "" {
 		t.Fatalf("rogue's edge config lacks the hub's key or endpoint:\n%s", out)
-	}
-	// The packets go to edge-b's overlay IP: not the hub's own address (whose traffic the
-	// hub passes to its kernel untranslated), so the hub's engine parses them.
-	bOut, err := d.egw.Ctl(ctx, "gateway", "config", d.egw.Nodes["site-b"].Site.Gateway)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var bCfg edgeConfig
-	if err := yaml.Unmarshal([]byte(bOut), &bCfg); err != nil {
-		t.Fatal(err)
-	}
-	dst, err := netip.ParseAddr(bCfg.OverlayIP)
-	if err != nil || !overlay.Contains(dst) || dst == rogueIP {
-		t.Fatalf("edge-b overlay IP %q (%v) unusable in %s", bCfg.OverlayIP, err, overlay)
 	}
 
 	// The rogue's namespace on the underlay, running upstream wireguard-go.
@@ -176,8 +242,8 @@ func malformedInTunnel(t *testing.T, d *deployment, webVIP netip.Addr) {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(lab.LogDir, dev+".conf")
-	body := fmt.Sprintf("[Interface]\nPrivateKey = %s\n\n[Peer]\nPublicKey = %s\nAllowedIPs = %s\nEndpoint = %s\nPersistentKeepalive = 1\n",
-		key, cfg.Cloud.PublicKey, overlay.Masked(), cfg.Cloud.Endpoint)
+	body := fmt.Sprintf("[Interface]\nPrivateKey = %s\nListenPort = %d\n\n[Peer]\nPublicKey = %s\nAllowedIPs = %s\nEndpoint = %s\nPersistentKeepalive = 1\n",
+		key, rogueListenPort, cfg.Cloud.PublicKey, overlay.Masked(), cfg.Cloud.Endpoint)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -208,53 +274,27 @@ func malformedInTunnel(t *testing.T, d *deployment, webVIP netip.Addr) {
 		t.Fatal(err)
 	}
 
-	before, err := dropsByReason(ctx, d, hub)
+	ul := netip.MustParsePrefix(rogueUL).Addr()
+	return &rogue{ns: ns, dev: dev, ip: rogueIP, overlay: overlay, hubIP: hubIP, prefix: roguePrefix,
+		endpoint: netip.AddrPortFrom(ul, rogueListenPort), cfg: cfg}
+}
+
+// gatewayOverlayIP is a gateway's overlay IP, from `egwctl gateway config`.
+func gatewayOverlayIP(t *testing.T, d *deployment, gateway string) netip.Addr {
+	t.Helper()
+	out, err := d.egw.Ctl(context.Background(), "gateway", "config", gateway)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// want: how many of the packets sent must be counted under each reason.
-	pkts, want := malformedPackets(rogueIP, dst, unleased)
-	const copies = 3
-	if err := sendRaw(ns, dev, pkts, copies); err != nil {
+	var cfg edgeConfig
+	if err := yaml.Unmarshal([]byte(out), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	var after map[string]float64
-	err = harness.Poll(ctx, 10*time.Second, 100*time.Millisecond, "hub drop counters by malformed reason", func() error {
-		after, err = dropsByReason(ctx, d, hub)
-		if err != nil {
-			return err
-		}
-		var missing []string
-		for reason, n := range want {
-			// At least one copy of each: the underlay is a local bridge, but a lost
-			// datagram must not fail the test.
-			if got := after[reason] - before[reason]; got < float64(n) {
-				missing = append(missing, fmt.Sprintf("%s +%v (want ≥ %d)", reason, got, n))
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("%s", strings.Join(missing, ", "))
-		}
-		return nil
-	})
+	ip, err := netip.ParseAddr(cfg.OverlayIP)
 	if err != nil {
-		t.Error(err)
+		t.Fatalf("%s overlay IP %q: %v", gateway, cfg.OverlayIP, err)
 	}
-	for reason, v := range after {
-		if dv := v - before[reason]; dv > 0 {
-			t.Logf("hub drops %s +%v", reason, dv)
-		}
-	}
-	if done, err := hub.Proc.Exited(); done {
-		t.Fatalf("the hub died after malformed packets in the tunnel: %v", err)
-	}
-	for _, n := range d.egw.Nodes {
-		if done, err := n.Proc.Exited(); done {
-			t.Fatalf("%s died after malformed packets in the tunnel: %v", n.Site.Gateway, err)
-		}
-	}
-	who := waitHTTP(t, d, d.a20, webVIP, 10*time.Second)
-	assertPresence(t, who.Remote, d.topo.Site("site-b").VPCIDR)
+	return ip
 }
 
 // malformedPackets returns the packets the rogue injects (from src to dst, another

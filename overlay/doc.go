@@ -22,6 +22,12 @@
 // Overlay ties it together: New creates the TUN, addresses it (vp0 gets the VP address
 // with the VP CIDR route and the overlay IP with a route to the overlay CIDR), starts the
 // device and serves /var/run/wireguard/<name>.sock; SetPeers (PreparePeers, then
-// InstallPeers) applies api.Peers; PeerStats
-// reads handshakes and traffic back; Close removes all of it.
+// InstallPeers) applies api.Peers; PeerStats reads handshakes and traffic back; Close
+// removes all of it.
+//
+// Under WireGuard, the device's UDP bind is overlay/pathbind's (paths.go): an edge's peers
+// other than the hub are path peers, each reached on a proven direct path or through the
+// hub's relay; the hub's bind forwards that relayed ciphertext between linked gateways.
+// Edge-to-edge packets therefore never reach the hub's Wrapper; its re-queue (ToOverlay
+// from the overlay) only serves a gateway that sends edge traffic to the hub's session.
 package overlay

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -15,6 +16,8 @@ import (
 	"golang.zx2c4.com/wireguard/ipc"
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/egw-project/egw/overlay/pathbind"
 )
 
 // Defaults.
@@ -75,6 +78,8 @@ type Config struct {
 	// Now and LookupHost are injected for tests (time.Now, net.DefaultResolver when nil).
 	Now        func() time.Time
 	LookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Paths configures the path choice under WireGuard (see paths.go).
+	Paths PathsConfig
 }
 
 // Overlay is one gateway's WireGuard device over its vp0 TUN.
@@ -92,6 +97,10 @@ type Overlay struct {
 
 	mu    sync.Mutex            // guards peers and the IpcSet sequence
 	peers map[wgtypes.Key]*peer // what SetPeers last applied
+
+	bind     *pathbind.Bind
+	relay    *pathbind.Relay // the hub's; nil on an edge
+	observed atomic.Pointer[map[string]netip.AddrPort]
 }
 
 // peer is the applied state of one WireGuard peer.
@@ -103,10 +112,13 @@ type peer struct {
 	isName     bool           // endpoint host is a DNS name
 	keepalive  time.Duration
 	resolvedAt time.Time // last resolution attempt (DNS endpoints)
+	overlayIP  netip.Addr
+	hub        bool // a hub: relays for the path peers
+	path       bool // a path peer: reached direct or through a hub's relay (pathbind)
 }
 
 // New creates the TUN cfg.TUN describes, addresses it, and starts a WireGuard device on
-// it with the default UDP bind. tr (nil: DropAll) translates packets. Needs CAP_NET_ADMIN.
+// it with the default UDP bind under the path choice (pathbind). tr (nil: DropAll) translates packets. Needs CAP_NET_ADMIN.
 func New(cfg Config, tr Translator, logger *slog.Logger) (*Overlay, error) {
 	if err := cfg.TUN.validate(); err != nil {
 		return nil, err
@@ -137,7 +149,7 @@ func New(cfg Config, tr Translator, logger *slog.Logger) (*Overlay, error) {
 }
 
 // NewWithDevice starts a WireGuard device over an existing tun.Device and conn.Bind (for
-// example tuntest.ChannelTUN and bindtest.ChannelBind). It configures no interface
+// example tuntest.ChannelTUN and internal/membind), the bind under the path choice. It configures no interface
 // addresses; cfg.TUN and cfg.Address are used only for the name and the local overlay IP.
 func NewWithDevice(cfg Config, tr Translator, dev tun.Device, bind conn.Bind, logger *slog.Logger) (*Overlay, error) {
 	return start(cfg, tr, dev, bind, logger)
@@ -176,7 +188,13 @@ func start(cfg Config, tr Translator, tdev tun.Device, bind conn.Bind, logger *s
 		stopc: make(chan struct{}),
 		peers: map[wgtypes.Key]*peer{},
 	}
-	o.dev = device.NewDevice(w, bind, wgLogger(o.log))
+	o.bind, o.relay = o.newBind(bind)
+	o.dev = device.NewDevice(w, o.bind, wgLogger(o.log))
+	if !cfg.Paths.Hub {
+		// A path peer's endpoint is its identity in the bind; a packet from an unexpected
+		// address must never replace it (the hub peer's is configured too).
+		o.dev.DisableSomeRoamingForBrokenMobileSemantics()
+	}
 	if err := o.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hexKey(cfg.PrivateKey), cfg.ListenPort)); err != nil {
 		o.dev.Close()
 		return nil, fmt.Errorf("overlay: configure device %s: %w", name, err)
@@ -256,17 +274,26 @@ func (o *Overlay) Close() error {
 // Done is closed when the device has stopped (Close, or a fatal TUN error).
 func (o *Overlay) Done() <-chan struct{} { return o.dev.Wait() }
 
-// maintain re-resolves DNS endpoints of peers that have gone quiet.
+// maintain re-resolves DNS endpoints of peers that have gone quiet and, on the hub,
+// refreshes the relay's table of authenticated endpoints every second.
 func (o *Overlay) maintain() {
 	defer o.wg.Done()
 	t := time.NewTicker(reresolveCheck)
 	defer t.Stop()
+	var relayTick <-chan time.Time
+	if o.relay != nil {
+		rt := time.NewTicker(relayRefresh)
+		defer rt.Stop()
+		relayTick = rt.C
+	}
 	for {
 		select {
 		case <-o.stopc:
 			return
 		case <-o.dev.Wait():
 			return
+		case <-relayTick:
+			o.RefreshRelay()
 		case <-t.C:
 			if err := o.Reresolve(); err != nil {
 				o.log.Warn("overlay: re-resolve endpoints", "err", err)

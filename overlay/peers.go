@@ -15,6 +15,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/overlay/pathbind"
 )
 
 func hexKey(k wgtypes.Key) string { return hex.EncodeToString(k[:]) }
@@ -28,6 +29,13 @@ func hexKey(k wgtypes.Key) string { return hex.EncodeToString(k[:]) }
 // an endpoint until a later resolution succeeds) and again when handshakes stop (see
 // Reresolve). Invalid input is rejected before anything is changed. SetPeers is
 // PreparePeers then InstallPeers.
+//
+// Path peers: on an edge, a peer that is no hub and has an overlay IP is another gateway
+// reached on its own session, direct or through a hub's relay (pathbind): its endpoint in
+// WireGuard is its identity (pathbind.PeerEndpoint), its candidates go to the bind, and an
+// endpoint given for it is ignored. Its persistent keepalive makes a (re)started gateway
+// handshake with its linked peers at once, so a peer that restarted never waits for the
+// other side's session to time out. The hubs' resolved endpoints are where the bind relays.
 func (o *Overlay) SetPeers(peers []api.Peer, keepalive time.Duration) error {
 	ps, err := o.PreparePeers(peers, keepalive)
 	if err != nil {
@@ -38,7 +46,8 @@ func (o *Overlay) SetPeers(peers []api.Peer, keepalive time.Duration) error {
 
 // PeerSet is a validated set of peers (PreparePeers), ready for InstallPeers.
 type PeerSet struct {
-	want map[wgtypes.Key]*peer
+	want  map[wgtypes.Key]*peer
+	paths []pathbind.Peer
 }
 
 // PreparePeers checks peers and keepalive as SetPeers does, without changing the device.
@@ -47,6 +56,7 @@ func (o *Overlay) PreparePeers(peers []api.Peer, keepalive time.Duration) (*Peer
 		return nil, fmt.Errorf("overlay: keepalive %v: must be 0-65535s", keepalive)
 	}
 	want := make(map[wgtypes.Key]*peer, len(peers))
+	var paths []pathbind.Peer
 	for i, p := range peers {
 		if p.PublicKey == "" {
 			o.log.Debug("overlay: peer has no public key yet; skipped", "peer", p.Name)
@@ -62,7 +72,11 @@ func (o *Overlay) PreparePeers(peers []api.Peer, keepalive time.Duration) (*Peer
 		if k == o.cfg.PrivateKey.PublicKey() {
 			return nil, fmt.Errorf("overlay: peers[%d] (%s): publicKey is this device's own", i, p.Name)
 		}
-		np := &peer{name: p.Name, endpoint: p.Endpoint, keepalive: keepalive}
+		np := &peer{name: p.Name, endpoint: p.Endpoint, keepalive: keepalive, overlayIP: p.OverlayIP, hub: p.Hub}
+		if !o.cfg.Paths.Hub && !p.Hub && p.OverlayIP.IsValid() {
+			np.path, np.endpoint = true, pathbind.PeerEndpoint(p.OverlayIP)
+			paths = append(paths, pathbind.Peer{Name: p.Name, OverlayIP: p.OverlayIP, PublicKey: k, Candidates: p.Candidates})
+		}
 		for j, a := range p.AllowedIPs {
 			if !a.IsValid() {
 				return nil, fmt.Errorf("overlay: peers[%d] (%s): allowedIPs[%d] is invalid", i, p.Name, j)
@@ -76,7 +90,7 @@ func (o *Overlay) PreparePeers(peers []api.Peer, keepalive time.Duration) (*Peer
 			return a.Bits() - b.Bits()
 		})
 		np.allowed = slices.Compact(np.allowed)
-		if p.Endpoint != "" {
+		if p.Endpoint != "" && !np.path {
 			host, port, err := net.SplitHostPort(p.Endpoint)
 			if err != nil {
 				return nil, fmt.Errorf("overlay: peers[%d] (%s): endpoint %q: %w", i, p.Name, p.Endpoint, err)
@@ -93,7 +107,10 @@ func (o *Overlay) PreparePeers(peers []api.Peer, keepalive time.Duration) (*Peer
 		}
 		want[k] = np
 	}
-	return &PeerSet{want: want}, nil
+	if err := o.bind.CheckPeers(paths); err != nil {
+		return nil, fmt.Errorf("overlay: %w", err)
+	}
+	return &PeerSet{want: want, paths: paths}, nil
 }
 
 // InstallPeers makes the device's peers exactly ps: see SetPeers. A DNS endpoint is
@@ -102,8 +119,13 @@ func (o *Overlay) InstallPeers(ps *PeerSet) error {
 	want := ps.want
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	// The bind learns new path peers first: their UAPI endpoint names them.
+	if err := o.bind.SetPeers(ps.paths); err != nil {
+		return fmt.Errorf("overlay: %w", err)
+	}
 	now := o.cfg.Now()
 	var b strings.Builder
+	var deferred []wgtypes.Key
 	for k := range o.peers {
 		if _, ok := want[k]; !ok {
 			fmt.Fprintf(&b, "public_key=%s\nremove=true\n", hexKey(k))
@@ -111,7 +133,11 @@ func (o *Overlay) InstallPeers(ps *PeerSet) error {
 	}
 	for k, np := range want {
 		old := o.peers[k]
-		if np.isName {
+		if np.path {
+			if old != nil && old.path && old.overlayIP == np.overlayIP && slices.Equal(old.allowed, np.allowed) && old.keepalive == np.keepalive {
+				continue
+			}
+		} else if np.isName {
 			if old != nil && old.endpoint == np.endpoint && old.resolved.IsValid() {
 				np.resolved, np.resolvedAt = old.resolved, old.resolvedAt
 			} else {
@@ -119,7 +145,7 @@ func (o *Overlay) InstallPeers(ps *PeerSet) error {
 				np.resolvedAt = now
 			}
 		}
-		if old != nil && slices.Equal(old.allowed, np.allowed) && old.resolved == np.resolved && old.keepalive == np.keepalive {
+		if !np.path && old != nil && !old.path && slices.Equal(old.allowed, np.allowed) && old.resolved == np.resolved && old.keepalive == np.keepalive {
 			continue
 		}
 		fmt.Fprintf(&b, "public_key=%s\n", hexKey(k))
@@ -129,20 +155,58 @@ func (o *Overlay) InstallPeers(ps *PeerSet) error {
 				fmt.Fprintf(&b, "allowed_ip=%s\n", a)
 			}
 		}
-		if np.resolved.IsValid() && (old == nil || old.resolved != np.resolved) {
+		switch {
+		case np.path && (old == nil || !old.path || old.overlayIP != np.overlayIP):
+			fmt.Fprintf(&b, "endpoint=%s\n", np.endpoint)
+		case !np.path && np.resolved.IsValid() && (old == nil || old.path || old.resolved != np.resolved):
 			fmt.Fprintf(&b, "endpoint=%s\n", np.resolved)
 		}
-		if old == nil || old.keepalive != np.keepalive {
+		switch {
+		case old == nil && np.path && np.keepalive > 0 && o.cfg.Address.OverlayIP.Compare(np.overlayIP) > 0:
+			// Both ends of a pair create their peers at about the same time (the same
+			// revision links them), and two handshake initiations that cross make
+			// WireGuard wait 5 s to retry: the end with the higher overlay IP turns its
+			// keepalive (and with it its first initiation) on a little later.
+			b.WriteString("persistent_keepalive_interval=0\n")
+			deferred = append(deferred, k)
+		case old == nil || old.keepalive != np.keepalive:
 			fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", int(np.keepalive/time.Second))
 		}
 	}
+	// The hubs before the device: a new path peer's first handshake goes out at once.
+	o.setHubs(want)
 	if b.Len() > 0 {
 		if err := o.dev.IpcSet(b.String()); err != nil {
 			return fmt.Errorf("overlay: apply peers: %w", err)
 		}
 	}
 	o.peers = want
+	for _, k := range deferred {
+		time.AfterFunc(keepaliveDefer, func() { o.startKeepalive(k) })
+	}
 	return nil
+}
+
+// keepaliveDefer is how long the higher end of a new pair waits before its keepalive.
+const keepaliveDefer = 1500 * time.Millisecond
+
+// startKeepalive turns on the deferred keepalive of a new path peer, if it is still a
+// peer (turning on a keepalive that is on changes nothing).
+func (o *Overlay) startKeepalive(k wgtypes.Key) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.peers[k]
+	if p == nil || p.keepalive == 0 {
+		return // removed since
+	}
+	select {
+	case <-o.stopc:
+		return
+	default:
+	}
+	if err := o.dev.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\npersistent_keepalive_interval=%d\n", hexKey(k), int(p.keepalive/time.Second))); err != nil {
+		o.log.Warn("overlay: keepalive not turned on", "peer", p.name, "err", err)
+	}
 }
 
 // resolve turns host:port into an address, or an invalid AddrPort (logged) on failure.
@@ -212,6 +276,7 @@ func (o *Overlay) Reresolve() error {
 	if b.Len() == 0 {
 		return nil
 	}
+	o.setHubs(o.peers)
 	if err := o.dev.IpcSet(b.String()); err != nil {
 		return fmt.Errorf("overlay: set re-resolved endpoints: %w", err)
 	}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# install-deps.sh — install the OS tools EGW's netns tests, demo and benchmarks need.
+# install-deps.sh — install the OS tools EGW's netns tests, demo and benchmarks need
+# (nftables: the NAT boxes in front of edges in the netns tests).
 #
 # Idempotent and non-interactive: a package whose command is already present is skipped,
 # `apt-get update` runs only when something is missing, and the script prints what it
@@ -15,6 +16,7 @@ required=(
 	"iproute2 ip"
 	"iputils-ping ping"
 	"iperf3 iperf3"
+	"nftables nft"
 	"wireguard-tools wg"
 	"dnsutils dig"
 	"netcat-openbsd nc"

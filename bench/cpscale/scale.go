@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/client"
 	"github.com/egw-project/egw/controlplane"
 )
 
@@ -237,6 +241,27 @@ func runScale(dir string, p scaleParams, progress func(string, ...any)) (*scaleO
 	statusWall := time.Since(t0)
 	statusJSON, _ := json.Marshal(stat)
 	add("status_wall", ms(statusWall), "ms", fmt.Sprintf("Server.Status of %d gateways (%d bytes of JSON)", len(stat.Gateways), len(statusJSON)))
+	// The same through the admin API on a unix socket, as egwctl status asks it.
+	sock := filepath.Join(dir, "api.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, err
+	}
+	apiSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go apiSrv.Serve(ln)
+	cl, err := client.New(sock, "")
+	if err != nil {
+		apiSrv.Close()
+		return nil, err
+	}
+	t0 = time.Now()
+	_, err = cl.Status(context.Background())
+	apiWall := time.Since(t0)
+	apiSrv.Close()
+	if err != nil {
+		return nil, err
+	}
+	add("status_api_wall", ms(apiWall), "ms", "GET /v1/status through the admin API's unix socket, decoded by package client (what egwctl status waits for)")
 	t0 = time.Now()
 	page, _, next, err := store.ListPage(api.KindVirtualPresence, 500, "")
 	if err != nil {

@@ -38,10 +38,18 @@ type Config struct {
 	SyncPort         int    `mapstructure:"syncPort"`
 	// APIMaxConns and APIMaxConnsPerAddr cap the TCP API's open connections, in all and
 	// per client address (controlplane.DefaultServeLimits).
-	APIMaxConns        int   `mapstructure:"apiMaxConns"`
-	APIMaxConnsPerAddr int   `mapstructure:"apiMaxConnsPerAddr"`
-	Dataplane          bool  `mapstructure:"dataplane"`
-	Store              Store `mapstructure:"store"`
+	APIMaxConns        int  `mapstructure:"apiMaxConns"`
+	APIMaxConnsPerAddr int  `mapstructure:"apiMaxConnsPerAddr"`
+	Dataplane          bool `mapstructure:"dataplane"`
+	// EnrollListen is where the enrollment listener (HTTPS, join tokens) listens ("": off);
+	// EnrollAddress is the host:port join tokens carry (default: endpoint's host, its port).
+	EnrollListen  string `mapstructure:"enrollListen"`
+	EnrollAddress string `mapstructure:"enrollAddress"`
+	Store         Store  `mapstructure:"store"`
+	// HubName is this replica's name as a hub ("": name). Replicas on one store share name
+	// and site; the one whose hubName is name runs the cloud site's gateway, each other
+	// sets a hubName of its own (README "Running several cloud gateways").
+	HubName string `mapstructure:"hubName"`
 
 	// rotateStoreID is the --new-store-id flag (a one-off action, so not a config key).
 	rotateStoreID bool
@@ -94,6 +102,9 @@ func defaults() map[string]any {
 		"apiMaxConns":        controlplane.DefaultServeLimits.MaxConns,
 		"apiMaxConnsPerAddr": controlplane.DefaultServeLimits.MaxConnsPerAddr,
 		"dataplane":          true,
+		"enrollListen":       ":7444",
+		"enrollAddress":      "",
+		"hubName":            "",
 
 		"store.backend":          controlplane.BackendBolt,
 		"store.etcd.endpoints":   []string{},
@@ -192,4 +203,12 @@ func (c *Config) serveLimits() controlplane.ServeLimits {
 		lim.MaxConnsPerAddr = c.APIMaxConnsPerAddr
 	}
 	return lim
+}
+
+// hubName is this replica's name as a hub: hubName, else name.
+func (c *Config) hubName() string {
+	if c.HubName != "" {
+		return c.HubName
+	}
+	return c.Name
 }

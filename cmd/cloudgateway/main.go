@@ -118,13 +118,17 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 		log.Info("store", "file", filepath.Join(cfg.StateDir, controlplane.DBFile), "storeID", cp.StoreID())
 	}
 	cp.Follow(ctx) // other replicas' writes (etcd)
-	if err := cp.EnsureHub(cfg.VPCIDR, "", cfg.Endpoint); err != nil {
+	endpoint := cfg.Endpoint
+	if cfg.hubName() != cfg.Name {
+		endpoint = "" // another replica's: the site gateway's endpoint is its replica's
+	}
+	if err := cp.EnsureHub(cfg.VPCIDR, "", endpoint); err != nil {
 		return fmt.Errorf("registering the cloud's own site and gateway: %w", err)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	var servers []*http.Server
 
 	ul, err := controlplane.ListenUnix(cfg.APISocket)
@@ -157,6 +161,13 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 		go func() { errc <- serve(tcp, tl) }()
 	} else if cfg.APITLSCert != "" || cfg.APITLSKey != "" {
 		log.Warn("apiTLSCert/apiTLSKey are set but apiListen is not: there is no TCP API to serve them on")
+	}
+
+	if es, el, err := startEnroll(cfg, cp, log); err != nil {
+		return err
+	} else if es != nil {
+		servers = append(servers, es)
+		go func() { errc <- serve(es, el) }()
 	}
 
 	dpDone := make(chan struct{})
@@ -218,7 +229,7 @@ func reloadConfig(cur *Config, reload func() (*Config, error), cp *controlplane.
 		log.Error("SIGHUP: configuration not reloaded", "err", err)
 		return
 	}
-	if next.Endpoint != cur.Endpoint && next.Endpoint != "" {
+	if next.Endpoint != cur.Endpoint && next.Endpoint != "" && cur.hubName() == cur.Name {
 		if err := cp.EnsureHub(cur.VPCIDR, "", next.Endpoint); err != nil {
 			log.Error("SIGHUP: endpoint not updated", "err", err)
 		} else {

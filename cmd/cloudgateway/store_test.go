@@ -90,7 +90,7 @@ func TestTwoReplicasOnEtcd(t *testing.T) {
 	defer m.Close()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "cloudgateway.yaml")
-	os.WriteFile(conf, []byte("name: hub\nsite: central\nendpoint: 198.51.100.7:51820\n"), 0o600)
+	os.WriteFile(conf, []byte("name: hub\nsite: central\nendpoint: 198.51.100.7:51820\nenrollListen: \"\"\n"), 0o600) // two replicas on one host: one enrollment port
 	ports, err := etcdmember.FreeURLs(1)
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,9 @@ import (
 func main() {
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "edgegateway:", err)
+		if gateway.IsRevoked(err) {
+			os.Exit(gateway.ExitRevoked) // not restarted by systemd (RestartPreventExitStatus)
+		}
 		os.Exit(1)
 	}
 }
@@ -49,7 +52,7 @@ func newRootCommand() *cobra.Command {
 			return gateway.RunEdge(ctx, cfg, load, hup, logger)
 		},
 	}
-	cmd.AddCommand(newPubkeyCommand())
+	cmd.AddCommand(newPubkeyCommand(), newJoinCommand())
 	f := cmd.Flags()
 	f.String("config", "/etc/egw/edgegateway.yaml", "config file (YAML)")
 	f.String("state-dir", "", "state directory (private key, snapshot cache); overrides stateDir")

@@ -114,6 +114,7 @@ forms (svc, gw, vp, ...). On failure egwctl prints "error: <reason>" and exits 1
 		a.newDescribeCommand(),
 		a.newSiteCommand(),
 		a.newGatewayCommand(),
+		a.newTokenCommand(),
 		a.newServiceCommand(),
 		a.newServerCommand(),
 		a.newPolicyCommand(),

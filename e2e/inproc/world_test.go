@@ -19,6 +19,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/spf13/viper"
+	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/netstack"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
@@ -30,6 +31,7 @@ import (
 	"github.com/egw-project/egw/internal/lantest"
 	"github.com/egw-project/egw/internal/membind"
 	"github.com/egw-project/egw/internal/pkttest"
+	"github.com/egw-project/egw/overlay/pathbind"
 )
 
 // The topology of docs/ARCHITECTURE.md ("Topology"): two edge sites whose LANs are both 10.0.0.0/24, and the
@@ -97,6 +99,30 @@ type world struct {
 	dir                        string // state directories live under it
 	keys                       map[string]wgtypes.Key
 	cfgs                       map[string]gateway.Config
+	// blockDirect drops every datagram between the two edges' underlay addresses (a
+	// firewall between the sites; the hub still reaches both).
+	blockDirect atomic.Bool
+}
+
+// The edges' underlay addresses.
+var (
+	edgeAUnderlay = netip.MustParseAddr("10.99.0.2")
+	edgeBUnderlay = netip.MustParseAddr("10.99.0.3")
+)
+
+// edgeUnderlay is an edge's socket on the switch, behind the world's blockDirect rule.
+type edgeUnderlay struct {
+	*membind.Bind
+	w *world
+}
+
+func (e *edgeUnderlay) Send(bufs [][]byte, ep conn.Endpoint) error {
+	if e.w.blockDirect.Load() {
+		if dst := ep.DstIP(); dst == edgeAUnderlay || dst == edgeBUnderlay {
+			return nil
+		}
+	}
+	return e.Bind.Send(bufs, ep)
 }
 
 // stateDir is a gateway's state directory (key, snapshot cache).
@@ -110,6 +136,8 @@ type worldOptions struct {
 	sync bool
 	// syncTimeout is the control plane's long-poll timeout (default 30 s).
 	syncTimeout time.Duration
+	// pathTiming overrides the edges' path timers.
+	pathTiming pathbind.Timing
 }
 
 // siteLAN is a lantest.LAN whose gateway gets a vp0 of its own (gwTUN) rather than
@@ -317,9 +345,11 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	w.hub = w.node(t, hubCfg, false, gateway.NodeOptions{Hub: true, Key: keys[hubGW], NoCache: true,
 		TUN: w.lanHub.TUN(), Bind: w.sw.Bind(netip.MustParseAddrPort(hubEndpoint).Addr())})
 	w.edgeA = w.node(t, cfgA, true,
-		gateway.NodeOptions{Key: keys["edge-a"], DNSListen: []string{"127.0.0.1:0"}, TUN: w.lanA.TUN(), Bind: w.sw.Bind(netip.MustParseAddr("10.99.0.2"))})
+		gateway.NodeOptions{Key: keys["edge-a"], DNSListen: []string{"127.0.0.1:0"}, TUN: w.lanA.TUN(), PathTiming: opts.pathTiming,
+			Bind: &edgeUnderlay{Bind: w.sw.Bind(edgeAUnderlay), w: w}})
 	w.edgeB = w.node(t, cfgB, true,
-		gateway.NodeOptions{Key: keys["edge-b"], DNSListen: []string{"127.0.0.1:0"}, TUN: w.lanB.TUN(), Bind: w.sw.Bind(netip.MustParseAddr("10.99.0.3"))})
+		gateway.NodeOptions{Key: keys["edge-b"], DNSListen: []string{"127.0.0.1:0"}, TUN: w.lanB.TUN(), PathTiming: opts.pathTiming,
+			Bind: &edgeUnderlay{Bind: w.sw.Bind(edgeBUnderlay), w: w}})
 
 	w.applySnapshots(t, w.hub)
 	if opts.sync {
@@ -507,7 +537,9 @@ func (w *world) waitHandshakes(t *testing.T) {
 				n++
 			}
 		}
-		if n == 2 {
+		// ... and its relay knows both edges' endpoints (re-read from the device as soon
+		// as a handshake arrives from a new address).
+		if n == 2 && len(w.hub.Overlay().ObservedEndpoints()) == 2 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -732,6 +764,10 @@ func (w *world) dumpStats(t *testing.T) {
 	t.Helper()
 	for _, n := range []*gateway.Node{w.edgeA, w.hub, w.edgeB} {
 		t.Logf("%s: %+v", w.name(n), n.Overlay().Wrapper().Stats())
+		t.Logf("%s: bind %+v, paths %+v", w.name(n), n.Overlay().Bind().Stats(), n.Overlay().Paths())
+		if rs, ok := n.Overlay().RelayStats(); ok {
+			t.Logf("%s: relay %+v", w.name(n), rs)
+		}
 	}
 	t.Logf("underlay lost %d datagrams", w.sw.Lost())
 }

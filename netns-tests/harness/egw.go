@@ -30,6 +30,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/egw-project/egw/api"
 )
 
 // EGWOptions tune the daemons' configuration.
@@ -43,6 +45,13 @@ type EGWOptions struct {
 	ControlPlaneOnly bool
 	// ReadyTimeout bounds each wait for a daemon (default 60 s).
 	ReadyTimeout time.Duration
+	// ForceRelay sets paths.direct: false on every gateway: edge↔edge traffic always goes
+	// through the hub's ciphertext relay. Unset, the key keeps its default (direct paths
+	// are tried).
+	ForceRelay bool
+	// HubConfig holds more keys for the cloud gateway's file, merged into the harness's own
+	// (nested maps key by key), e.g. {"paths": {"relayRate": 1e6}}.
+	HubConfig map[string]any
 }
 
 // Node is one running gateway daemon.
@@ -139,7 +148,7 @@ func daemonName(s *Site) string {
 // nodeConfig holds the keys every node has; the harness sets them in both daemons' files.
 func (e *EGW) nodeConfig(n *Node) map[string]any {
 	s := n.Site
-	return map[string]any{
+	cfg := map[string]any{
 		"name":           s.Gateway,
 		"site":           s.Site,
 		"stateDir":       n.StateDir,
@@ -152,6 +161,23 @@ func (e *EGW) nodeConfig(n *Node) map[string]any {
 			"ttl": "5s", "zone": "egw.local."},
 		"metrics": map[string]any{"listen": "127.0.0.1:9469"},
 		"nat":     map[string]any{"rejectDenied": e.Opts.RejectDenied, "leaseIdle": "5m", "leaseQuiet": "2m"},
+	}
+	if e.Opts.ForceRelay {
+		cfg["paths"] = map[string]any{"direct": false}
+	}
+	return cfg
+}
+
+// mergeConfig sets every key of extra in cfg, merging nested maps key by key.
+func mergeConfig(cfg, extra map[string]any) {
+	for k, v := range extra {
+		sub, isMap := v.(map[string]any)
+		have, haveMap := cfg[k].(map[string]any)
+		if isMap && haveMap {
+			mergeConfig(have, sub)
+			continue
+		}
+		cfg[k] = v
 	}
 }
 
@@ -192,6 +218,7 @@ func (e *EGW) startCloud(ctx context.Context, s *Site) error {
 	cfg["apiTokenFile"] = ""
 	cfg["syncPort"] = 7443
 	cfg["dataplane"] = !e.Opts.ControlPlaneOnly
+	mergeConfig(cfg, e.Opts.HubConfig)
 	if err := writeYAML(n.Config, cfg); err != nil {
 		return err
 	}
@@ -384,6 +411,7 @@ type GatewayStatus struct {
 	AppliedRevision int64             `json:"appliedRevision"`
 	LatestRevision  int64             `json:"latestRevision"`
 	Drops           map[string]uint64 `json:"drops"`
+	Paths           []api.PathStatus  `json:"paths"`
 }
 
 // Status returns every gateway's status as the cloud reports it.

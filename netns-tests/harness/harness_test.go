@@ -92,3 +92,89 @@ func FuzzOwnerPID(f *testing.F) {
 		}
 	})
 }
+
+func TestParseMetrics(t *testing.T) {
+	page := `# HELP egw_relay_packets_total Ciphertext packets forwarded.
+# TYPE egw_relay_packets_total counter
+egw_relay_packets_total{gateway="cloud"} 42
+# TYPE egw_relay_drops_total counter
+egw_relay_drops_total{gateway="cloud",reason="forged-sender"} 3
+egw_relay_drops_total{gateway="cloud",reason="unlinked"} 1.5e+01
+# TYPE egw_path_direct gauge
+egw_path_direct{gateway="edge-a",peer="edge-b"} 1
+egw_path_direct{gateway="edge-a",peer="edge \"c\""} 0
+go_goroutines 12
+# TYPE egw_empty_total counter
+`
+	m, err := ParseMetrics(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := m.Sum("egw_relay_packets_total", nil); !ok || v != 42 {
+		t.Errorf("relay packets = %v, %v", v, ok)
+	}
+	if v, _ := m.Sum("egw_relay_drops_total", nil); v != 18 {
+		t.Errorf("drops sum = %v", v)
+	}
+	if d := m.ByLabel("egw_relay_drops_total", "reason"); d["unlinked"] != 15 || d["forged-sender"] != 3 {
+		t.Errorf("drops by reason = %v", d)
+	}
+	if v, ok := m.Sum("egw_path_direct", map[string]string{"peer": "edge-b"}); !ok || v != 1 {
+		t.Errorf("path direct edge-b = %v, %v", v, ok)
+	}
+	if _, ok := m.Sum("egw_path_direct", map[string]string{"peer": `edge "c"`}); !ok {
+		t.Error("escaped label value not parsed")
+	}
+	if !m.Has("egw_empty_total") || !m.Has("go_goroutines") || m.Has("egw_missing") {
+		t.Errorf("families = %v", m.Families)
+	}
+	for _, bad := range []string{"x{a=\"b} 1", "x{a} 1", "x", "x{a=\"b\"}", "x notanumber"} {
+		if _, err := ParseMetrics(strings.NewReader(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+func TestNATSpec(t *testing.T) {
+	s := NATSpec(NATPortPreserving, NATEndpointDependent)
+	kinds := map[string]NATKind{}
+	for _, ss := range s.Sites {
+		kinds[ss.Site] = ss.NAT
+		if ss.NAT != "" && (!ss.Inside.IsValid() || ss.ListenPort != EdgeListenPort || ss.Inside.Overlaps(ss.LAN)) {
+			t.Errorf("%s: inside %v, listen port %d", ss.Site, ss.Inside, ss.ListenPort)
+		}
+	}
+	if kinds["cloud"] != "" || kinds["site-a"] != NATPortPreserving || kinds["site-b"] != NATEndpointDependent {
+		t.Errorf("NAT kinds %v", kinds)
+	}
+	hub := s.Sites[0].Underlay.Addr()
+	pp, err := natRuleset(NATPortPreserving, hub)
+	if err != nil || !strings.Contains(pp, "oifname \"wan0\" masquerade\n") || strings.Contains(pp, "random") {
+		t.Errorf("port-preserving ruleset (%v):\n%s", err, pp)
+	}
+	ed, err := natRuleset(NATEndpointDependent, hub)
+	if err != nil || !strings.Contains(ed, "fully-random") || !strings.Contains(ed, "ip daddr "+hub.String()+" counter name "+CounterToHub) {
+		t.Errorf("endpoint-dependent ruleset (%v):\n%s", err, ed)
+	}
+	for _, r := range []string{pp, ed} {
+		if !strings.Contains(r, `iifname "wan0" ct state new drop`) {
+			t.Errorf("ruleset lets unsolicited packets in:\n%s", r)
+		}
+	}
+	if _, err := natRuleset("full-cone", hub); err == nil {
+		t.Error("unknown NAT kind accepted")
+	}
+}
+
+func TestMergeConfig(t *testing.T) {
+	cfg := map[string]any{"name": "cloud", "paths": map[string]any{"direct": false}, "tun": map[string]any{"mtu": 1420}}
+	mergeConfig(cfg, map[string]any{"paths": map[string]any{"relayRate": 1e6}, "tun": "x", "new": 1})
+	paths := cfg["paths"].(map[string]any)
+	if paths["direct"] != false || paths["relayRate"] != 1e6 || cfg["tun"] != "x" || cfg["new"] != 1 || cfg["name"] != "cloud" {
+		t.Errorf("merged %v", cfg)
+	}
+	mergeConfig(cfg, nil)
+	if len(cfg) != 4 {
+		t.Errorf("merging nothing changed %v", cfg)
+	}
+}

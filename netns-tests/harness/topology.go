@@ -48,6 +48,12 @@ type SiteSpec struct {
 	Hosts      []HostSpec
 	Cloud      bool // true for the cloud site (runs cloudgateway)
 	ListenPort int  // WireGuard UDP port of the gateway (0: any)
+	// NAT, if set, puts a NAT box between the gateway and the underlay (nat.go): the NAT
+	// box holds Underlay, the gateway only Inside.
+	NAT NATKind
+	// Inside is the gateway's address on the link to its NAT box, with the link's length;
+	// the NAT box takes the first address of the prefix. Used only with NAT.
+	Inside netip.Prefix
 }
 
 // Spec is a whole topology.
@@ -87,6 +93,7 @@ type Host struct {
 type Site struct {
 	SiteSpec
 	GWNS  string // full namespace name of the gateway
+	NATNS string // full namespace name of its NAT box ("" without NAT)
 	Hosts map[string]*Host
 }
 
@@ -142,16 +149,22 @@ func Build(l *Lab, spec Spec) (*Topology, error) {
 		if s.GWNS, err = l.AddNS(ss.NS); err != nil {
 			return nil, err
 		}
-		// Underlay leg.
-		upLink := "u-" + ss.Key
-		if err := l.Veth(t.WAN, upLink, s.GWNS, "wan0"); err != nil {
-			return nil, err
-		}
-		if err := l.Enslave(t.WAN, upLink, "br0"); err != nil {
-			return nil, err
-		}
-		if err := l.Addr(s.GWNS, "wan0", ss.Underlay.String()); err != nil {
-			return nil, err
+		// Underlay leg: the gateway's own, or its NAT box's (nat.go).
+		if ss.NAT != "" {
+			if err := t.buildNAT(l, s, spec); err != nil {
+				return nil, err
+			}
+		} else {
+			upLink := "u-" + ss.Key
+			if err := l.Veth(t.WAN, upLink, s.GWNS, "wan0"); err != nil {
+				return nil, err
+			}
+			if err := l.Enslave(t.WAN, upLink, "br0"); err != nil {
+				return nil, err
+			}
+			if err := l.Addr(s.GWNS, "wan0", ss.Underlay.String()); err != nil {
+				return nil, err
+			}
 		}
 		// LAN leg: a bridge with one port per host.
 		if err := l.Bridge(s.GWNS, "lan0", ss.LAN.String()); err != nil {

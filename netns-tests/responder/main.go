@@ -7,7 +7,11 @@
 // HTTP:  GET /        → JSON {"name":NAME,"remote":"ip:port","local":"ip:port"}
 //
 //	GET /bytes?n=N → N bytes (application/octet-stream), for large transfers
-//	POST /upload   → JSON {"received":N}: the request body is read and counted
+//	GET /bytes?n=N&seed=S → N pseudorandom bytes: the ChaCha8 stream (math/rand/v2) whose
+//	                 seed is S (uint64) little-endian in its first 8 bytes, zeros after, so
+//	                 a client can check the content, not only the length
+//	POST /upload   → JSON {"received":N,"sha256":HEX}: the request body is read, counted
+//	                 and hashed
 //
 // TCP:   echoes every byte back until the peer closes.
 // UDP:   echoes each datagram; the datagram "whoami" is answered with the sender's ip:port.
@@ -18,12 +22,15 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -107,6 +114,15 @@ func handler(name string) http.Handler {
 			http.Error(w, "n: want 0.."+strconv.Itoa(maxBytes), http.StatusBadRequest)
 			return
 		}
+		var stream *rand.ChaCha8
+		if s := r.URL.Query().Get("seed"); s != "" {
+			seed, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				http.Error(w, "seed: want a uint64", http.StatusBadRequest)
+				return
+			}
+			stream = SeededStream(seed)
+		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 		buf := make([]byte, 64<<10)
@@ -115,6 +131,9 @@ func handler(name string) http.Handler {
 		}
 		for n > 0 {
 			chunk := min(n, int64(len(buf)))
+			if stream != nil {
+				_, _ = stream.Read(buf[:chunk])
+			}
 			if _, err := w.Write(buf[:chunk]); err != nil {
 				return
 			}
@@ -122,15 +141,17 @@ func handler(name string) http.Handler {
 		}
 	})
 	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
-		n, err := io.Copy(io.Discard, io.LimitReader(r.Body, maxBytes))
+		h := sha256.New()
+		n, err := io.Copy(h, io.LimitReader(r.Body, maxBytes))
 		if err != nil {
 			http.Error(w, "upload: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(struct {
-			Received int64 `json:"received"`
-		}{n})
+			Received int64  `json:"received"`
+			SHA256   string `json:"sha256"`
+		}{n, hex.EncodeToString(h.Sum(nil))})
 	})
 	return mux
 }
@@ -175,4 +196,14 @@ func serveUDP(pc net.PacketConn) {
 			log.Printf("udp write to %s: %v", from, err)
 		}
 	}
+}
+
+// SeededStream is the content of GET /bytes?seed=S: ChaCha8 seeded with S little-endian in
+// the first 8 bytes of its key.
+func SeededStream(seed uint64) *rand.ChaCha8 {
+	var key [32]byte
+	for i := range 8 {
+		key[i] = byte(seed >> (8 * i))
+	}
+	return rand.NewChaCha8(key)
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net"
@@ -39,8 +41,22 @@ func TestHandler(t *testing.T) {
 		{"bytes negative", "GET", "/bytes?n=-1", "", 400, nil},
 		{"bytes junk", "GET", "/bytes?n=x", "", 400, nil},
 		{"bytes too many", "GET", "/bytes?n=99999999999", "", 400, nil},
+		{"bytes seeded", "GET", "/bytes?n=200000&seed=7", "", 200, func(t *testing.T, b []byte) {
+			want := make([]byte, 200000)
+			_, _ = SeededStream(7).Read(want)
+			if !bytes.Equal(b, want) {
+				t.Errorf("seeded stream differs (%d bytes)", len(b))
+			}
+			other := make([]byte, 200000)
+			_, _ = SeededStream(8).Read(other)
+			if bytes.Equal(b, other) {
+				t.Error("seeds 7 and 8 give the same stream")
+			}
+		}},
+		{"bytes bad seed", "GET", "/bytes?n=10&seed=-1", "", 400, nil},
 		{"upload", "POST", "/upload", strings.Repeat("x", 123456), 200, func(t *testing.T, b []byte) {
-			if strings.TrimSpace(string(b)) != `{"received":123456}` {
+			sum := sha256.Sum256([]byte(strings.Repeat("x", 123456)))
+			if strings.TrimSpace(string(b)) != `{"received":123456,"sha256":"`+hex.EncodeToString(sum[:])+`"}` {
 				t.Errorf("upload = %s", b)
 			}
 		}},

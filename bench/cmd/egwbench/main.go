@@ -10,7 +10,7 @@
 // TCP request/response latency p50/p99, the rate of 64-byte UDP datagrams; every figure also
 // as a ratio to the same figure of the plain wireguard-go tunnel measured in the same run),
 // and an edge gateway's RSS with 10,000 leases (leases.go). It prints the hardware, judges
-// the run against issue 7's targets (targets.go), writes one text and one JSON report, and
+// the run against the targets of issues 7 and 10 (targets.go), writes one text and one JSON report, and
 // its last line on stdout is the path of the JSON file.
 package main
 
@@ -440,6 +440,11 @@ func (r *runningPath) measureOnce(ctx context.Context, e *env, o options) {
 	} else {
 		add("udp64_rate", pps)
 		add("udp64_loss", loss*100)
+	}
+	if ep.verify != nil {
+		if err := ep.verify(ctx); err != nil {
+			note("after the round", err)
+		}
 	}
 }
 

@@ -31,7 +31,7 @@ func TestSelectPaths(t *testing.T) {
 		want    []string
 		wantErr string
 	}{
-		{"", []string{"veth", "wireguard-go", "egw-edge-cloud", "egw-edge-hub-edge", "egw-same-site", "egw-edge-cloud-water"}, ""},
+		{"", []string{"veth", "wireguard-go", "egw-edge-cloud", "egw-edge-edge-direct", "egw-edge-hub-edge", "egw-same-site", "egw-edge-cloud-water"}, ""},
 		{"wireguard-go, veth", []string{"wireguard-go", "veth"}, ""},
 		{"veth,nope", nil, `unknown path "nope"`},
 	}

@@ -30,6 +30,9 @@ type endpoints struct {
 	extra    []extraFigure // measured during setup (e.g. a daemon's RSS)
 	// afterStart, if set, runs once the servers answer and may measure more figures.
 	afterStart func(ctx context.Context) ([]extraFigure, error)
+	// verify, if set, runs after every round and fails the path when what was measured is
+	// not what the path claims (e.g. an edge-to-edge pair that left its direct path).
+	verify func(ctx context.Context) error
 }
 
 // extraFigure is a figure a path's setup measured itself.

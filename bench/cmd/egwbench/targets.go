@@ -1,6 +1,6 @@
 package main
 
-// The goals of issue 7 beside what a run measured, and the ratios of the figures that
+// The goals of issues 7 and 10 beside what a run measured, and the ratios of the figures that
 // SetRatios cannot pair by metric name (RSS against the plain wireguard-go daemon; the
 // end-to-end policy change against its 1 s target).
 
@@ -13,6 +13,14 @@ import (
 	"strings"
 
 	"github.com/egw-project/egw/bench"
+)
+
+// Goals of issue 10 (ratios to plain wireguard-go in the same run).
+const (
+	directGoal    = 0.95 // egw-edge-edge-direct TCP 1 and 4 streams
+	relayGoal     = 0.85 // egw-edge-hub-edge (forced relay) TCP 1 and 4 streams
+	relayRRGoal   = 1.3  // egw-edge-hub-edge TCP RR p50, at most
+	edgeCloudGoal = 1.0  // egw-edge-cloud TCP 1 and 4 streams
 )
 
 // Goals of issue 7.
@@ -51,7 +59,7 @@ func setOwnRatios(r *bench.Report) {
 	}
 }
 
-// targets judges the run against issue 7's goals; a goal whose figures are missing is
+// targets judges the run against the goals of issues 7 and 10; a goal whose figures are missing is
 // "not measured".
 func targets(r *bench.Report) []bench.Target {
 	byName := map[string]bench.Figure{}
@@ -67,24 +75,20 @@ func targets(r *bench.Report) []bench.Target {
 	var out []bench.Target
 
 	// (b) throughput.
-	t := bench.Target{Goal: "(b) edge -> cloud service TCP throughput >= 0.9x plain wireguard-go",
-		Figures: "egw-edge-cloud/tcp_1stream, egw-edge-cloud/tcp_4streams", Status: bench.NotMeasured}
-	var parts []string
-	ok, n := true, 0
-	for _, m := range []string{"tcp_1stream", "tcp_4streams"} {
-		f, have := byName["egw-edge-cloud/"+m]
-		ref, haveRef := byName[reference+"/"+m]
-		if !have || !haveRef || f.Ratio == nil {
-			continue
-		}
-		n++
-		ok = ok && *f.Ratio >= throughputGoal
-		parts = append(parts, fmt.Sprintf("%s %.2fx (%.3f vs %.3f Gbit/s)", m, *f.Ratio, f.Value, ref.Value))
-	}
-	if n > 0 {
-		t.Measured, t.Status = strings.Join(parts, "; "), status(ok)
-	}
-	out = append(out, t)
+	atLeast := func(goal float64) func(float64) bool { return func(r float64) bool { return r >= goal } }
+	out = append(out, ratioTarget(byName, "(b) edge -> cloud service TCP throughput >= 0.9x plain wireguard-go",
+		"egw-edge-cloud", []string{"tcp_1stream", "tcp_4streams"}, atLeast(throughputGoal)))
+	// Issue 10: the paths between edges, and edge -> cloud at parity.
+	out = append(out,
+		ratioTarget(byName, "(10) edge -> edge direct TCP throughput >= 0.95x plain wireguard-go",
+			"egw-edge-edge-direct", []string{"tcp_1stream", "tcp_4streams"}, atLeast(directGoal)),
+		ratioTarget(byName, "(10) edge -> hub relay -> edge TCP throughput >= 0.85x plain wireguard-go",
+			"egw-edge-hub-edge", []string{"tcp_1stream", "tcp_4streams"}, atLeast(relayGoal)),
+		ratioTarget(byName, "(10) edge -> hub relay -> edge TCP RR p50 <= 1.3x plain wireguard-go",
+			"egw-edge-hub-edge", []string{"tcp_rr_p50"}, func(r float64) bool { return r <= relayRRGoal }),
+		ratioTarget(byName, "(10) edge -> cloud service TCP throughput >= 1.0x plain wireguard-go",
+			"egw-edge-cloud", []string{"tcp_1stream", "tcp_4streams"}, atLeast(edgeCloudGoal)),
+	)
 
 	// Translate + ACL: ns and allocs per packet.
 	var worst, worstCPU *bench.Figure
@@ -116,7 +120,7 @@ func targets(r *bench.Report) []bench.Target {
 			}
 		}
 	}
-	t = bench.Target{Goal: "translate + ACL <= 150 ns/packet", Figures: "translate+acl */ns_per_packet (every nat and policy benchmark)", Status: bench.NotMeasured}
+	t := bench.Target{Goal: "translate + ACL <= 150 ns/packet", Figures: "translate+acl */ns_per_packet (every nat and policy benchmark)", Status: bench.NotMeasured}
 	if worst != nil {
 		t.Measured = fmt.Sprintf("%d of %d benchmarks <= 150 ns; slowest %.1f ns (%s)", nMet, nNS, worst.Value, worst.Path)
 		if worstCPU != nil {
@@ -138,7 +142,7 @@ func targets(r *bench.Report) []bench.Target {
 	// Policy change at 100 gateways: judged on the slowest of the changes over the real
 	// HTTP sync path, allow and revoke.
 	t = bench.Target{Goal: "policy change enforced at 100 gateways <= 1 s", Figures: "enforce.http.n100.{allow,revoke}_max (cpscale)", Status: bench.NotMeasured}
-	parts = nil
+	var parts []string
 	worstMS := math.Inf(-1)
 	for _, mode := range []string{"http", "watch"} {
 		var ps []string
@@ -179,6 +183,36 @@ func targets(r *bench.Report) []bench.Target {
 	}
 	out = append(out, t)
 	return out
+}
+
+// ratioTarget judges path's figures of metrics by their ratio to the reference: met when
+// ok holds for every one measured, not measured when none is.
+func ratioTarget(byName map[string]bench.Figure, goal, path string, metrics []string, ok func(float64) bool) bench.Target {
+	var names []string
+	for _, m := range metrics {
+		names = append(names, path+"/"+m)
+	}
+	t := bench.Target{Goal: goal, Figures: strings.Join(names, ", "), Status: bench.NotMeasured}
+	var parts []string
+	all, n := true, 0
+	for _, m := range metrics {
+		f, have := byName[path+"/"+m]
+		ref, haveRef := byName[reference+"/"+m]
+		if !have || !haveRef || f.Ratio == nil {
+			continue
+		}
+		n++
+		all = all && ok(*f.Ratio)
+		parts = append(parts, fmt.Sprintf("%s %.2fx (%.3f vs %.3f %s)", m, *f.Ratio, f.Value, ref.Value, f.Unit))
+	}
+	if n > 0 {
+		t.Measured = strings.Join(parts, "; ")
+		t.Status = bench.NotMet
+		if all {
+			t.Status = bench.Met
+		}
+	}
+	return t
 }
 
 func formatCount(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package pathbind
+
+const raceEnabled = false

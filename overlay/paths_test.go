@@ -1,0 +1,108 @@
+package overlay
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/membind"
+)
+
+// pathTrio is a hub and two edges whose path peers are each other: edge traffic goes
+// on the pair's own session, through the hub's ciphertext relay (direct paths off here;
+// overlay/pathbind tests them).
+func pathTrio(t *testing.T) (hub, a, b *node, pa, pb api.Peer) {
+	t.Helper()
+	mn := membind.NewSwitch()
+	hubCfg := func(c *Config) { c.Paths.Hub = true }
+	hub = newNode(t, mn, "127.0.0.1", forward{}, netip.MustParseAddr("100.64.0.1"), hubCfg)
+	a = newNode(t, mn, "127.0.0.2", forward{}, netip.MustParseAddr("100.64.4.1"))
+	b = newNode(t, mn, "127.0.0.3", forward{}, netip.MustParseAddr("100.64.8.1"))
+	ha, hb := a.peer("a", aPrefix), b.peer("b", bPrefix)
+	ha.OverlayIP, hb.OverlayIP = aPrefix.Addr().Next(), bPrefix.Addr().Next()
+	if err := hub.SetPeers([]api.Peer{ha, hb}, 0); err != nil {
+		t.Fatal(err)
+	}
+	hub.SetLinks([]api.Link{{A: ha.OverlayIP, B: hb.OverlayIP}})
+	hp := hub.peer("hub", overlayCIDR)
+	hp.Endpoint, hp.Hub, hp.OverlayIP = hub.addr, true, netip.MustParseAddr("100.64.0.1")
+	pa, pb = ha, hb
+	pa.AllowedIPs, pb.AllowedIPs = []netip.Prefix{aPrefix}, []netip.Prefix{bPrefix}
+	if err := a.SetPeers([]api.Peer{hp, pb}, DefaultKeepalive); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetPeers([]api.Peer{hp, pa}, DefaultKeepalive); err != nil {
+		t.Fatal(err)
+	}
+	return hub, a, b, pa, pb
+}
+
+func TestPathPeersThroughTheRelay(t *testing.T) {
+	hub, a, b, _, pb := pathTrio(t)
+	ca, sb := netip.MustParseAddr("100.64.4.200"), netip.MustParseAddr("100.64.8.10")
+	send(t, a, b, ca, sb, "edge to edge")
+	rs, ok := hub.RelayStats()
+	if !ok || rs.Forwarded == 0 {
+		t.Fatalf("relay stats %+v, %v: want datagrams forwarded", rs, ok)
+	}
+	if n := hub.Wrapper().Stats().FromOverlayPackets; n != 0 {
+		t.Errorf("the hub decrypted %d packets of edge-to-edge traffic", n)
+	}
+	if _, ok := a.RelayStats(); ok {
+		t.Error("an edge has a relay")
+	}
+	paths := a.Paths()
+	if len(paths) != 1 || paths[0].Peer != "b" || paths[0].Mode != "relayed" || paths[0].Endpoint != hub.addr {
+		t.Fatalf("edge a's paths %+v", paths)
+	}
+	// wg show: the path peer's endpoint is the address in use (the hub's).
+	if got := hubPeer(t, a, b.key.PublicKey()); got.Endpoint.String() != hub.addr {
+		t.Errorf("a's peer b: endpoint %v, want %v", got.Endpoint, hub.addr)
+	}
+	if obs := hub.ObservedEndpoints(); obs["a"].String() != a.addr || obs["b"].String() != b.addr {
+		t.Errorf("hub observed %v", obs)
+	}
+
+	// New candidates for b change the bind only: b's session is not touched.
+	before := hubPeer(t, a, b.key.PublicKey())
+	hp := hub.peer("hub", overlayCIDR)
+	hp.Endpoint, hp.Hub, hp.OverlayIP = hub.addr, true, netip.MustParseAddr("100.64.0.1")
+	pb.Candidates = []netip.AddrPort{netip.MustParseAddrPort("192.0.2.7:51820")}
+	if err := a.SetPeers([]api.Peer{hp, pb}, DefaultKeepalive); err != nil {
+		t.Fatal(err)
+	}
+	send(t, a, b, ca, sb, "after new candidates")
+	after := hubPeer(t, a, b.key.PublicKey())
+	if !after.LastHandshake.Equal(before.LastHandshake) {
+		t.Errorf("b's session was reset by a candidate change: %v → %v", before.LastHandshake, after.LastHandshake)
+	}
+
+	// Off the links, the hub forwards nothing between them.
+	hub.SetLinks(nil)
+	p := udp4(ca, sb, "unlinked")
+	a.tun.Outbound <- p
+	select {
+	case got := <-b.tun.Inbound:
+		t.Fatalf("a packet arrived between unlinked edges: %q", payloadOf(got))
+	case <-time.After(300 * time.Millisecond):
+	}
+	if rs, _ := hub.RelayStats(); rs.Drops["unlinked"] == 0 {
+		t.Errorf("relay drops %v: want unlinked counted", rs.Drops)
+	}
+}
+
+func TestPathPeerRejectsBadInput(t *testing.T) {
+	mn := membind.NewSwitch()
+	a := newNode(t, mn, "127.0.0.2", forward{}, netip.MustParseAddr("100.64.4.1"))
+	b := newNode(t, mn, "127.0.0.3", forward{}, netip.MustParseAddr("100.64.8.1"))
+	self := b.peer("self-ip", bPrefix)
+	self.OverlayIP = netip.MustParseAddr("100.64.4.1") // a's own overlay IP
+	if err := a.SetPeers([]api.Peer{self}, 0); err == nil || !strings.Contains(err.Error(), "this gateway's") {
+		t.Fatalf("a path peer with our own overlay IP: %v", err)
+	}
+	if st, _ := a.PeerStats(); len(st) != 0 {
+		t.Fatalf("a refused set changed the device: %+v", st)
+	}
+}
