@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -341,6 +342,21 @@ func (n *Node) otherHubs(s *api.Snapshot, cloudKey string) []api.Peer {
 		out = append(out, p)
 	}
 	return out
+}
+
+// PreferSyncHub makes the hub at sync URL base the one relayed packets go to first: the
+// edge syncs from it, so it answers (any hub relays).
+func (n *Node) PreferSyncHub(base string) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil {
+		return
+	}
+	n.log.Info("syncing from hub", "overlayIP", ip)
+	n.ov.PreferHub(ip)
 }
 
 // SyncHubs returns the sync URLs of every hub the edge knows, in the order it tries them

@@ -50,6 +50,7 @@ func RunEdge(ctx context.Context, cfg *Parsed, reload func() (*Parsed, error), h
 	sc.Report = func() any { return node.Report() }
 	sc.Latency = node.observeSync
 	sc.Hubs = node.SyncHubs
+	sc.OnHub = node.PreferSyncHub
 	revoked := make(chan *RevokedError, 1)
 	sc.Revoked = func(e *RevokedError) { revoked <- e }
 	cur := &edgeKey{key: key}

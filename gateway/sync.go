@@ -57,8 +57,13 @@ type SyncClient struct {
 	// (HeaderRotate, rotate.go), before the answer is handled.
 	Rotate func(nonce string)
 
-	mu  sync.Mutex
-	cur string // the hub synced from ("" until the first poll)
+	// OnHub, if set, is called with a hub's sync URL whenever the client starts syncing
+	// from it: on the first answer of a hub other than the last one named.
+	OnHub func(base string)
+
+	mu       sync.Mutex
+	cur      string // the hub synced from ("" until the first poll)
+	answered string // the hub OnHub last named
 }
 
 // HubOrder returns hubs in the order gateway tries them: rendezvous hashing of the
@@ -190,6 +195,12 @@ func (c *SyncClient) Run(ctx context.Context, since int64) {
 			continue
 		}
 		backoff = c.MinBackoff
+		if base != c.answered {
+			c.answered = base
+			if c.OnHub != nil {
+				c.OnHub(base)
+			}
+		}
 		// The cloud answers when the revision differs from ours in either direction: a
 		// lower one comes from a reset or restored store (Node.Apply checks its StoreID).
 		if snap == nil || snap.Revision == since {
