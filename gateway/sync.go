@@ -62,8 +62,9 @@ type SyncClient struct {
 	OnHub func(base string)
 
 	mu       sync.Mutex
-	cur      string // the hub synced from ("" until the first poll)
-	answered string // the hub OnHub last named
+	cur      string               // the hub synced from ("" until the first poll)
+	failed   map[string]time.Time // hubs that failed lately, when
+	answered string               // the hub OnHub last named
 }
 
 // HubOrder returns hubs in the order gateway tries them: rendezvous hashing of the
@@ -113,28 +114,45 @@ func (c *SyncClient) hubs() []string {
 	return hs
 }
 
-// pick returns the hub to sync from: the current one while the list holds it, else the
-// first of the list.
+// failMemory is how long a hub that failed is passed over while another answers.
+const failMemory = time.Minute
+
+// pick returns the hub to sync from: the first of the list that has not failed within
+// failMemory (so a gateway goes back to its own first choice once that hub is back);
+// when every hub failed lately, the one after the current.
 func (c *SyncClient) pick() string {
 	hs := c.hubs()
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cur == "" || !slices.Contains(hs, c.cur) {
-		c.cur = hs[0]
+	for _, h := range hs {
+		if t, failed := c.failed[h]; !failed || now.Sub(t) > failMemory {
+			c.cur = h
+			return h
+		}
 	}
+	i := slices.Index(hs, c.cur)
+	c.cur = hs[(i+1)%len(hs)]
 	return c.cur
 }
 
-// advance moves from hub failed to the next one of the list and returns it, with whether
-// the list wrapped around (every hub was tried).
-func (c *SyncClient) advance(failed string) (string, bool) {
+// fail records that hub failed and reports whether every hub of the list failed within
+// failMemory.
+func (c *SyncClient) fail(hub string) bool {
 	hs := c.hubs()
-	i := slices.Index(hs, failed)
-	next := hs[(i+1)%len(hs)]
+	now := time.Now()
 	c.mu.Lock()
-	c.cur = next
-	c.mu.Unlock()
-	return next, i < 0 || i+1 >= len(hs)
+	defer c.mu.Unlock()
+	if c.failed == nil {
+		c.failed = map[string]time.Time{}
+	}
+	c.failed[hub] = now
+	for h, t := range c.failed {
+		if now.Sub(t) > failMemory || !slices.Contains(hs, h) {
+			delete(c.failed, h)
+		}
+	}
+	return len(c.failed) >= len(hs)
 }
 
 // NewSyncClient returns a client whose connections originate from local (the overlay IP).
@@ -182,12 +200,11 @@ func (c *SyncClient) Run(ctx context.Context, since int64) {
 				}
 				return
 			}
-			next, wrapped := c.advance(base)
-			if !wrapped {
-				c.Log.Warn("sync: hub not answering; moving to the next", "hub", base, "next", next, "err", err)
+			if !c.fail(base) {
+				c.Log.Warn("sync: hub not answering; moving to the next", "hub", base, "err", err)
 				continue
 			}
-			c.Log.Warn("sync: poll failed", "hub", base, "next", next, "err", err, "retry_in", backoff)
+			c.Log.Warn("sync: poll failed", "hub", base, "err", err, "retry_in", backoff)
 			if !sleep(ctx, backoff) {
 				return
 			}
@@ -195,12 +212,7 @@ func (c *SyncClient) Run(ctx context.Context, since int64) {
 			continue
 		}
 		backoff = c.MinBackoff
-		if base != c.answered {
-			c.answered = base
-			if c.OnHub != nil {
-				c.OnHub(base)
-			}
-		}
+		c.hubAnswered(base)
 		// The cloud answers when the revision differs from ours in either direction: a
 		// lower one comes from a reset or restored store (Node.Apply checks its StoreID).
 		if snap == nil || snap.Revision == since {
@@ -253,6 +265,18 @@ func (c *SyncClient) reportLoop(ctx context.Context, applied <-chan struct{}) {
 	}
 }
 
+// hubAnswered calls OnHub when base is not the hub it last named. Only Run's goroutine
+// calls it.
+func (c *SyncClient) hubAnswered(base string) {
+	if base == c.answered {
+		return
+	}
+	c.answered = base
+	if c.OnHub != nil {
+		c.OnHub(base)
+	}
+}
+
 // errHubSilent says the hub left DeadAfter of pings unanswered.
 var errHubSilent = errors.New("the hub stopped answering")
 
@@ -281,12 +305,14 @@ func (c *SyncClient) pollWatched(ctx context.Context, base string, since int64) 
 	last := time.Now()
 	t := time.NewTicker(hb)
 	defer t.Stop()
+	go c.ping(pctx, base, hb, answered) // at once: a hub moved to is named as soon as it answers
 	for {
 		select {
 		case r := <-done:
 			return r.snap, r.err
 		case <-answered:
 			last = time.Now()
+			c.hubAnswered(base)
 		case now := <-t.C:
 			if now.Sub(last) >= dead {
 				cancel()
