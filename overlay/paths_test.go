@@ -147,6 +147,14 @@ func TestAnyHubRelays(t *testing.T) {
 	if r2.Forwarded == 0 || r1.Forwarded != 0 {
 		t.Fatalf("relayed by hub 1 %d, hub 2 %d: want hub 2 only", r1.Forwarded, r2.Forwarded)
 	}
+	// Hub 1 relays once it has an authenticated session with both (their keepalives).
+	deadline := time.Now().Add(10 * time.Second)
+	for obs := h1.ObservedEndpoints(); obs["a"].String() != a.addr || obs["b"].String() != b.addr; obs = h1.ObservedEndpoints() {
+		if time.Now().After(deadline) {
+			t.Fatalf("hub 1 observed %v", obs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	a.PreferHub(hp1.OverlayIP)
 	b.PreferHub(hp1.OverlayIP)
 	send(t, a, b, ca, sb, "through hub 1")
