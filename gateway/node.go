@@ -326,7 +326,14 @@ func (n *Node) peersFor(s *api.Snapshot) []api.Peer {
 		p.Endpoint = ""
 		out = append(out, p)
 	}
-	return append(out, n.otherHubs(s, cc.PublicKey)...)
+	hubs := n.otherHubs(s, cc.PublicKey)
+	// The edge's overlay IP may sync with every hub, not only the configured one.
+	ips := make([]netip.Addr, len(hubs))
+	for i, h := range hubs {
+		ips[i] = h.OverlayIP
+	}
+	n.engine.SetControlPeers(ips)
+	return append(out, hubs...)
 }
 
 // otherHubs returns the hubs of s other than the configured one (cloud gateway replicas):
