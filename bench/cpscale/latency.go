@@ -444,8 +444,8 @@ func etcdReplicas(ctx context.Context, dir string) (w, r *controlplane.Server, c
 	return srvs[0], srvs[1], closeAll, nil
 }
 
-// applyInPieces applies objs a few at a time, and an exposure to many sites in steps of
-// 40 more sites: each write stays within etcd's 128 operations per transaction (two per
+// applyInPieces applies objs a few at a time, and each exposure alone, to 40 more sites
+// at a time: each write stays within etcd's 128 operations per transaction (two per
 // managed VirtualPresence).
 func applyInPieces(srv *controlplane.Server, objs []api.Object) error {
 	var batch []api.Object
@@ -458,7 +458,7 @@ func applyInPieces(srv *controlplane.Server, objs []api.Object) error {
 		return err
 	}
 	for _, o := range objs {
-		if e, ok := o.(*api.ServiceExpose); ok && len(e.ESites) > 40 {
+		if e, ok := o.(*api.ServiceExpose); ok {
 			if err := flush(); err != nil {
 				return err
 			}

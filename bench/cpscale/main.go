@@ -70,6 +70,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	gwList := fs.String("gateways", "1,10,100", "edge gateway counts of the latency benchmark")
 	modeList := fs.String("modes", modeHTTP+","+modeWatch+","+modeEtcd2, "sync paths of the latency benchmark: http (SyncHandler on 127.0.0.1 + gateway.SyncClient), watch (Server.Watch in-process), etcd2 (two replicas on one etcd: written through one, synced from the other over HTTP; at most 1,000 gateways)")
 	reps := fs.Int("reps", 5, "policy changes per direction (allow, revoke) per gateway count and mode")
+	writesFor := fs.Duration("store-writes", 3*time.Second, "how long to measure writes per second on bbolt, etcd and two etcd replicas (0: skip)")
 	var sp scaleParams
 	fs.IntVar(&sp.Gateways, "scale-gateways", 1000, "edge gateways of the cloud-scale benchmark (0: skip it)")
 	fs.IntVar(&sp.Services, "scale-services", 10, "exposed services per gateway")
@@ -154,6 +155,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 
 	pprof.StopCPUProfile() // no-op without -cpuprofile
+	if *writesFor > 0 {
+		progress("cpscale: store writes per second, bbolt and etcd, %v each", *writesFor)
+		recs, err := storeWrites(ctx, dir, *writesFor)
+		if err != nil {
+			return fmt.Errorf("store writes: %w", err)
+		}
+		rep.Records = append(rep.Records, recs...)
+	}
 	if sp.Gateways > 0 {
 		progress("cpscale: cloud scale, %d gateways × %d services (child process)", sp.Gateways, sp.Services)
 		out, err := runScaleChild(ctx, dir, sp, stderr)
