@@ -79,6 +79,19 @@ type storeFeed struct {
 
 	applied atomic.Int64 // batches applied to the model
 	reloads atomic.Int64 // whole reloads because the feed could not say what changed
+
+	// other takes the changes of otherBucket, a bucket the model does not hold (reports
+	// shared between replicas), instead of the queue.
+	otherBucket string
+	other       atomic.Pointer[func([]FeedChange)]
+}
+
+// setOther hands the changes of bucket to fn from now on (fn must return quickly).
+func (f *storeFeed) setOther(bucket string, fn func([]FeedChange)) {
+	f.mu.Lock()
+	f.otherBucket = bucket
+	f.mu.Unlock()
+	f.other.Store(&fn)
 }
 
 // startFeed subscribes the Store to its backend's feed, if it has one.
@@ -111,6 +124,24 @@ func (s *Store) FeedStats() (applied, reloads int64) {
 
 func (f *storeFeed) add(b FeedBatch) {
 	f.mu.Lock()
+	if fn := f.other.Load(); fn != nil {
+		var mine, rest []FeedChange
+		for _, c := range b.Changes {
+			if c.Bucket == f.otherBucket {
+				mine = append(mine, c)
+			} else {
+				rest = append(rest, c)
+			}
+		}
+		if len(mine) > 0 {
+			(*fn)(mine)
+			b.Changes = rest
+		}
+	}
+	if len(b.Changes) == 0 {
+		f.mu.Unlock()
+		return
+	}
 	if !f.lost {
 		f.queue = append(f.queue, b)
 		f.queued += len(b.Changes)

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/egw-project/egw/api"
 )
@@ -108,5 +109,53 @@ func TestHubSlotsRunOut(t *testing.T) {
 	}
 	if _, err := srv.RegisterHub("one-too-many", "", ""); codeOf(err) != CodeExhausted {
 		t.Fatalf("hub %d: %v", MaxHubs+1, err)
+	}
+}
+
+// TestReportsSharedBetweenReplicas: a report received by one replica is shown by the
+// other's status; an unchanged report is not stored again.
+func TestReportsSharedBetweenReplicas(t *testing.T) {
+	url := testEtcdURL(t)
+	p := testPrefix(t)
+	cfg := testConfig()
+	var srvs [2]*Server
+	for i := range srvs {
+		srv, err := NewServer(openEtcdStore(t, url, p, cfg), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Follow(t.Context())
+		srvs[i] = srv
+	}
+	rev := mustApply(t, srvs[0], twoSites)
+	srvs[0].Report("gw-a", api.Report{AppliedRevision: rev})
+	if err := srvs[0].flushReports(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		st, err := srvs[1].Status()
+		if err != nil {
+			return false
+		}
+		for _, g := range st.Gateways {
+			if g.Name == "gw-a" {
+				return g.AppliedRevision == rev && !g.LastReport.IsZero()
+			}
+		}
+		return false
+	})
+	// The same report again: nothing to store.
+	b := srvs[0].Store().Backend().(*EtcdBackend)
+	before, err := b.Client().Get(t.Context(), b.Prefix()+bucketReports+"/gw-a")
+	if err != nil || len(before.Kvs) != 1 {
+		t.Fatalf("stored report: %v %v", before, err)
+	}
+	srvs[0].Report("gw-a", api.Report{AppliedRevision: rev})
+	if err := srvs[0].flushReports(); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := b.Client().Get(t.Context(), b.Prefix()+bucketReports+"/gw-a")
+	if after.Kvs[0].ModRevision != before.Kvs[0].ModRevision {
+		t.Fatal("an unchanged report was stored again")
 	}
 }

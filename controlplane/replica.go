@@ -27,6 +27,7 @@ func (s *Server) Follow(ctx context.Context) {
 		}
 	})
 	kick <- struct{}{} // a write between NewServer and Watch would otherwise wait for the next one
+	s.shareReports(ctx)
 	go func() {
 		for {
 			select {
