@@ -159,3 +159,25 @@ func TestReportsSharedBetweenReplicas(t *testing.T) {
 		t.Fatal("an unchanged report was stored again")
 	}
 }
+
+// TestEdgeConfigListsHubs: an edge's printed configuration carries every hub but the site
+// gateway's as its bootstrap list (cloud.hubs).
+func TestEdgeConfigListsHubs(t *testing.T) {
+	srv := newServer(t, t.TempDir(), testConfig(), Options{})
+	mustApply(t, srv, twoSites)
+	h2, err := srv.RegisterHub("cloud-gw-2", "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA=", "203.0.113.2:51820")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.RegisterHub("cloud-gw", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "203.0.113.1:51820"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := srv.EdgeConfig("gw-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := api.NodeHubConfig{Name: "cloud-gw-2", Endpoint: "203.0.113.2:51820", PublicKey: h2.PublicKey, OverlayIP: h2.OverlayIP.String()}
+	if len(c.Cloud.Hubs) != 1 || c.Cloud.Hubs[0] != want {
+		t.Fatalf("cloud.hubs %+v", c.Cloud.Hubs)
+	}
+}

@@ -341,10 +341,14 @@ func (n *Node) peersFor(s *api.Snapshot) []api.Peer {
 // any of them (SyncClient.Hubs).
 func (n *Node) otherHubs(s *api.Snapshot, cloudKey string) []api.Peer {
 	var out []api.Peer
-	for _, p := range s.Peers {
-		if !p.Hub || p.PublicKey == "" || p.PublicKey == cloudKey || !p.OverlayIP.IsValid() || p.OverlayIP == n.cfg.CloudOverlay {
+	seen := map[string]bool{}
+	// The snapshot's hubs, then the bootstrap list's (cloud.hubs) that it does not list.
+	for _, p := range append(slices.Clone(s.Peers), n.cfg.Hubs...) {
+		if !p.Hub || p.PublicKey == "" || p.PublicKey == cloudKey || !p.OverlayIP.IsValid() || p.OverlayIP == n.cfg.CloudOverlay ||
+			seen[p.PublicKey] || seen[p.OverlayIP.String()] {
 			continue
 		}
+		seen[p.PublicKey], seen[p.OverlayIP.String()] = true, true
 		p.AllowedIPs = []netip.Prefix{netip.PrefixFrom(p.OverlayIP, 32)}
 		out = append(out, p)
 	}

@@ -164,3 +164,36 @@ func TestEdgeSessionsToEveryHub(t *testing.T) {
 		t.Fatalf("WireGuard peers %d, %v", len(stats), err)
 	}
 }
+
+// TestBootstrapHubs: the hubs of cloud.hubs are peers and sync targets before any snapshot
+// lists them; a bad entry is refused naming it.
+func TestBootstrapHubs(t *testing.T) {
+	c := validEdgeConfig(t.TempDir())
+	c.Cloud.PublicKey = mustKey(t).PublicKey().String()
+	other := mustKey(t).PublicKey().String()
+	c.Cloud.Hubs = []CloudHubConfig{{Name: "cloud-gw-2", Endpoint: "10.99.0.3:51820", PublicKey: other, OverlayIP: "100.64.1.255"}}
+	p, err := Parse(c, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := membind.NewSwitch()
+	n, err := NewNode(p, NodeOptions{Key: mustKey(t), TUN: tuntest.NewChannelTUN().TUN(), Bind: sw.Bind(netip.MustParseAddr("10.99.0.2"))},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Apply(n.Bootstrap()); err != nil {
+		t.Fatal(err)
+	}
+	if hubs := n.SyncHubs(); len(hubs) != 2 || !slices.Contains(hubs, "http://100.64.1.255:7443") {
+		t.Fatalf("sync hubs %v", hubs)
+	}
+	if peers := n.peersFor(n.Applied()); len(peers) != 2 || peers[1].PublicKey != other {
+		t.Fatalf("peers %+v", peers)
+	}
+	c.Cloud.Hubs[0].OverlayIP = "10.0.0.1"
+	if _, err := Parse(c, true); err == nil || !strings.Contains(err.Error(), "cloud.hubs[0].overlayIP") {
+		t.Fatalf("a hub outside the overlay: %v", err)
+	}
+}
