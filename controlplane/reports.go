@@ -76,6 +76,9 @@ func (s *Server) shareReports(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				if !s.StoreHealth().Up {
+					continue // kept dirty: stored once etcd is back
+				}
 				if err := s.flushReports(); err != nil {
 					s.log.Warn("storing gateway reports for the other replicas", "err", err)
 				}
