@@ -26,7 +26,7 @@ type Snapshot struct {
 
 	Gateway string `json:"gateway"` // this gateway's EGateway name
 	Site    string `json:"site"`    // this gateway's ESite name
-	// Hub is true for the cloud gateway, which relays between edges.
+	// Hub is true for the cloud gateway, which relays ciphertext between linked edges.
 	Hub bool `json:"hub,omitempty"`
 
 	OverlayCIDR    netip.Prefix `json:"overlayCIDR"`    // the whole overlay, e.g. 100.64.0.0/10
@@ -50,11 +50,6 @@ type Snapshot struct {
 
 	// Hosted are the services at this gateway's site that are exposed to some site.
 	Hosted []Hosted `json:"hosted,omitempty"`
-
-	// Relay is filled only for the hub: for every exposed service, the overlay prefixes
-	// allowed to send to it. The hub forwards a packet between two other gateways only if
-	// a rule allows it (second enforcement point).
-	Relay []RelayRule `json:"relay,omitempty"`
 
 	// Links is filled only for a hub: every pair of gateways the configuration links (a
 	// service at one's site exposed to the other's site, whatever the policies say), by
@@ -155,14 +150,5 @@ type Hosted struct {
 	// AllowedSites are the sites whose clients may reach the service through the overlay,
 	// AllowedPrefixes the overlay prefixes of those sites' gateways.
 	AllowedSites    []string       `json:"allowedSites,omitempty"`
-	AllowedPrefixes []netip.Prefix `json:"allowedPrefixes,omitempty"`
-}
-
-// RelayRule lets the hub forward packets from AllowedPrefixes to ServiceOverlay (and the
-// replies back).
-type RelayRule struct {
-	ServiceOverlay  netip.Addr     `json:"serviceOverlay"`
-	Protocol        string         `json:"protocol"`
-	Port            uint16         `json:"port"`
 	AllowedPrefixes []netip.Prefix `json:"allowedPrefixes,omitempty"`
 }

@@ -63,9 +63,9 @@ type compiler struct {
 	// managedVIP, if set, gives the VIP of the managed VirtualPresence of an (expose,
 	// site) pair, besides those in the index (the store keeps most of them compactly).
 	managedVIP func(expose, site string) (netip.Addr, bool)
-	// focus, if set, is the one site whose gateways' snapshots, relay rules and links are
-	// wanted: exposures are then looked at only for that site as a consumer and for the
-	// services at that site (the rest of a neighbourhood index is incomplete anyway).
+	// focus, if set, is the one site whose gateways' snapshots and links are wanted:
+	// exposures are then looked at only for that site as a consumer and for the services
+	// at that site (the rest of a neighbourhood index is incomplete anyway).
 	focus string
 }
 
@@ -258,19 +258,6 @@ func newLink(a, b netip.Addr) api.Link {
 	return api.Link{A: a, B: b}
 }
 
-// relayOf returns the hub's relay rules for the services hosted at site.
-func (c *compiler) relayOf(site string) []api.RelayRule {
-	var out []api.RelayRule
-	for _, h := range c.hosted[site] {
-		if len(h.AllowedPrefixes) == 0 {
-			continue
-		}
-		out = append(out, api.RelayRule{ServiceOverlay: h.ServiceOverlay, Protocol: h.Protocol,
-			Port: h.Port, AllowedPrefixes: h.AllowedPrefixes})
-	}
-	return out
-}
-
 // edgePeer is the peer entry of linked gateway n in the snapshot of another gateway.
 func (c *compiler) edgePeer(n string, allowed []netip.Prefix) (api.Peer, bool) {
 	o, ok := c.ix.gateways[n]
@@ -417,9 +404,6 @@ func (c *compiler) gateway(g *api.EGateway) *api.Snapshot {
 	}
 	if s.Hub {
 		s.Links = c.links()
-		for _, site := range sortedKeys(c.hosted) {
-			s.Relay = append(s.Relay, c.relayOf(site)...)
-		}
 	}
 	return s
 }

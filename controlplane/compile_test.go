@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"encoding/json"
-	"github.com/egw-project/egw/policy"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -107,16 +106,14 @@ func TestCompileACL(t *testing.T) {
 			if !reflect.DeepEqual(h.AllowedPrefixes, wantPrefixes) {
 				t.Fatalf("hosted prefixes %v, want %v", h.AllowedPrefixes, wantPrefixes)
 			}
+			// The hub decides no flows: its pair filter follows the exposure (site-b's
+			// service exposed to site-a), whatever the policies say.
 			hub := snaps["cloud-gw"]
-			var relay []api.RelayRule
-			if len(wantPrefixes) > 0 {
-				relay = []api.RelayRule{{ServiceOverlay: addr("100.64.8.2"), Protocol: "TCP", Port: 8080, AllowedPrefixes: wantPrefixes}}
+			if want := []api.Link{{A: addr("100.64.4.1"), B: addr("100.64.8.1")}}; !reflect.DeepEqual(hub.Links, want) {
+				t.Fatalf("hub links %+v, want %+v", hub.Links, want)
 			}
-			if !reflect.DeepEqual(hub.Relay, relay) {
-				t.Fatalf("hub relay %+v, want %+v", hub.Relay, relay)
-			}
-			if len(a.Relay) != 0 || len(b.Relay) != 0 {
-				t.Fatal("an edge got relay rules")
+			if len(a.Links) != 0 || len(b.Links) != 0 {
+				t.Fatal("an edge got links")
 			}
 		})
 	}
@@ -200,7 +197,7 @@ func TestCompileFailsClosed(t *testing.T) {
 			}
 		}},
 		{"home site missing", "ESite/site-b", func(t *testing.T, snaps map[string]*api.Snapshot) {
-			if len(snaps["gw-a"].VIPs) != 0 || len(snaps["cloud-gw"].Relay) != 0 {
+			if len(snaps["gw-a"].VIPs) != 0 || len(snaps["cloud-gw"].Links) != 0 {
 				t.Fatal("a service of a missing site is reachable")
 			}
 		}},
@@ -296,31 +293,6 @@ func TestCompileGatewaysList(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestRelayOnlyClientHalves: the hub relays requests from, and replies to, only the client
-// half of an allowed gateway's prefix — never a gateway's own overlay address.
-func TestRelayOnlyClientHalves(t *testing.T) {
-	objs := decode(t, world+`{"kind":"EPolicy","metadata":{"name":"p"},"allowedSites":["site-a"]}`+"\n"+expose(`["p"]`))
-	snaps := Compile(objs, worldIPAM, testConfig())
-	pc, err := policy.Compile(snaps["cloud-gw"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ovS, client, gwA := policy.U32(addr("100.64.8.2")), policy.U32(addr("100.64.6.7")), policy.U32(addr("100.64.4.1"))
-	const tcp = 6
-	if v := pc.CheckRelay(client, ovS, tcp, 40000, 8080, false, false); v != policy.Allow {
-		t.Errorf("client request: %v", v)
-	}
-	if v := pc.CheckRelay(ovS, client, tcp, 8080, 40000, false, false); v != policy.Allow {
-		t.Errorf("service reply to the client: %v", v)
-	}
-	if v := pc.CheckRelay(ovS, gwA, tcp, 8080, 22, false, false); v == policy.Allow {
-		t.Error("a service's 'reply' to gateway A's own overlay address was relayed")
-	}
-	if v := pc.CheckRelay(gwA, ovS, tcp, 22, 8080, false, false); v == policy.Allow {
-		t.Error("a request from gateway A's own overlay address was relayed")
 	}
 }
 

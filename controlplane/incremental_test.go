@@ -180,7 +180,7 @@ func TestIncrementalMatchesFull(t *testing.T) {
 				t.Fatal(err)
 			}
 			w := randomWorld{rand.New(rand.NewPCG(seed, 7))}
-			rejected, maxLinks, maxRelay, maxPeers := 0, 0, 0, 0
+			rejected, maxLinks, maxPeers := 0, 0, 0
 			steps := 300
 			if testing.Short() {
 				steps = 50
@@ -235,7 +235,6 @@ func TestIncrementalMatchesFull(t *testing.T) {
 				checkAgainstFull(t, srv, step)
 				if hub, ok := srv.Snapshot("cloud-gw"); ok {
 					maxLinks = max(maxLinks, len(hub.Links))
-					maxRelay = max(maxRelay, len(hub.Relay))
 					maxPeers = max(maxPeers, len(hub.Peers))
 				}
 			}
@@ -245,8 +244,8 @@ func TestIncrementalMatchesFull(t *testing.T) {
 			if hub != nil {
 				links = len(hub.Links)
 			}
-			t.Logf("%d of %d writes refused; %d objects, %d gateway prefixes, %d ov(S), %d links at the end; at most %d links, %d relay rules, %d hub peers",
-				rejected, steps, len(st.Objects), len(st.IPAM.Gateways), len(st.IPAM.Services), links, maxLinks, maxRelay, maxPeers)
+			t.Logf("%d of %d writes refused; %d objects, %d gateway prefixes, %d ov(S), %d links at the end; at most %d links, %d hub peers",
+				rejected, steps, len(st.Objects), len(st.IPAM.Gateways), len(st.IPAM.Services), links, maxLinks, maxPeers)
 			// The store read back from its file is the same state, and a new server over it
 			// (a full compile) agrees.
 			want, _ := srv.Store().Load()
@@ -346,7 +345,7 @@ func TestPolicyChangeCompilesOnlyAffected(t *testing.T) {
 	if w := srv.Work(); w.LastSnapshotsCompiled != 3 {
 		t.Fatalf("compiled %d", w.LastSnapshotsCompiled)
 	}
-	// An exposure change also moves the hub (relay rules, links): the hub is reassembled.
+	// An exposure change also moves the hub (its links): the hub is reassembled.
 	mustApply(t, srv, `{"kind":"ServiceExpose","metadata":{"name":"vs3-0"},"eServiceName":"vs3-0","eSites":["s4","s5","s7"],"ePolicys":["ps3"]}`)
 	if w := srv.Work(); w.LastSnapshotsCompiled != 5 {
 		t.Fatalf("an exposure change to one more site compiled %d snapshots, want 5 (gs3, gs4, gs5, gs7, hub)", w.LastSnapshotsCompiled)

@@ -25,11 +25,11 @@ import (
 // exposures naming a policy, the server's own site and the home sites of the exposures
 // whose policies name it, and so on. Only the gateways of those sites are recompiled.
 //
-// The hub's snapshot lists every gateway, every relay rule and every link, so it is
-// assembled from parts kept between refreshes: the hub's own site compiled like any
-// other, the gateway list (rebuilt when a gateway or prefix changes), the relay rules and
-// the links of each home site (replaced when that site is recompiled). It is assembled and
-// hashed again only when one of its parts changed.
+// The hub's snapshot lists every gateway and every link, so it is assembled from parts
+// kept between refreshes: the hub's own site compiled like any other, the gateway list
+// (rebuilt when a gateway or prefix changes) and the links of each home site (replaced
+// when that site is recompiled). It is assembled and hashed again only when one of its
+// parts changed.
 
 // workCounters count what the refreshes did (Server.Work).
 type workCounters struct {
@@ -63,40 +63,20 @@ func (s *Server) Work() WorkStats {
 // hubParts are what the hub's snapshot is assembled from.
 type hubParts struct {
 	// own is the hub's snapshot as a compile of its site's neighbourhood gives it; its
-	// Gateways, Peers, Relay and Links are replaced by the parts below.
+	// Gateways, Peers and Links are replaced by the parts below.
 	own *api.Snapshot
 	// gateways and peers list every gateway with a prefix (the hub not among peers).
 	gateways []api.GatewayRef
 	peers    []api.Peer
-	// relay holds each home site's relay rules (sites without any left out); links the
-	// links each home site owns, counted in linkCount; linkList is their sorted union,
-	// nil when it must be rebuilt.
-	relay     map[string][]api.RelayRule
+	// links holds the links each home site owns, counted in linkCount; linkList is their
+	// sorted union, nil when it must be rebuilt.
 	links     map[string][]api.Link
 	linkCount map[api.Link]int
 	linkList  []api.Link
 }
 
 func newHubParts() *hubParts {
-	return &hubParts{relay: map[string][]api.RelayRule{}, links: map[string][]api.Link{}, linkCount: map[api.Link]int{}}
-}
-
-// setRelay replaces the relay rules of site and reports whether they changed.
-func (h *hubParts) setRelay(site string, rules []api.RelayRule) bool {
-	if slices.EqualFunc(h.relay[site], rules, equalRule) {
-		return false
-	}
-	if len(rules) == 0 {
-		delete(h.relay, site)
-	} else {
-		h.relay[site] = rules
-	}
-	return true
-}
-
-func equalRule(a, b api.RelayRule) bool {
-	return a.ServiceOverlay == b.ServiceOverlay && a.Protocol == b.Protocol && a.Port == b.Port &&
-		slices.Equal(a.AllowedPrefixes, b.AllowedPrefixes)
+	return &hubParts{links: map[string][]api.Link{}, linkCount: map[api.Link]int{}}
 }
 
 // setLinks replaces the links site owns and reports whether the union changed.
@@ -149,10 +129,6 @@ func (h *hubParts) setGateways(m *model) {
 func (h *hubParts) assemble() *api.Snapshot {
 	s := *h.own
 	s.Gateways, s.Peers = h.gateways, h.peers
-	s.Relay = nil
-	for _, site := range sortedKeys(h.relay) {
-		s.Relay = append(s.Relay, h.relay[site]...)
-	}
 	if h.linkList == nil && len(h.linkCount) > 0 {
 		h.linkList = make([]api.Link, 0, len(h.linkCount))
 		for l := range h.linkCount {
@@ -356,9 +332,6 @@ func (s *Server) compileAll(m *model) map[string]*api.Snapshot {
 			hub.own = snap
 		}
 	}
-	for site := range c.hosted {
-		hub.setRelay(site, c.relayOf(site))
-	}
 	for home := range c.homeLinks {
 		if g, ok := m.gateways[home]; ok {
 			hub.setLinks(g.ESiteName, c.linksOf(home))
@@ -396,9 +369,6 @@ func (s *Server) compileChanged(m *model, changes []*change, most int) (map[stri
 				continue
 			}
 			out[gw] = snap
-		}
-		if s.hub.setRelay(site, c.relayOf(site)) {
-			hubDirty = true
 		}
 		var links []api.Link
 		if g, ok := m.siteGateway(site); ok {

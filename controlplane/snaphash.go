@@ -91,14 +91,6 @@ func (h *snapHasher) sum(s *api.Snapshot) [sha256.Size]byte {
 		}
 		h.prefixes(x.AllowedPrefixes)
 	}
-	h.len(len(s.Relay))
-	for i := range s.Relay {
-		r := &s.Relay[i]
-		h.addr(r.ServiceOverlay)
-		h.str(r.Protocol)
-		h.u16(r.Port)
-		h.prefixes(r.AllowedPrefixes)
-	}
 	h.len(len(s.Links))
 	for _, l := range s.Links {
 		h.addr(l.A)

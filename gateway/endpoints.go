@@ -24,16 +24,22 @@ func endpointsPath(stateDir string) string { return filepath.Join(stateDir, "pee
 
 // loadEndpoints returns the cached public key → "ip:port" map (empty when there is none).
 func loadEndpoints(stateDir string) (map[string]string, error) {
-	b, err := os.ReadFile(endpointsPath(stateDir))
+	return loadCache[string, string](endpointsPath(stateDir))
+}
+
+// loadCache reads the JSON map in the file at path: empty when there is none, empty with
+// an error naming the file when it cannot be read or parsed.
+func loadCache[K comparable, V any](path string) (map[K]V, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]string{}, nil
+		return map[K]V{}, nil
 	}
 	if err != nil {
-		return map[string]string{}, err
+		return map[K]V{}, err
 	}
-	m := map[string]string{}
+	m := map[K]V{}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return map[string]string{}, err
+		return map[K]V{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, nil
 }
@@ -68,17 +74,7 @@ func (n *Node) saveEndpointsLoop(interval time.Duration) {
 		}
 		last = cur
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			save()
-			return
-		case <-t.C:
-			save()
-		}
-	}
+	n.every(interval, save)
 }
 
 // An edge keeps the direct endpoints it proved (path-endpoints.json, overlay IP →
@@ -91,18 +87,7 @@ func pathEndpointsPath(stateDir string) string {
 
 // loadPathEndpoints returns the cached direct endpoints (empty when there are none).
 func loadPathEndpoints(stateDir string) (map[netip.Addr]netip.AddrPort, error) {
-	out := map[netip.Addr]netip.AddrPort{}
-	b, err := os.ReadFile(pathEndpointsPath(stateDir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return out, nil
-	}
-	if err != nil {
-		return out, err
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return map[netip.Addr]netip.AddrPort{}, fmt.Errorf("%s: %w", pathEndpointsPath(stateDir), err)
-	}
-	return out, nil
+	return loadCache[netip.Addr, netip.AddrPort](pathEndpointsPath(stateDir))
 }
 
 // savePathEndpointsLoop adds newly proven direct endpoints to the cache file every
@@ -110,9 +95,6 @@ func loadPathEndpoints(stateDir string) (map[netip.Addr]netip.AddrPort, error) {
 // the best guess for the next start.
 func (n *Node) savePathEndpointsLoop(interval time.Duration) {
 	known := maps.Clone(n.pathEndpoints)
-	if known == nil {
-		known = map[netip.Addr]netip.AddrPort{}
-	}
 	save := func() {
 		cur := n.ov.DirectEndpoints()
 		changed := false
@@ -130,15 +112,20 @@ func (n *Node) savePathEndpointsLoop(interval time.Duration) {
 			n.log.Warn("path endpoints not saved", "err", err)
 		}
 	}
+	n.every(interval, save)
+}
+
+// every calls f every interval until stop, and once more at stop.
+func (n *Node) every(interval time.Duration, f func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.stop:
-			save()
+			f()
 			return
 		case <-t.C:
-			save()
+			f()
 		}
 	}
 }

@@ -66,7 +66,7 @@ type Node struct {
 	seeded        bool
 	// pathEndpoints are an edge's last proven direct endpoints, by peer overlay IP (from
 	// the previous run, then saved as they change): tried first, so direct paths come
-	// back after a restart with every hub gone.
+	// back after a restart with every hub gone. Nil on the hub and without a cache.
 	pathEndpoints map[netip.Addr]netip.AddrPort
 
 	syncLatency atomic.Int64 // last sync latency, ns
@@ -188,7 +188,7 @@ func (n *Node) Start() error {
 			n.saveEndpointsLoop(15 * time.Second)
 		}()
 	}
-	if !n.opts.Hub && !n.opts.NoCache {
+	if n.pathEndpoints != nil {
 		n.loops.Add(1)
 		go func() {
 			defer n.loops.Done()

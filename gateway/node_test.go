@@ -23,9 +23,17 @@ func testNode(t *testing.T) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw := membind.NewSwitch()
-	n, err := NewNode(p, NodeOptions{Key: mustKey(t), TUN: tuntest.NewChannelTUN().TUN(), Bind: sw.Bind(netip.MustParseAddr("10.99.0.2"))},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return newTestNode(t, p, NodeOptions{})
+}
+
+// newTestNode is a Node of p on a channel TUN and a membind bind, with a new key and opts'
+// other settings; it is closed when the test ends.
+func newTestNode(t *testing.T, p *Parsed, opts NodeOptions) *Node {
+	t.Helper()
+	opts.Key = mustKey(t)
+	opts.TUN = tuntest.NewChannelTUN().TUN()
+	opts.Bind = membind.NewSwitch().Bind(netip.MustParseAddr("10.99.0.2"))
+	n, err := NewNode(p, opts, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,13 +108,7 @@ func TestApplyAllOrNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw := membind.NewSwitch()
-	n, err := NewNode(p, NodeOptions{Hub: true, NoCache: true, Key: mustKey(t), TUN: tuntest.NewChannelTUN().TUN(),
-		Bind: sw.Bind(netip.MustParseAddr("10.99.0.2"))}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := newTestNode(t, p, NodeOptions{Hub: true, NoCache: true})
 	peer := func(name string) api.Peer {
 		return api.Peer{Name: name, PublicKey: mustKey(t).PublicKey().String(),
 			AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.64.8.0/22")}}

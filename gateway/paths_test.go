@@ -2,17 +2,12 @@ package gateway
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
 	"testing"
 
-	"golang.zx2c4.com/wireguard/tun/tuntest"
-
 	"github.com/egw-project/egw/api"
-	"github.com/egw-project/egw/internal/membind"
 )
 
 // An edge's peers: the hub from its config (a hub peer, never a path peer), and every
@@ -34,12 +29,7 @@ func TestEdgePeersFromSnapshotAndPathCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := NewNode(p, NodeOptions{Key: mustKey(t), TUN: tuntest.NewChannelTUN().TUN(), Bind: membind.NewSwitch().Bind(netip.MustParseAddr("10.99.0.2"))},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
+	n := newTestNode(t, p, NodeOptions{})
 
 	s := n.Bootstrap()
 	s.Revision = 5

@@ -14,12 +14,13 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/secret"
 )
 
 // HeaderRevoked is the header of a 403 sync answer to a revoked gateway; its value is when
-// the gateway was revoked (controlplane.HeaderRevoked).
-const HeaderRevoked = "Egw-Revoked"
+// the gateway was revoked.
+const HeaderRevoked = api.HeaderRevoked
 
 // ExitRevoked is the exit status of a daemon stopped because its key was revoked (the
 // systemd unit does not restart it: RestartPreventExitStatus).

@@ -11,12 +11,12 @@ import (
 )
 
 func TestSyncStopsWhenRevoked(t *testing.T) {
-	polls := 0
+	var polls atomic.Int32
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/sync" {
 			return
 		}
-		polls++
+		polls.Add(1)
 		w.Header().Set(HeaderRevoked, "2026-12-06T08:00:00Z")
 		w.WriteHeader(http.StatusForbidden)
 		w.Write([]byte(`{"error":"gateway gw-a was revoked at 2026-12-06T08:00:00Z; it needs a new join token"}`))
@@ -32,8 +32,8 @@ func TestSyncStopsWhenRevoked(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run kept polling after a revocation")
 	}
-	if got == nil || got.At != "2026-12-06T08:00:00Z" || polls != 1 {
-		t.Fatalf("revoked %+v after %d polls", got, polls)
+	if got == nil || got.At != "2026-12-06T08:00:00Z" || polls.Load() != 1 {
+		t.Fatalf("revoked %+v after %d polls", got, polls.Load())
 	}
 	// Recorded, a restart with the same key stops at once; another key starts.
 	dir := t.TempDir()
@@ -52,11 +52,9 @@ func TestSyncStopsWhenRevoked(t *testing.T) {
 }
 
 func TestSyncOther403KeepsTrying(t *testing.T) {
-	var polls atomic.Int64 // the client pings the hub while it polls: handlers run at once
+	var polls atomic.Int32
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v1/sync" {
-			polls.Add(1)
-		}
+		polls.Add(1)
 		w.WriteHeader(http.StatusForbidden)
 	}))
 	defer ts.Close()

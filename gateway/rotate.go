@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/egw-project/egw/api"
 )
 
-// HeaderRotate on a sync answer asks the gateway to rotate its key
-// (controlplane.HeaderRotate); its value is a nonce to send back.
-const HeaderRotate = "Egw-Rotate-Key"
+// HeaderRotate on a sync answer asks the gateway to rotate its key; its value is a nonce to
+// send back.
+const HeaderRotate = api.HeaderRotate
 
 // edgeKey is the edge's current key, changed by a rotation.
 type edgeKey struct {
@@ -50,7 +52,7 @@ func (k *edgeKey) rotate(ctx context.Context, c *SyncClient, n *Node, keyFile, n
 	if err != nil {
 		return fmt.Errorf("key rotation: making the new key: %w", err)
 	}
-	body, _ := json.Marshal(map[string]string{"publicKey": nk.PublicKey().String(), "nonce": nonce})
+	body, _ := json.Marshal(api.RotateRequest{PublicKey: nk.PublicKey().String(), Nonce: nonce})
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.Current()+"/v1/rotate", bytes.NewReader(body))
@@ -69,9 +71,7 @@ func (k *edgeKey) rotate(ctx context.Context, c *SyncClient, n *Node, keyFile, n
 	}
 	// The switch delay counts from the answer, not from the end of the response (the cloud
 	// replaces the key after answering).
-	var ans struct {
-		SwitchAfter string `json:"switchAfter"`
-	}
+	var ans api.RotateAnswer
 	err = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&ans)
 	resp.Body.Close()
 	wait := 400 * time.Millisecond

@@ -59,13 +59,8 @@ func sharedWorld(t testing.TB, mod ...func(*Config)) *world {
 		{Service: "nginx", ServiceOverlay: ovShNginx, ServiceIP: nginxIP, Protocol: "TCP", Port: 8080,
 			AllowedSites: []string{"site-a"}, AllowedPrefixes: siteA},
 	}
-	h := snapHub()
-	h.Relay = []api.RelayRule{
-		{ServiceOverlay: ovShNginx, Protocol: "TCP", Port: 8080, AllowedPrefixes: siteA},
-		{ServiceOverlay: ovShEcho, Protocol: "UDP", Port: 5353, AllowedPrefixes: siteA},
-	}
 	clk := newClock()
-	return &world{clk: clk, a: newEngine(t, a, clk, mod...), hub: newEngine(t, h, clk, mod...),
+	return &world{clk: clk, a: newEngine(t, a, clk, mod...), hub: newEngine(t, snapHub(), clk, mod...),
 		b: newEngine(t, b, clk, mod...), reply: make([]byte, 1500)}
 }
 

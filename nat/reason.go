@@ -30,11 +30,10 @@ const (
 	ReasonDeniedClient  // the client (or its site) is not allowed for the service
 	ReasonDeniedPort    // protocol/port is not the service's
 	ReasonDeniedSource  // overlay source belongs to no known gateway
-	ReasonDeniedRelay   // hub: no relay rule allows the packet
 	ReasonDeniedControl // to or from the gateway's own overlay IP, but not its control traffic
 	ReasonDeniedNoRoute // from the site to an address that is no VIP, presence IP or own traffic
 	ReasonDeniedOverlay // from the site into the overlay without being this gateway's own traffic
-	ReasonNotForUs      // from the overlay to an address this gateway does not serve
+	ReasonNotForUs      // from the overlay to an address this gateway does not serve (at the hub: another gateway's)
 
 	// Mappings.
 	ReasonNoMapping       // addressed to a presence IP / ov(c) that is not leased (expired?)
@@ -69,7 +68,6 @@ var reasonNames = [NumReasons]string{
 	ReasonDeniedClient:      "denied-client",
 	ReasonDeniedPort:        "denied-port",
 	ReasonDeniedSource:      "denied-unknown-source",
-	ReasonDeniedRelay:       "denied-relay",
 	ReasonDeniedControl:     "denied-control",
 	ReasonDeniedNoRoute:     "denied-no-route",
 	ReasonDeniedOverlay:     "denied-site-to-overlay",

@@ -28,7 +28,7 @@ import (
 
 // revokes reports whether a flow denied for r may have been allowed before a policy
 // change (and so gets resets): a policy verdict at a gateway that holds the flow's
-// mappings. The hub's relay rule is not one: the gateways at both ends decide their flows.
+// mappings: the gateways at both ends decide their flows.
 func (r Reason) revokes() bool {
 	switch r {
 	case ReasonDeniedClient, ReasonDeniedPort, ReasonDeniedSource:

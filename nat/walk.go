@@ -29,8 +29,9 @@ package nat
 //          for ov(c): ov(c)→ov(S) ⇒ p→S, ToSite (an echo request also records
 //          (p, S, id) → ov(S) in the echo table)
 //      (b) dst is a leased ov(c): reply from ov(S) consumed here: ov(S)→ov(c) ⇒ VIP→c
-//      (c) hub: dst in another gateway's prefix: relay rule → unchanged (TTL-1), ToOverlay
-//      (d) else drop
+//      (c) else drop (not-for-this-gateway). The hub too: edges reach each other on
+//          their own WireGuard sessions, the hub relaying only ciphertext (overlay/pathbind),
+//          so a decrypted packet for another gateway's prefix is never forwarded.
 //
 // Ports are never rewritten: leases are 1:1 address mappings.
 
@@ -316,14 +317,7 @@ func (e *Engine) decideOverlay(st *state, f *flow, create bool, now time.Time) (
 		}
 		return xlat{src: v.VIP, dst: c, action: ToSite, clamp: true, decTTL: true, icmpSrc: t.OverlayIP}, ReasonOK
 	}
-	// (c) the hub relays between other gateways.
-	if t.Hub && t.InOverlay(f.dst) && !t.InOwnPrefix(f.dst) {
-		x := xlat{icmpSrc: t.OverlayIP}
-		if f.verdict(pol.CheckRelay(f.src, f.dst, f.proto, f.sport, f.dport, f.echoReq, f.echoReply)) != policy.Allow {
-			return x, ReasonDeniedRelay
-		}
-		return xlat{src: f.src, dst: f.dst, action: ToOverlay, decTTL: true, icmpSrc: t.OverlayIP}, ReasonOK
-	}
+	// (c) nothing else: another gateway's traffic is not decrypted here, even at the hub.
 	return xlat{icmpSrc: t.OverlayIP}, ReasonNotForUs
 }
 
@@ -355,7 +349,9 @@ func (e *Engine) decide(dir int, st *state, f *flow, create bool, now time.Time)
 // icmpError translates an ICMP error. It belongs to the flow of the packet it quotes:
 // that packet went the other way, so the error is decided as the reverse of the quoted
 // packet (lookups only: an error never makes a lease), the outer header is rewritten
-// like that flow, and the quoted header like the quoted packet's own reverse.
+// like that flow, and the quoted header like the quoted packet's own reverse. An error the
+// flow's decision refuses is counted as that denial, as not-for-this-gateway (addressed to
+// a flow another gateway serves), or else as icmp-error-no-mapping.
 func (e *Engine) icmpError(dir int, st *state, p *packet, now time.Time) Result {
 	if p.dst != p.inSrc {
 		return e.drop(dir, ReasonICMPMismatch)
@@ -365,7 +361,7 @@ func (e *Engine) icmpError(dir int, st *state, p *packet, now time.Time) Result 
 		echoReply: p.inProto == ip4.ProtoICMP && p.inType == icmpEchoRequest}
 	x, r := e.decide(dir, st, &f, false, now)
 	if r != ReasonOK {
-		if !r.denied() {
+		if !r.denied() && r != ReasonNotForUs {
 			r = ReasonICMPNoMapping
 		}
 		return e.drop(dir, r)

@@ -82,10 +82,6 @@ func snapHub() *api.Snapshot {
 		OverlayCIDR: mp("100.64.0.0/10"), OverlayPrefix: mp("100.64.0.0/22"), OverlayIP: ovHub,
 		CloudOverlayIP: ovHub, VPCIDR: mp("192.168.9.0/24"), VPAddr: ma("192.168.9.1"),
 		Gateways: gatewaysW,
-		Relay: []api.RelayRule{
-			{ServiceOverlay: ovNginx, Protocol: "TCP", Port: 8080, AllowedPrefixes: []netip.Prefix{mp("100.64.4.0/22")}},
-			{ServiceOverlay: ovDNS, Protocol: "UDP", Port: 53, AllowedPrefixes: []netip.Prefix{mp("100.64.4.0/22")}},
-		},
 	}
 }
 

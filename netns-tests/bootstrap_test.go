@@ -15,7 +15,7 @@ import (
 )
 
 // TestBootstrap runs the cloud gateway's control plane alone in its namespace and walks the
-// bootstrap of DESIGN §6: the cloud registers its own site and hub, `egwctl gateway add`
+// bootstrap (docs/ARCHITECTURE.md, "Control plane and edge sync"): the cloud registers its own site and hub, `egwctl gateway add`
 // registers an edge and prints its config (cloud endpoint, cloud public key, an overlay
 // prefix of its own), and the registration survives a cloud restart. It needs
 // bin/cloudgateway and bin/egwctl only; TestEGW checks the data plane (hub peers, traffic).

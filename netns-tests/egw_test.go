@@ -662,9 +662,7 @@ func injectGarbage(t *testing.T, d *deployment, vip netip.Addr) {
 	defer icmp.Close()
 	inner := []byte{0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 20, 0, 0, 0, 0, 0x30, 0x39, 0x23, 0x82, 0, 8, 0, 0}
 	copy(inner[16:20], vip.AsSlice())
-	msg := append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, inner...)
-	cs := checksum(msg)
-	msg[2], msg[3] = byte(cs>>8), byte(cs)
+	msg := icmpUnreachable(inner)
 	for range 5 {
 		if _, err := icmp.WriteTo(msg, &net.IPAddr{IP: vip.AsSlice()}); err != nil {
 			t.Errorf("sending ICMP error: %v", err)
@@ -679,18 +677,4 @@ func injectGarbage(t *testing.T, d *deployment, vip netip.Addr) {
 		_, _ = u.Write(nil)
 		u.Close()
 	}
-}
-
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return ^uint16(s)
 }

@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/egw-project/egw/internal/pkttest"
 	"github.com/egw-project/egw/netns-tests/harness"
 )
 
@@ -352,8 +353,11 @@ func malformedPackets(src, dst, unleased netip.Addr) ([][]byte, map[string]int) 
 	// ICMP port unreachable quoting a UDP flow from a hub client address that is leased to
 	// nobody (its reply would have come from dst): it matches no mapping.
 	add("icmp-error-no-mapping", ip4(icmp, src, unleased, icmpUnreachable(ip4(udp, unleased, dst, udpHdr(41000, 53, 8)))))
-	// An ICMP error quoting a flow between two other gateways, that no relay rule allows.
-	add("denied-relay", ip4(icmp, src, dst, icmpUnreachable(ip4(udp, dst, netip.MustParseAddr("10.9.9.9"), udpHdr(41000, 53, 8)))))
+	// A well-formed datagram, and an ICMP error quoting a flow, for another gateway: the
+	// hub forwards nothing it decrypted (edges reach each other on their own sessions, the
+	// hub relaying only their ciphertext), so both are not for it.
+	add("not-for-this-gateway", ip4(udp, src, dst, append(udpHdr(1234, 9090, 12), "hi b"...)))
+	add("not-for-this-gateway", ip4(icmp, src, dst, icmpUnreachable(ip4(udp, dst, netip.MustParseAddr("10.9.9.9"), udpHdr(41000, 53, 8)))))
 	// An ICMP error not addressed to the source of the packet it quotes.
 	add("icmp-error-mismatch", ip4(icmp, src, unleased, icmpUnreachable(ip4(udp, dst, unleased, udpHdr(41000, 53, 8)))))
 	return pkts, want
@@ -362,7 +366,7 @@ func malformedPackets(src, dst, unleased netip.Addr) ([][]byte, map[string]int) 
 // icmpUnreachable is an ICMP port-unreachable message quoting inner.
 func icmpUnreachable(inner []byte) []byte {
 	msg := append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, inner...)
-	binary.BigEndian.PutUint16(msg[2:], checksum(msg))
+	binary.BigEndian.PutUint16(msg[2:], pkttest.Checksum(msg, 0))
 	return msg
 }
 
@@ -390,7 +394,7 @@ func ip4(proto byte, src, dst netip.Addr, payload []byte) []byte {
 
 func setIPSum(p []byte) {
 	p[10], p[11] = 0, 0
-	binary.BigEndian.PutUint16(p[10:], checksum(p[:20]))
+	binary.BigEndian.PutUint16(p[10:], pkttest.Checksum(p[:20], 0))
 }
 
 // tcpHdr is a 20-byte TCP SYN header with data offset off (in 32-bit words).

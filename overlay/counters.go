@@ -8,10 +8,15 @@ import (
 
 // Wrapper drop reasons beyond the engine's (the engine's nat.Reason counters are kept too).
 const (
-	DropRequeueFull = "requeue-full"  // relay queue full
-	DropTooBig      = "too-big"       // re-queued packet larger than WireGuard's buffer
-	DropReplyLen    = "bad-reply-len" // engine claimed a reply longer than the buffer
-	DropTUNWrite    = "tun-write"     // the TUN refused a write (counted per batch packet)
+	DropReplyQueueFull = "reply-queue-full" // overlay-bound reply queue full
+	DropTooBig         = "too-big"          // queued reply larger than WireGuard's buffer
+	DropReplyLen       = "bad-reply-len"    // engine claimed a reply longer than the buffer
+	DropTUNWrite       = "tun-write"        // the TUN refused a write (counted per batch packet)
+	// DropOverlayToOverlay: the Translator sent a packet WireGuard delivered back into the
+	// overlay. Nothing decrypted is forwarded between peers (the hub relays ciphertext
+	// only), so it is dropped; nat.Engine never asks for it (it answers
+	// not-for-this-gateway).
+	DropOverlayToOverlay = "overlay-to-overlay"
 )
 
 type wrapperCounters struct {
@@ -19,21 +24,21 @@ type wrapperCounters struct {
 	toOverlayPkts, toOverlayBytes     atomic.Uint64
 	fromOverlayPkts, fromOverlayBytes atomic.Uint64
 	toSitePkts, toSiteBytes           atomic.Uint64
-	hairpin, requeued, replies        atomic.Uint64
+	hairpin, queuedReplies, replies   atomic.Uint64
 	natDrops                          [nat.NumReasons]atomic.Uint64
-	requeueFull, tooBig, replyLen     atomic.Uint64
-	tunWrite                          atomic.Uint64
+	replyQueueFull, tooBig, replyLen  atomic.Uint64
+	tunWrite, overlayToOverlay        atomic.Uint64
 }
 
 // WrapperStats is a snapshot of the Wrapper's counters.
 type WrapperStats struct {
 	FromSitePackets, FromSiteBytes       uint64 // read from the TUN
-	ToOverlayPackets, ToOverlayBytes     uint64 // handed to WireGuard (incl. relayed, control)
+	ToOverlayPackets, ToOverlayBytes     uint64 // handed to WireGuard (incl. queued replies, control)
 	FromOverlayPackets, FromOverlayBytes uint64 // delivered by WireGuard
 	ToSitePackets, ToSiteBytes           uint64 // written to the TUN (incl. hairpin, replies)
 	Hairpin                              uint64 // site packets written back to the site
-	Requeued                             uint64 // overlay packets relayed back to WireGuard
-	Replies                              uint64 // ICMP replies the engine generated
+	QueuedReplies                        uint64 // replies queued for WireGuard (ReplyAction ToOverlay)
+	Replies                              uint64 // replies the engine generated (ICMP, resets)
 	// Drops counts dropped packets by reason: the engine's nat.Reason names plus the
 	// Drop* constants of this package. Only non-zero reasons are present.
 	Drops map[string]uint64
@@ -60,7 +65,7 @@ func (w *Wrapper) Stats() WrapperStats {
 		ToSitePackets:      s.toSitePkts.Load(),
 		ToSiteBytes:        s.toSiteBytes.Load(),
 		Hairpin:            s.hairpin.Load(),
-		Requeued:           s.requeued.Load(),
+		QueuedReplies:      s.queuedReplies.Load(),
 		Replies:            s.replies.Load(),
 		Drops:              map[string]uint64{},
 	}
@@ -70,8 +75,9 @@ func (w *Wrapper) Stats() WrapperStats {
 		}
 	}
 	for name, c := range map[string]*atomic.Uint64{
-		DropRequeueFull: &s.requeueFull, DropTooBig: &s.tooBig,
+		DropReplyQueueFull: &s.replyQueueFull, DropTooBig: &s.tooBig,
 		DropReplyLen: &s.replyLen, DropTUNWrite: &s.tunWrite,
+		DropOverlayToOverlay: &s.overlayToOverlay,
 	} {
 		if v := c.Load(); v > 0 {
 			st.Drops[name] = v

@@ -14,11 +14,13 @@ import (
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/membind"
+	"github.com/egw-project/egw/internal/testclock"
 	"github.com/egw-project/egw/nat"
 )
 
 // forward is a fake engine that passes everything: site → overlay, and overlay → site
-// when the destination is inside `mine` (else back to the overlay: the hub's relay).
+// when the destination is inside `mine` (else back to the overlay, which the Wrapper
+// refuses: nothing decrypted is forwarded between peers).
 type forward struct{ mine netip.Prefix }
 
 func (f forward) FromSite(pkt, reply []byte) nat.Result { return nat.Result{Action: nat.ToOverlay} }
@@ -130,9 +132,11 @@ func TestTwoGateways(t *testing.T) {
 	}
 }
 
-// TestRelayEdgeHubEdge: edge A → hub → edge B and back; the hub's Wrapper re-queues what
-// WireGuard delivered for the other edge.
-func TestRelayEdgeHubEdge(t *testing.T) {
+// TestHubForwardsNoDecryptedPackets: edges whose only peer is the hub send each other
+// packets on their hub sessions. The hub decrypts them, but even a Translator that asks
+// to send them on cannot make its Wrapper forward them: they are dropped and counted
+// (edges reach each other on their own sessions; the hub relays only ciphertext).
+func TestHubForwardsNoDecryptedPackets(t *testing.T) {
 	mn := membind.NewSwitch()
 	hubIP, aIP, bIP := netip.MustParseAddr("100.64.0.1"), netip.MustParseAddr("100.64.4.1"), netip.MustParseAddr("100.64.8.1")
 	hub := newNode(t, mn, "127.0.0.1", forward{mine: hubPrefix}, hubIP)
@@ -148,13 +152,31 @@ func TestRelayEdgeHubEdge(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Both sessions work: each edge reaches the hub.
+	send(t, a, hub, netip.MustParseAddr("100.64.4.200"), netip.MustParseAddr("100.64.0.10"), "a->hub")
+	send(t, b, hub, netip.MustParseAddr("100.64.8.200"), netip.MustParseAddr("100.64.0.10"), "b->hub")
 	ca, sb := netip.MustParseAddr("100.64.4.200"), netip.MustParseAddr("100.64.8.10")
-	for i := range 20 {
-		send(t, a, b, ca, sb, fmt.Sprintf("a->b %d", i))
-		send(t, b, a, sb, ca, fmt.Sprintf("b->a %d", i))
+	const n = 20
+	for i := range n {
+		select {
+		case a.tun.Outbound <- udp4(ca, sb, fmt.Sprintf("a->b %d", i)):
+		case <-time.After(10 * time.Second):
+			t.Fatal("site packet not taken")
+		}
 	}
-	if st := hub.Wrapper().Stats(); st.Requeued < 40 || st.ToSitePackets != 0 {
+	for i := 0; hub.Wrapper().Stats().Drops[DropOverlayToOverlay] < n; i++ {
+		if i > 1000 {
+			t.Fatalf("hub stats: %+v", hub.Wrapper().Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := hub.Wrapper().Stats(); st.Drops[DropOverlayToOverlay] != n || st.QueuedReplies != 0 || st.ToSitePackets != 2 {
 		t.Errorf("hub stats: %+v", st)
+	}
+	select {
+	case p := <-b.tun.Inbound:
+		t.Fatalf("edge b got %q through the hub", payloadOf(p))
+	default:
 	}
 }
 
@@ -258,18 +280,7 @@ func TestSetPeersRejects(t *testing.T) {
 	}
 }
 
-// fakeClock and fakeDNS drive Reresolve.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// A testclock.Clock and fakeDNS drive Reresolve.
 
 type fakeDNS struct {
 	mu      sync.Mutex
@@ -294,11 +305,11 @@ func (d *fakeDNS) set(host, a string) { d.mu.Lock(); d.answer[host] = a; d.mu.Un
 // have failed for ReresolveAfter, the edge resolves it again and reaches the hub.
 func TestReresolve(t *testing.T) {
 	mn := membind.NewSwitch()
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	dns := &fakeDNS{answer: map[string]string{"hub.example": "127.0.0.9"}} // nobody there
 	hub := newNode(t, mn, "127.0.0.1", forward{}, netip.MustParseAddr("100.64.0.1"))
 	a := newNode(t, mn, "127.0.0.2", forward{}, netip.MustParseAddr("100.64.4.1"), func(c *Config) {
-		c.Now, c.LookupHost = clock.now, dns.lookup
+		c.Now, c.LookupHost = clock.Now, dns.lookup
 	})
 	hp := hub.peer("hub", overlayCIDR)
 	hp.Endpoint = "hub.example:51820"
@@ -316,11 +327,11 @@ func TestReresolve(t *testing.T) {
 		t.Fatalf("SetPeers again: %v, %d queries", err, dns.queries)
 	}
 	dns.set("hub.example", "127.0.0.1")
-	clock.add(time.Minute)
+	clock.Add(time.Minute)
 	if err := a.Reresolve(); err != nil || dns.queries != 1 {
 		t.Fatalf("re-resolved too early: %v, %d queries", err, dns.queries)
 	}
-	clock.add(2 * time.Minute)
+	clock.Add(2 * time.Minute)
 	if err := a.Reresolve(); err != nil || dns.queries != 2 {
 		t.Fatalf("Reresolve: %v, %d queries", err, dns.queries)
 	}
@@ -330,12 +341,12 @@ func TestReresolve(t *testing.T) {
 	send(t, a, hub, netip.MustParseAddr("100.64.4.200"), netip.MustParseAddr("100.64.0.10"), "after re-resolve")
 	// Quiet for long enough: resolved again (same answer, nothing changes); with a fresh
 	// handshake: not resolved.
-	clock.t = time.Now()
-	clock.add(3 * time.Minute)
+	clock.Set(time.Now())
+	clock.Add(3 * time.Minute)
 	if err := a.Reresolve(); err != nil {
 		t.Fatal(err)
 	}
-	clock.t = time.Now()
+	clock.Set(time.Now())
 	if err := a.Reresolve(); err != nil || dns.queries != 3 {
 		t.Fatalf("queries = %d after a fresh handshake, want 3", dns.queries)
 	}
@@ -345,11 +356,11 @@ func TestReresolve(t *testing.T) {
 // retried at every check until it does.
 func TestReresolveAfterDNSFailure(t *testing.T) {
 	mn := membind.NewSwitch()
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	dns := &fakeDNS{answer: map[string]string{}}
 	hub := newNode(t, mn, "127.0.0.1", forward{}, netip.MustParseAddr("100.64.0.1"))
 	a := newNode(t, mn, "127.0.0.2", forward{}, netip.MustParseAddr("100.64.4.1"), func(c *Config) {
-		c.Now, c.LookupHost = clock.now, dns.lookup
+		c.Now, c.LookupHost = clock.Now, dns.lookup
 	})
 	if err := hub.SetPeers([]api.Peer{a.peer("a", aPrefix)}, 0); err != nil {
 		t.Fatal(err)
@@ -362,12 +373,12 @@ func TestReresolveAfterDNSFailure(t *testing.T) {
 	if p := hubPeer(t, a, hub.key.PublicKey()); p.Endpoint.IsValid() {
 		t.Fatalf("endpoint %v before DNS answers", p.Endpoint)
 	}
-	clock.add(time.Second)
+	clock.Add(time.Second)
 	if err := a.Reresolve(); err != nil || dns.queries != 2 {
 		t.Fatalf("retry: %v, %d queries", err, dns.queries)
 	}
 	dns.set("hub.example", "127.0.0.1")
-	clock.add(15 * time.Second)
+	clock.Add(15 * time.Second)
 	if err := a.Reresolve(); err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,8 @@ var (
 // ruleTranslator is a fake engine whose verdict is chosen by the last octet of the
 // destination address:
 //
-//	.1 ToOverlay   .2 the other direction (FromSite: ToSite hairpin; FromOverlay: ToOverlay relay)
+//	.1 ToOverlay   .2 the other direction (FromSite: ToSite hairpin; FromOverlay: ToOverlay,
+//	                  which the Wrapper drops: nothing decrypted goes back into the overlay)
 //	.3 Drop        .4 Drop + reply to the site    .5 Drop + reply to the overlay
 //
 // A packet it passes gets its source rewritten to `translated`, in place.

@@ -34,7 +34,8 @@ func runIP(args ...string) error {
 // commands returns the ip invocations that address the link: MTU; the VP address with
 // its prefix length (the kernel adds the VP CIDR route); the overlay IP as a /32; link up;
 // the overlay CIDR (and extra routes) via vp0 with the overlay IP as source, so the
-// gateway's own control traffic leaves from its overlay address (DESIGN.md §6).
+// gateway's own control traffic leaves from its overlay address (docs/ARCHITECTURE.md,
+// "Control plane and edge sync").
 func (l *linkConfig) commands(a Addressing) [][]string {
 	dev := l.name
 	cmds := [][]string{

@@ -74,7 +74,7 @@ func childCmd(ns, name, arg string) *exec.Cmd {
 }
 
 // TestNetnsDevice: with each driver, New creates the TUN with its addresses, routes and
-// MTU, passes packets between the kernel and the Wrapper (hairpin and re-queue), serves
+// MTU, passes packets between the kernel and the Wrapper (hairpin and the reply queue), serves
 // the UAPI socket, and Close removes all of it.
 func TestNetnsDevice(t *testing.T) {
 	requireNetns(t)
@@ -112,7 +112,11 @@ func (mirror) FromSite(pkt, reply []byte) nat.Result {
 	return nat.Result{Action: nat.ToSite}
 }
 
-func (mirror) FromOverlay(pkt, reply []byte) nat.Result { return nat.Result{Action: nat.ToOverlay} }
+// FromOverlay drops the packet and answers it with a copy of itself to the overlay.
+func (mirror) FromOverlay(pkt, reply []byte) nat.Result {
+	n := copy(reply, pkt)
+	return nat.Result{Action: nat.Drop, ReplyLen: n, ReplyAction: nat.ToOverlay}
+}
 
 type ipAddrJSON struct {
 	Ifname   string   `json:"ifname"`
@@ -206,8 +210,9 @@ func TestNetnsChildDevice(t *testing.T) {
 	if err != nil || string(buf[:n]) != "mirror me" || from.Port != 9999 {
 		t.Fatalf("hairpin: %v %q from %v", err, buf[:n], from)
 	}
-	// Re-queue through the real TUN: a relayed packet handed to Write reaches WireGuard's
-	// Read (which is blocked in the TUN) — WireGuard has no peer for it and drops it.
+	// The reply queue through the real TUN: the reply to a packet handed to Write reaches
+	// WireGuard's Read (which is blocked in the TUN) — WireGuard has no peer for it and
+	// drops it.
 	before := o.Wrapper().Stats().ToOverlayPackets
 	bufs := [][]byte{append(make([]byte, wgOffset), udp4(netip.MustParseAddr("100.64.8.5"), netip.MustParseAddr("100.64.12.5"), "relay")...)}
 	if _, err := o.Wrapper().Write(bufs, wgOffset); err != nil {
@@ -215,7 +220,7 @@ func TestNetnsChildDevice(t *testing.T) {
 	}
 	for i := 0; o.Wrapper().Stats().ToOverlayPackets == before; i++ {
 		if i > 200 {
-			t.Fatal("re-queued packet not read by WireGuard")
+			t.Fatal("queued reply not read by WireGuard")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -28,7 +28,7 @@ const (
 	resolveTimeout        = 5 * time.Second
 )
 
-// Addressing is what vp0 carries (DESIGN.md §3, §6).
+// Addressing is what vp0 carries (docs/ARCHITECTURE.md, "Addressing").
 type Addressing struct {
 	VPCIDR      netip.Prefix // the gateway's VP CIDR: routed to vp0
 	VPAddr      netip.Addr   // the gateway's VP address (first of VPCIDR), on vp0

@@ -20,10 +20,10 @@ type siteSource interface {
 	kick()
 	// tryRead reads a batch only if one is there (or arrives within pollWindow);
 	// else it returns 0, nil. It cancels a pending kick (the caller looks at the
-	// re-queue afterwards).
+	// reply queue afterwards).
 	tryRead(bufs [][]byte, sizes []int, offset int) (int, error)
 	// settle cancels a pending kick. Only the reader calls it, and must look at the
-	// re-queue afterwards (before its next read).
+	// reply queue afterwards (before its next read).
 	settle()
 }
 
@@ -43,7 +43,7 @@ func (s *deadlineSource) read(bufs [][]byte, sizes []int, offset int) (int, erro
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		// Clear the deadline before the flag: a kick can set a new deadline only after
 		// the flag is false, hence after this clear, so no kick is lost; the caller looks
-		// at the re-queue after we return, so nothing pushed before the clear is missed.
+		// at the reply queue after we return, so nothing pushed before the clear is missed.
 		_ = s.f.SetReadDeadline(time.Time{})
 		s.kicked.Store(false)
 		return n, errKicked

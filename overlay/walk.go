@@ -16,8 +16,8 @@ func (w *Wrapper) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	w.readMu.Lock()
 	defer w.readMu.Unlock()
 	for {
-		// Fairness: after fairStreak batches in a row from the re-queue (a hub relaying
-		// at full speed), look at the TUN without blocking, so the site is not starved.
+		// Fairness: after fairStreak batches in a row from the reply queue, look at the
+		// TUN without blocking, so the site is not starved.
 		if w.streak >= fairStreak && w.queue.count.Load() > 0 {
 			w.streak = 0
 			n, err := w.src.tryRead(bufs, sizes, offset)
@@ -28,7 +28,7 @@ func (w *Wrapper) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 				return n, err
 			}
 		}
-		if n := w.popRequeued(bufs, sizes, offset); n > 0 {
+		if n := w.popReplies(bufs, sizes, offset); n > 0 {
 			// A wake-up still pending is for packets we just took: cancel it rather
 			// than have the next TUN read interrupted for nothing.
 			w.src.settle()
@@ -58,7 +58,7 @@ func (w *Wrapper) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 }
 
-func (w *Wrapper) popRequeued(bufs [][]byte, sizes []int, offset int) int {
+func (w *Wrapper) popReplies(bufs [][]byte, sizes []int, offset int) int {
 	n, bytes, tooBig := w.queue.pop(bufs, sizes, offset)
 	if tooBig > 0 {
 		w.stats.tooBig.Add(uint64(tooBig))
@@ -100,7 +100,7 @@ func (w *Wrapper) fromSite(bufs [][]byte, sizes []int, offset int) int {
 	rs := &w.rs
 	rs.hair = rs.hair[:0]
 	rs.nreply = 0
-	var inBytes, outBytes, out, hairpins, requeued, replies uint64
+	var inBytes, outBytes, out, hairpins, queued, replies uint64
 	for i := range bufs {
 		pkt := bufs[i][offset : offset+sizes[i]]
 		inBytes += uint64(len(pkt))
@@ -120,12 +120,12 @@ func (w *Wrapper) fromSite(bufs [][]byte, sizes []int, offset int) int {
 		}
 		if res.ReplyLen > 0 {
 			replies++
-			slotUsed, queued := w.routeReply(res, reply, offset, &rs.hair)
+			slotUsed, q := w.routeReply(res, reply, offset, &rs.hair)
 			if slotUsed {
 				rs.nreply++
 			}
-			if queued {
-				requeued++
+			if q {
+				queued++
 			}
 		}
 	}
@@ -137,9 +137,9 @@ func (w *Wrapper) fromSite(bufs [][]byte, sizes []int, offset int) int {
 	if replies > 0 {
 		w.stats.replies.Add(replies)
 	}
-	if requeued > 0 {
-		// No wake-up: Read looks at the relay queue before it reads the TUN again.
-		w.stats.requeued.Add(requeued)
+	if queued > 0 {
+		// No wake-up: Read looks at the reply queue before it reads the TUN again.
+		w.stats.queuedReplies.Add(queued)
 	}
 	if len(rs.hair) > 0 {
 		w.writeSite(rs.hair, offset)
@@ -154,7 +154,7 @@ func (w *Wrapper) fromSite(bufs [][]byte, sizes []int, offset int) int {
 
 // routeReply sends an engine-generated reply where res.ReplyAction says: appended to toSite
 // (slotUsed: the reply slot must not be reused until that batch is written) or copied into
-// the relay queue (queued; the caller counts it and wakes the reader when it is not the
+// the reply queue (queued; the caller counts it and wakes the reader when it is not the
 // reader).
 func (w *Wrapper) routeReply(res nat.Result, slot []byte, offset int, toSite *[][]byte) (slotUsed, queued bool) {
 	if res.ReplyLen > ReplyBufferSize {
@@ -169,7 +169,7 @@ func (w *Wrapper) routeReply(res nat.Result, slot []byte, offset int, toSite *[]
 		if w.queue.push(slot[offset : offset+res.ReplyLen]) {
 			return false, true
 		}
-		w.stats.requeueFull.Add(1)
+		w.stats.replyQueueFull.Add(1)
 	}
 	return false, false
 }
@@ -236,7 +236,7 @@ func (w *Wrapper) Write(bufs [][]byte, offset int) (int, error) {
 	ws := w.getScratch()
 	defer w.putScratch(ws)
 	nreply := 0
-	var inBytes, requeued, replies uint64
+	var inBytes, queued, replies uint64
 	for _, b := range bufs {
 		if len(b) <= offset {
 			continue
@@ -249,22 +249,19 @@ func (w *Wrapper) Write(bufs [][]byte, offset int) (int, error) {
 		case nat.ToSite:
 			ws.out = append(ws.out, b)
 		case nat.ToOverlay:
-			if w.queue.push(pkt) {
-				requeued++
-			} else {
-				w.stats.requeueFull.Add(1)
-			}
+			// Nothing decrypted here is sent back into the overlay (see wrapper.go).
+			w.stats.overlayToOverlay.Add(1)
 		default:
 			w.countDrop(res.Reason)
 		}
 		if res.ReplyLen > 0 {
 			replies++
-			slotUsed, queued := w.routeReply(res, reply, offset, &ws.out)
+			slotUsed, q := w.routeReply(res, reply, offset, &ws.out)
 			if slotUsed {
 				nreply++
 			}
-			if queued {
-				requeued++
+			if q {
+				queued++
 			}
 		}
 	}
@@ -273,8 +270,8 @@ func (w *Wrapper) Write(bufs [][]byte, offset int) (int, error) {
 	if replies > 0 {
 		w.stats.replies.Add(replies)
 	}
-	if requeued > 0 {
-		w.stats.requeued.Add(requeued)
+	if queued > 0 {
+		w.stats.queuedReplies.Add(queued)
 		w.src.kick()
 	}
 	if len(ws.out) > 0 {

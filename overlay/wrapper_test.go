@@ -81,7 +81,7 @@ func TestWrapperReadBatch(t *testing.T) {
 		dsts       []byte // last octet of each packet's destination (see ruleTranslator)
 		toOverlay  []byte // destinations returned by Read, in order
 		toTUN      []string
-		requeued   []string // what the following Read returns (replies to the overlay)
+		queued     []string // what the following Read returns (replies to the overlay)
 		drops      uint64
 		hairpin    uint64
 		replyCount uint64
@@ -90,9 +90,9 @@ func TestWrapperReadBatch(t *testing.T) {
 		{name: "drops removed", dsts: []byte{3, 1, 3, 1, 3}, toOverlay: []byte{1, 1}, drops: 3},
 		{name: "hairpin to TUN", dsts: []byte{2, 1, 2}, toOverlay: []byte{1}, toTUN: []string{"p0", "p2"}, hairpin: 2},
 		{name: "replies routed", dsts: []byte{4, 1, 5, 2}, toOverlay: []byte{1},
-			toTUN: []string{replyMarker, "p3"}, requeued: []string{replyMarker}, drops: 2, hairpin: 1, replyCount: 2},
+			toTUN: []string{replyMarker, "p3"}, queued: []string{replyMarker}, drops: 2, hairpin: 1, replyCount: 2},
 		{name: "mixed", dsts: []byte{1, 2, 3, 4, 5, 1, 2, 3}, toOverlay: []byte{1, 1},
-			toTUN: []string{"p1", replyMarker, "p6"}, requeued: []string{replyMarker}, drops: 4, hairpin: 2, replyCount: 2},
+			toTUN: []string{"p1", replyMarker, "p6"}, queued: []string{replyMarker}, drops: 4, hairpin: 2, replyCount: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dev := newBatchTUN(8)
@@ -135,14 +135,14 @@ func TestWrapperReadBatch(t *testing.T) {
 				t.Fatalf("unexpected TUN write of %d packets", len(b))
 			default:
 			}
-			if len(tc.requeued) > 0 {
+			if len(tc.queued) > 0 {
 				r := waitRead(t, readAsync(w, 8))
-				if len(r.pkts) != len(tc.requeued) {
-					t.Fatalf("second Read returned %d packets, want %d", len(r.pkts), len(tc.requeued))
+				if len(r.pkts) != len(tc.queued) {
+					t.Fatalf("second Read returned %d packets, want %d", len(r.pkts), len(tc.queued))
 				}
 				for i, p := range r.pkts {
-					if payloadOf(p) != tc.requeued[i] {
-						t.Errorf("re-queued %d: %q", i, payloadOf(p))
+					if payloadOf(p) != tc.queued[i] {
+						t.Errorf("queued reply %d: %q", i, payloadOf(p))
 					}
 				}
 			}
@@ -153,7 +153,7 @@ func TestWrapperReadBatch(t *testing.T) {
 			if st.Drops[nat.ReasonOK.String()] != tc.drops {
 				t.Errorf("drops %v, want %d", st.Drops, tc.drops)
 			}
-			if st.ToOverlayPackets != uint64(len(tc.toOverlay)+len(tc.requeued)) {
+			if st.ToOverlayPackets != uint64(len(tc.toOverlay)+len(tc.queued)) {
 				t.Errorf("ToOverlayPackets %d", st.ToOverlayPackets)
 			}
 		})
@@ -186,21 +186,21 @@ func TestWrapperWrite(t *testing.T) {
 	if srcOf(got[0]) != translated {
 		t.Errorf("ToSite packet not translated in place: src %v", srcOf(got[0]))
 	}
-	// The relayed packet and the overlay-bound reply come out of Read although the TUN
-	// has nothing to read.
+	// The overlay-bound reply comes out of Read although the TUN has nothing to read; the
+	// packet the Translator sent back into the overlay does not.
 	r := waitRead(t, readAsync(w, 8))
-	if len(r.pkts) != 2 || payloadOf(r.pkts[0]) != "relay" || payloadOf(r.pkts[1]) != replyMarker {
+	if len(r.pkts) != 1 || payloadOf(r.pkts[0]) != replyMarker || dstOf(r.pkts[0]) != peer {
 		t.Fatalf("Read after Write: %d packets", len(r.pkts))
 	}
 	st := w.Stats()
-	if st.Requeued != 2 || st.FromOverlayPackets != 6 || st.ToSitePackets != 3 {
+	if st.QueuedReplies != 1 || st.FromOverlayPackets != 6 || st.ToSitePackets != 3 || st.Drops[DropOverlayToOverlay] != 1 {
 		t.Errorf("stats %+v", st)
 	}
 }
 
-// TestWrapperRequeueWakesRead: a Read blocked on an idle TUN returns a packet WireGuard
-// hands to Write for relaying, with both reader designs.
-func TestWrapperRequeueWakesRead(t *testing.T) {
+// TestWrapperReplyWakesRead: a Read blocked on an idle TUN returns the overlay-bound reply
+// to a packet WireGuard handed to Write, with both reader designs.
+func TestWrapperReplyWakesRead(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		dev  func(t *testing.T) *Wrapper
@@ -222,9 +222,10 @@ func TestWrapperRequeueWakesRead(t *testing.T) {
 				if i%2 == 0 {
 					time.Sleep(time.Millisecond) // let Read block in the TUN first (sometimes)
 				}
-				wgWrite(t, w, udp4(addr(99), addr(2), fmt.Sprintf("relay-%d", i)))
+				from := addr(byte(100 + i))
+				wgWrite(t, w, udp4(from, addr(5), fmt.Sprintf("reply-to-%d", i)))
 				r := waitRead(t, ch)
-				if r.err != nil || len(r.pkts) != 1 || payloadOf(r.pkts[0]) != fmt.Sprintf("relay-%d", i) {
+				if r.err != nil || len(r.pkts) != 1 || payloadOf(r.pkts[0]) != replyMarker || dstOf(r.pkts[0]) != from {
 					t.Fatalf("round %d: %v, %d packets", i, r.err, len(r.pkts))
 				}
 			}
@@ -238,9 +239,9 @@ func TestWrapperDeadlinePathReadsTUN(t *testing.T) {
 	s := newSeqTUN(t)
 	w := NewWrapper(s, &ruleTranslator{}, nil)
 	defer w.Close()
-	wgWrite(t, w, udp4(addr(99), addr(2), "relay"))
+	wgWrite(t, w, udp4(addr(99), addr(5), "reply-overlay"))
 	if r := waitRead(t, readAsync(w, 1)); len(r.pkts) != 1 {
-		t.Fatal("relay not read")
+		t.Fatal("reply not read")
 	}
 	ch := readAsync(w, 1)
 	if _, err := s.peer.Write(udp4(siteClient, addr(2), "hairpin")); err != nil {
@@ -261,20 +262,20 @@ func TestWrapperDeadlinePathReadsTUN(t *testing.T) {
 	}
 }
 
-func TestWrapperRequeueFull(t *testing.T) {
+func TestWrapperReplyQueueFull(t *testing.T) {
 	dev := newBatchTUN(1)
 	w := NewWrapper(dev, &ruleTranslator{}, nil)
 	defer w.Close()
-	p := udp4(addr(99), addr(2), "relay")
-	for range RequeueSlots + 10 {
+	p := udp4(addr(99), addr(5), "reply-overlay")
+	for range ReplyQueueSlots + 10 {
 		wgWrite(t, w, p)
 	}
-	if st := w.Stats(); st.Drops[DropRequeueFull] != 10 || st.Requeued != RequeueSlots {
+	if st := w.Stats(); st.Drops[DropReplyQueueFull] != 10 || st.QueuedReplies != ReplyQueueSlots {
 		t.Fatalf("stats %+v", st)
 	}
 	bufs, sizes := wgBufs(128)
 	total := 0
-	for total < RequeueSlots {
+	for total < ReplyQueueSlots {
 		n, err := w.Read(bufs, sizes, wgOffset)
 		if err != nil {
 			t.Fatal(err)
@@ -306,7 +307,8 @@ func TestWrapperCloseUnblocksRead(t *testing.T) {
 	}
 }
 
-// TestWrapperNoAllocs: a steady state of Read (with drops, hairpins, replies) and Write (with relays and replies) allocates nothing.
+// TestWrapperNoAllocs: a steady state of Read (with drops, hairpins, replies) and Write
+// (with drops and replies) allocates nothing.
 func TestWrapperNoAllocs(t *testing.T) {
 	s := newSeqTUN(t)
 	w := NewWrapper(s, &ruleTranslator{}, nil)
@@ -318,11 +320,13 @@ func TestWrapperNoAllocs(t *testing.T) {
 		udp4(siteClient, addr(3), "drop"), udp4(siteClient, addr(4), "rs"),
 		udp4(siteClient, addr(5), "ro"), udp4(siteClient, addr(1), "c2"),
 	}
-	// Then Write; Reads 4 and 5: the relayed packet and ro's reply.
-	wbufs := make([][]byte, 4)
+	// Then Write (the packet to .2 is dropped: nothing decrypted goes back into the
+	// overlay); Reads 4 and 5: the replies to ro and to ro2.
+	wbufs := make([][]byte, 5)
 	for i, p := range [][]byte{
-		udp4(addr(99), addr(1), "in"), udp4(addr(99), addr(2), "relay"),
+		udp4(addr(99), addr(1), "in"), udp4(addr(99), addr(2), "back"),
 		udp4(addr(99), addr(4), "rs"), udp4(addr(99), addr(5), "ro"),
+		udp4(addr(98), addr(5), "ro2"),
 	} {
 		b := make([]byte, 65535)
 		copy(b[wgOffset:], p)
@@ -352,18 +356,18 @@ func TestWrapperNoAllocs(t *testing.T) {
 		}
 	}
 	cycle()
-	if string(got) != "oicri" { // out, icmp-reply, c2, relay, icmp-reply
+	if string(got) != "oicii" { // out, icmp-reply, c2, icmp-reply, icmp-reply
 		t.Fatalf("cycle read %q", got)
 	}
 	if a := testing.AllocsPerRun(50, cycle); a != 0 {
-		t.Fatalf("%.1f allocations per cycle of 10 packets, want 0", a)
+		t.Fatalf("%.1f allocations per cycle of 11 packets, want 0", a)
 	}
 	// (A Write that wakes a Read blocked in the TUN costs the os package's deadline
 	// error value: one allocation per wake-up, not per packet.)
 }
 
-// TestWrapperFairness: while the re-queue never runs dry (a hub relaying at full speed),
-// site packets still get through.
+// TestWrapperFairness: while the reply queue never runs dry (a peer flooding packets that
+// each get a reply), site packets still get through.
 func TestWrapperFairness(t *testing.T) {
 	for _, pump := range []bool{false, true} {
 		t.Run(fmt.Sprintf("pump=%v", pump), func(t *testing.T) {
@@ -379,9 +383,9 @@ func TestWrapperFairness(t *testing.T) {
 				toSite = func(p []byte) { s.peer.Write(p) }
 			}
 			defer w.Close()
-			relay := udp4(addr(99), addr(2), "relay")
+			flood := udp4(addr(99), addr(5), "reply-overlay")
 			for range 100 {
-				wgWrite(t, w, relay)
+				wgWrite(t, w, flood)
 			}
 			toSite(udp4(siteClient, addr(1), "site"))
 			time.Sleep(10 * time.Millisecond) // let the pump pick it up
@@ -400,7 +404,7 @@ func TestWrapperFairness(t *testing.T) {
 					}
 				}
 			}
-			t.Fatal("site packet starved by the re-queue")
+			t.Fatal("site packet starved by the reply queue")
 		})
 	}
 }

@@ -13,14 +13,13 @@ const (
 	BySite     = "site"      // an EPolicy allows the client's whole site
 	ByNoPolicy = "no policy" // nothing allows it (default deny)
 	ByNoTarget = "not a service"
-	ByRelay    = "relay rule"
 )
 
 // Explanation says whether src may reach dst and what decided it. It is for people
 // (egwctl explain); the hot path uses the Check methods.
 type Explanation struct {
 	Allowed   bool
-	DecidedBy string // ByServer, BySite, ByNoPolicy, ByNoTarget, ByRelay
+	DecidedBy string // ByServer, BySite, ByNoPolicy, ByNoTarget
 	Policy    string // the EPolicy that allowed it, when known
 	Server    string // the EServer, when DecidedBy is ByServer
 	Site      string // the allowed site, when DecidedBy is BySite
@@ -53,8 +52,7 @@ func (e Explanation) String() string {
 }
 
 // Explain says whether src may reach dst and why. dst is a VIP of this site (src a site
-// client), a hosted service's overlay address (src an overlay address), or, at the hub, a
-// relayed service's overlay address.
+// client) or a hosted service's overlay address (src an overlay address).
 func (c *Compiled) Explain(src, dst netip.Addr) Explanation {
 	s, d := ip4.U32(src), ip4.U32(dst)
 	if r := c.vipRule(d); r != nil {
@@ -102,31 +100,5 @@ func (c *Compiled) Explain(src, dst netip.Addr) Explanation {
 		}
 		return e
 	}
-	if rules, ok := c.relay[d]; ok {
-		e := Explanation{DecidedBy: ByNoPolicy}
-		if si, ok := c.idx.SiteOf(s); ok {
-			e.Site = c.idx.SiteName(si)
-		}
-		for _, r := range rules {
-			if _, ok := r.prefixes.Lookup(s); ok {
-				e.Allowed, e.DecidedBy, e.Port = true, ByRelay, r.port
-				e.Protocol = protoName(r.proto)
-				return e
-			}
-		}
-		return e
-	}
 	return Explanation{DecidedBy: ByNoTarget}
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case ip4.ProtoTCP:
-		return "TCP"
-	case ip4.ProtoUDP:
-		return "UDP"
-	case ip4.ProtoICMP:
-		return "ICMP"
-	}
-	return "ANY"
 }

@@ -5,7 +5,6 @@
 //     (per VIP: the allowed client IPs, or the whole site)
 //   - CheckHosted: may a packet from this overlay address reach this hosted service?
 //     (per hosted ov(S): the allowed sites and their gateways' overlay prefixes)
-//   - CheckRelay: may the hub forward this packet between two other gateways?
 //
 // A Compiled value is never changed after Compile returns; a new snapshot compiles a new
 // one, which the caller swaps in atomically, so a revocation takes effect at the next
@@ -77,13 +76,6 @@ type hostedRule struct {
 	valid    bool
 }
 
-// relayRule lets the hub forward to one ov(S).
-type relayRule struct {
-	proto    uint8
-	port     uint16
-	prefixes ip4.PrefixSet
-}
-
 // Compiled is the immutable ACL of one gateway at one snapshot revision.
 type Compiled struct {
 	Revision int64
@@ -95,8 +87,6 @@ type Compiled struct {
 
 	hosted     map[uint32]int32 // ov(S) -> index in hostedList
 	hostedList []hostedRule
-
-	relay map[uint32][]relayRule // ov(S) -> rules
 }
 
 // Compile builds the ACL from a snapshot. It returns an error naming the object for
@@ -121,7 +111,6 @@ func CompileIndexed(s *api.Snapshot, idx *snapidx.Index) (*Compiled, error) {
 		site:     s.Site,
 		idx:      idx,
 		hosted:   make(map[uint32]int32, len(s.Hosted)),
-		relay:    make(map[uint32][]relayRule, len(s.Relay)),
 	}
 	nclients := 0
 	for i := range s.VIPs {
@@ -167,21 +156,6 @@ func CompileIndexed(s *api.Snapshot, idx *snapidx.Index) (*Compiled, error) {
 		}
 		c.hosted[k] = int32(len(c.hostedList))
 		c.hostedList = append(c.hostedList, r)
-	}
-	for _, rr := range s.Relay {
-		if !rr.ServiceOverlay.Is4() {
-			return nil, fmt.Errorf("policy: relay rule: service overlay %q is not IPv4", rr.ServiceOverlay)
-		}
-		proto, ok := ip4.ParseProto(rr.Protocol)
-		if !ok {
-			continue // unknown protocol: relays nothing
-		}
-		r := relayRule{proto: proto, port: rr.Port}
-		for _, p := range rr.AllowedPrefixes {
-			r.prefixes.Add(p, 0)
-		}
-		k := ip4.U32(rr.ServiceOverlay)
-		c.relay[k] = append(c.relay[k], r)
 	}
 	return c, nil
 }
@@ -245,37 +219,6 @@ func (c *Compiled) CheckHosted(ov, src uint32, proto uint8, port uint16, echo bo
 		return DenyPort
 	}
 	return Allow
-}
-
-// CheckRelay decides whether the hub may forward a packet src→dst between two other
-// gateways: either a request from an allowed prefix to a service (dport, echo request),
-// or the service's reply to an allowed prefix (sport, echo reply). echoReq/echoReply
-// say the packet is an ICMP echo request/reply.
-func (c *Compiled) CheckRelay(src, dst uint32, proto uint8, sport, dport uint16, echoReq, echoReply bool) Verdict {
-	v := DenyNoRule
-	for _, r := range c.relay[dst] {
-		if _, ok := r.prefixes.Lookup(src); !ok {
-			v = DenyClient
-			continue
-		}
-		if matchService(r.proto, r.port, proto, dport, echoReq) {
-			return Allow
-		}
-		v = DenyPort
-	}
-	for _, r := range c.relay[src] {
-		if _, ok := r.prefixes.Lookup(dst); !ok {
-			if v == DenyNoRule {
-				v = DenyClient
-			}
-			continue
-		}
-		if matchService(r.proto, r.port, proto, sport, echoReply) {
-			return Allow
-		}
-		v = DenyPort
-	}
-	return v
 }
 
 func (r *vipRule) hasClient(a uint32) bool {

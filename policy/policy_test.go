@@ -38,9 +38,6 @@ func snap() *api.Snapshot {
 			{Service: "db", Expose: "dbx", ServiceOverlay: ma("100.64.4.3"), ServiceIP: ma("10.0.0.31"), Protocol: "TCP", Port: 5432,
 				AllowedPrefixes: []netip.Prefix{mp("100.64.12.0/22")}},
 		},
-		Relay: []api.RelayRule{
-			{ServiceOverlay: ma("100.64.8.2"), Protocol: "TCP", Port: 8080, AllowedPrefixes: []netip.Prefix{mp("100.64.4.0/22")}},
-		},
 	}
 }
 
@@ -104,25 +101,6 @@ func TestCheckHosted(t *testing.T) {
 	}
 }
 
-func TestCheckRelay(t *testing.T) {
-	c, _ := Compile(snap())
-	if v := c.CheckRelay(u("100.64.5.1"), u("100.64.8.2"), ip4.ProtoTCP, 40000, 8080, false, false); v != Allow {
-		t.Fatal("request", v)
-	}
-	if v := c.CheckRelay(u("100.64.8.2"), u("100.64.5.1"), ip4.ProtoTCP, 8080, 40000, false, false); v != Allow {
-		t.Fatal("reply", v)
-	}
-	if v := c.CheckRelay(u("100.64.13.1"), u("100.64.8.2"), ip4.ProtoTCP, 40000, 8080, false, false); v == Allow {
-		t.Fatal("other prefix allowed")
-	}
-	if v := c.CheckRelay(u("100.64.5.1"), u("100.64.8.2"), ip4.ProtoTCP, 40000, 22, false, false); v != DenyPort {
-		t.Fatal("port", v)
-	}
-	if v := c.CheckRelay(u("100.64.5.1"), u("100.64.8.2"), ip4.ProtoICMP, 0, 0, true, false); v != Allow {
-		t.Fatal("echo", v)
-	}
-}
-
 func TestExplain(t *testing.T) {
 	c, _ := Compile(snap())
 	cases := []struct {
@@ -136,7 +114,7 @@ func TestExplain(t *testing.T) {
 		{"10.0.0.21", "192.168.0.11", true, BySite, "pol-site", "site-a"},
 		{"100.64.9.1", "100.64.4.2", true, BySite, "", "site-b"},
 		{"100.64.13.1", "100.64.4.2", false, ByNoPolicy, "", "site-c"},
-		{"100.64.5.1", "100.64.8.2", true, ByRelay, "", "site-a"},
+		{"100.64.5.1", "100.64.8.2", false, ByNoTarget, "", ""}, // another gateway's overlay address
 		{"10.0.0.20", "1.2.3.4", false, ByNoTarget, "", ""},
 	}
 	for _, tc := range cases {
@@ -207,7 +185,6 @@ func TestLookupsAllocateNothing(t *testing.T) {
 	n := testing.AllocsPerRun(1000, func() {
 		c.CheckVIP(u("10.128.19.136"), u("10.0.195.83"), ip4.ProtoTCP, 443, false)
 		c.CheckHosted(1, 2, ip4.ProtoTCP, 1, false)
-		c.CheckRelay(1, 2, ip4.ProtoTCP, 1, 2, false, false)
 	})
 	if n != 0 {
 		t.Fatalf("%v allocs", n)

@@ -119,7 +119,7 @@ func runScale(dir string, p scaleParams, progress func(string, ...any)) (*scaleO
 	}
 	if s, ok := srv.Snapshot(hubGateway); ok {
 		b, _ := json.Marshal(s)
-		add("hub_snapshot_size", float64(len(b)), "bytes", fmt.Sprintf("%d peers, %d relay rules, %d links", len(s.Peers), len(s.Relay), len(s.Links)))
+		add("hub_snapshot_size", float64(len(b)), "bytes", fmt.Sprintf("%d peers, %d links", len(s.Peers), len(s.Links)))
 	}
 
 	// Policy changes: allow one more server (x1 at s1, created beforehand, which moves no

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/client/clienttest"
 	"github.com/egw-project/egw/controlplane"
 	"github.com/egw-project/egw/internal/jointoken"
 )
@@ -17,27 +18,15 @@ import (
 // joinCloud is a control plane with edge gw-c (no key) and its enrollment listener.
 func joinCloud(t *testing.T) *controlplane.Server {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := controlplane.Config{HubGateway: "cloud-gw", HubSite: "cloud", Endpoint: "203.0.113.1:51820",
-		PublicKey: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}.WithDefaults()
-	store, err := controlplane.Open(dir, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	srv, err := controlplane.NewServer(store, controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake := clienttest.New(t)
 	objs, err := api.Decode("t", []byte(`{"kind":"ESite","metadata":{"name":"site-c"}}
 {"kind":"EGateway","metadata":{"name":"gw-c"},"virtualPresenceIPcidr":"192.168.5.0/24","eSiteName":"site-c"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := srv.Apply(objs); err != nil {
-		t.Fatal(err)
-	}
-	cert, hash, err := controlplane.EnrollIdentity(dir)
+	fake.Seed(t, objs...)
+	srv := fake.ControlPlane()
+	cert, hash, err := controlplane.EnrollIdentity(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

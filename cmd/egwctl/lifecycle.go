@@ -59,7 +59,7 @@ to admit the site again, print a new join token (egwctl gateway token NAME) and 
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "%s/%s revoked at %s\n", api.KindEGateway, args[0], g.Metadata.Annotations["egw.io/revoked-at"])
+			fmt.Fprintf(a.out, "%s/%s revoked at %s\n", api.KindEGateway, args[0], g.Metadata.Annotations[api.AnnotationRevoked])
 			return nil
 		},
 	}

@@ -2,7 +2,7 @@
 
 package harness
 
-// The EGW end-to-end topology (issue 6, DESIGN §1), one namespace per box:
+// The EGW end-to-end topology (docs/ARCHITECTURE.md, "Topology"), one namespace per box:
 //
 //	                           ┌──────────── wan (bridge br0, underlay 203.0.113.0/24) ────────────┐
 //	                           │ u-c                          u-a                           u-b     │

@@ -7,12 +7,23 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/egw-project/egw/api"
+	"github.com/egw-project/egw/internal/testclock"
 )
 
 // nullBind is an inner bind whose Send does nothing.
 type nullBind struct{ capture }
 
 func (*nullBind) Send([][]byte, conn.Endpoint) error { return nil }
+
+// newNullHub is a hub whose sends go nowhere, relaying between ovA (at udpA) and ovB (at
+// udpB).
+func newNullHub(clk *testclock.Clock) (*Bind, *Relay) {
+	r := NewRelay(RelayConfig{Now: clk.Now})
+	hub := New(&nullBind{}, Config{Self: netip.MustParseAddr("100.64.0.1"), Relay: r, Now: clk.Now, ManualTick: true})
+	r.SetEndpoints(map[netip.Addr]netip.AddrPort{ovA: udpA, ovB: udpB})
+	r.SetLinks([]api.Link{{A: ovA, B: ovB}})
+	return hub, r
+}
 
 // The packet path allocates nothing per packet: the hub's forward, an edge's relayed
 // send and its relayed receive.
@@ -21,10 +32,7 @@ func TestPacketPathAllocs(t *testing.T) {
 		t.Skip("the race detector makes sync.Pool drop items")
 	}
 	clk := newClock()
-	r := NewRelay(RelayConfig{Now: clk.Now})
-	hub := New(&nullBind{}, Config{Self: netip.MustParseAddr("100.64.0.1"), Relay: r, Now: clk.Now, ManualTick: true})
-	r.SetEndpoints(map[netip.Addr]netip.AddrPort{ovA: udpA, ovB: udpB})
-	r.SetLinks([]api.Link{{A: ovA, B: ovB}})
+	hub, r := newNullHub(clk)
 
 	const batch = 64
 	bufs := make([][]byte, batch)
@@ -93,10 +101,7 @@ func TestPacketPathAllocs(t *testing.T) {
 // rate limit, grouping; the send itself is a no-op here).
 func BenchmarkHubForward(b *testing.B) {
 	clk := newClock()
-	r := NewRelay(RelayConfig{Now: clk.Now})
-	hub := New(&nullBind{}, Config{Self: netip.MustParseAddr("100.64.0.1"), Relay: r, Now: clk.Now, ManualTick: true})
-	r.SetEndpoints(map[netip.Addr]netip.AddrPort{ovA: udpA, ovB: udpB})
-	r.SetLinks([]api.Link{{A: ovA, B: ovB}})
+	hub, _ := newNullHub(clk)
 	const batch = 64
 	bufs := make([][]byte, batch)
 	sizes := make([]int, batch)

@@ -12,27 +12,11 @@ import (
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/membind"
+	"github.com/egw-project/egw/internal/testclock"
 )
 
-// clock is an injected clock tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// newClock is the injected clock tests move by hand.
+func newClock() *testclock.Clock { return testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 // filterBind drops the datagrams its rule matches before they reach the underlay.
 type filterBind struct {
@@ -94,7 +78,7 @@ func newKey(t *testing.T) wgtypes.Key {
 	return k
 }
 
-func newNode(t *testing.T, sw *membind.Switch, underlay, overlay string, port uint16, clk *clock, relay *Relay, direct bool, timing Timing) *node {
+func newNode(t *testing.T, sw *membind.Switch, underlay, overlay string, port uint16, clk *testclock.Clock, relay *Relay, direct bool, timing Timing) *node {
 	t.Helper()
 	n := &node{ip: netip.MustParseAddr(overlay), key: newKey(t), rx: make(chan received, 1024)}
 	n.addr = netip.AddrPortFrom(netip.MustParseAddr(underlay), port)

@@ -10,11 +10,12 @@ import (
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/membind"
+	"github.com/egw-project/egw/internal/testclock"
 )
 
 // trio is a hub and two edges on one switch, the edges linked.
 type trio struct {
-	clk   *clock
+	clk   *testclock.Clock
 	relay *Relay
 	hub   *node
 	a, b  *node
@@ -41,6 +42,28 @@ func newTrio(t *testing.T, direct bool) *trio {
 		}
 	}
 	return tr
+}
+
+// newPair is edge-a and edge-b with no hub, edge-a with direct paths on and edge-b's
+// address as its candidate. bDirect: edge-b has direct paths on; aKnown: edge-b has
+// edge-a's address as its candidate.
+func newPair(t *testing.T, bDirect, aKnown bool) (a, b *node, clk *testclock.Clock) {
+	t.Helper()
+	sw := membind.NewSwitch()
+	clk = newClock()
+	a = newNode(t, sw, "198.51.100.10", "100.64.4.1", 40001, clk, nil, true, Timing{})
+	b = newNode(t, sw, "203.0.113.20", "100.64.8.1", 40002, clk, nil, bDirect, Timing{})
+	if err := a.b.SetPeers([]Peer{b.peer("edge-b", b.addr)}); err != nil {
+		t.Fatal(err)
+	}
+	var cands []netip.AddrPort
+	if aKnown {
+		cands = append(cands, a.addr)
+	}
+	if err := b.b.SetPeers([]Peer{a.peer("edge-a", cands...)}); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, clk
 }
 
 // send sends msg from `from` to its path peer at overlay IP `to`, as wireguard-go would.
@@ -197,16 +220,7 @@ func TestDirectDisabledAlwaysRelays(t *testing.T) {
 
 func TestOnlyADirectEndEnablesNoDirectPath(t *testing.T) {
 	// edge-b has direct paths off: it answers no pings, so edge-a cannot prove one.
-	sw := membind.NewSwitch()
-	clk := newClock()
-	a := newNode(t, sw, "198.51.100.10", "100.64.4.1", 40001, clk, nil, true, Timing{})
-	b := newNode(t, sw, "203.0.113.20", "100.64.8.1", 40002, clk, nil, false, Timing{})
-	if err := a.b.SetPeers([]Peer{b.peer("edge-b", b.addr)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.b.SetPeers([]Peer{a.peer("edge-a", a.addr)}); err != nil {
-		t.Fatal(err)
-	}
+	a, b, clk := newPair(t, false, true)
 	for range 12 {
 		clk.Add(250 * time.Millisecond)
 		a.b.Tick()
@@ -263,16 +277,7 @@ func mustEP(t *testing.T, n *node, a netip.AddrPort) conn.Endpoint {
 func TestPeerFromAPingIsProbedBack(t *testing.T) {
 	// edge-b does not know edge-a's address (no candidate; say edge-a restarted on a new
 	// port with the hub gone): edge-a's ping teaches it, and both paths become direct.
-	sw := membind.NewSwitch()
-	clk := newClock()
-	a := newNode(t, sw, "198.51.100.10", "100.64.4.1", 40001, clk, nil, true, Timing{})
-	b := newNode(t, sw, "203.0.113.20", "100.64.8.1", 40002, clk, nil, true, Timing{})
-	if err := a.b.SetPeers([]Peer{b.peer("edge-b", b.addr)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.b.SetPeers([]Peer{a.peer("edge-a")}); err != nil {
-		t.Fatal(err)
-	}
+	a, b, _ := newPair(t, true, false)
 	a.b.Tick()
 	waitFor(t, "both direct", func() bool {
 		return pathOf(a.b, "edge-b").Mode == "direct" && pathOf(b.b, "edge-a").Mode == "direct"
@@ -353,16 +358,7 @@ func TestRelayedFromNonHubIsDropped(t *testing.T) {
 func TestHandshakeSentAgainOnTheNewDirectPath(t *testing.T) {
 	// edge-a restarted with the hub gone: its handshake initiation went nowhere. Once the
 	// direct path is proven, the same initiation goes out on it at once.
-	sw := membind.NewSwitch()
-	clk := newClock()
-	a := newNode(t, sw, "198.51.100.10", "100.64.4.1", 40001, clk, nil, true, Timing{})
-	b := newNode(t, sw, "203.0.113.20", "100.64.8.1", 40002, clk, nil, true, Timing{})
-	if err := a.b.SetPeers([]Peer{b.peer("edge-b", b.addr)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.b.SetPeers([]Peer{a.peer("edge-a")}); err != nil {
-		t.Fatal(err)
-	}
+	a, b, clk := newPair(t, true, false)
 	init := make([]byte, wgInitiationLen)
 	init[0] = wgInitiation
 	init[100] = 0x42

@@ -9,6 +9,7 @@ import (
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/internal/membind"
+	"github.com/egw-project/egw/internal/testclock"
 )
 
 // capture is an inner bind that records what is sent.
@@ -46,7 +47,7 @@ var (
 	udpC  = netip.MustParseAddrPort("203.0.113.30:40003")
 )
 
-func newTestRelay(clk *clock, cfg RelayConfig) (*Relay, *capture, *Bind) {
+func newTestRelay(clk *testclock.Clock, cfg RelayConfig) (*Relay, *capture, *Bind) {
 	cfg.Now = clk.Now
 	r := NewRelay(cfg)
 	c := &capture{}

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/egw-project/egw/bench"
+	"github.com/egw-project/egw/internal/pkttest"
 	"github.com/egw-project/egw/netns-tests/harness"
 )
 
@@ -233,14 +234,7 @@ func udpDatagram(pkt []byte, src, dst netip.Addr, sport, dport uint16) {
 	s, d := src.As4(), dst.As4()
 	copy(pkt[12:16], s[:])
 	copy(pkt[16:20], d[:])
-	var sum uint32
-	for i := 0; i < 20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(pkt[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	binary.BigEndian.PutUint16(pkt[10:], ^uint16(sum))
+	binary.BigEndian.PutUint16(pkt[10:], pkttest.Checksum(pkt[:20], 0))
 	binary.BigEndian.PutUint16(pkt[20:], sport)
 	binary.BigEndian.PutUint16(pkt[22:], dport)
 	binary.BigEndian.PutUint16(pkt[24:], uint16(len(pkt)-20))

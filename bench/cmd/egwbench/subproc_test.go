@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/egw-project/egw/bench"
+	"github.com/egw-project/egw/internal/pkttest"
 )
 
 const sampleBench = `goos: linux
@@ -76,14 +77,7 @@ func TestUDPDatagram(t *testing.T) {
 	pkt[40] = 0xff // stale content is cleared
 	src, dst := netip.MustParseAddr("10.0.64.7"), netip.MustParseAddr("192.168.0.2")
 	udpDatagram(pkt, src, dst, 40007, 9090)
-	var sum uint32
-	for i := 0; i < 20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(pkt[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	if sum != 0xffff {
+	if sum := pkttest.Sum(pkt[:20], 0); sum != 0xffff {
 		t.Errorf("IP header checksum does not verify: folded sum %#x", sum)
 	}
 	if pkt[0] != 0x45 || pkt[9] != 17 || binary.BigEndian.Uint16(pkt[2:]) != 92 {

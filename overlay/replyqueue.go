@@ -5,10 +5,11 @@ import (
 	"sync/atomic"
 )
 
-// requeue is a bounded FIFO of packets copied out of WireGuard's buffers (which it reuses
-// once Write returns) until the next Read hands them back. Slots grow to the largest
-// packet they held and are kept, so a steady state allocates nothing.
-type requeue struct {
+// replyQueue is a bounded FIFO of the replies the engine wrote for the overlay (ICMP
+// errors, a revoked flow's reset for the remote end), copied out of the reply buffers
+// until the next Read hands them to WireGuard. Slots grow to the largest packet they held
+// and are kept, so a steady state allocates nothing.
+type replyQueue struct {
 	count atomic.Int64 // mirrors n, read without the lock on Read's fast path
 	mu    sync.Mutex   // guards slots, head, n, spare
 	slots [][]byte
@@ -17,13 +18,13 @@ type requeue struct {
 	spare [][]byte // buffers of popped packets, for the next pushes
 }
 
-func (q *requeue) init(size int) {
+func (q *replyQueue) init(size int) {
 	q.slots = make([][]byte, size)
 	q.spare = make([][]byte, 0, size)
 }
 
 // push copies pkt into the queue; false when the queue is full.
-func (q *requeue) push(pkt []byte) bool {
+func (q *replyQueue) push(pkt []byte) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.n == len(q.slots) {
@@ -48,7 +49,7 @@ func (q *requeue) push(pkt []byte) bool {
 
 // pop copies up to len(bufs) queued packets into bufs at offset. It returns how many,
 // their bytes, and how many were dropped for not fitting.
-func (q *requeue) pop(bufs [][]byte, sizes []int, offset int) (n, bytes, tooBig int) {
+func (q *replyQueue) pop(bufs [][]byte, sizes []int, offset int) (n, bytes, tooBig int) {
 	if q.count.Load() == 0 {
 		return 0, 0, 0
 	}
