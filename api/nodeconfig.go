@@ -42,6 +42,18 @@ type NodeCloudConfig struct {
 	OverlayIP string        `mapstructure:"overlayIP" yaml:"overlayIP"`
 	SyncPort  int           `mapstructure:"syncPort" yaml:"syncPort"`
 	Keepalive time.Duration `mapstructure:"keepalive" yaml:"keepalive" reload:"live"`
+	// Hubs are the other hubs (cloud gateway replicas) the edge may sync from before its
+	// first snapshot lists them: a bootstrap list, written by the cloud when it prints the
+	// edge's configuration.
+	Hubs []NodeHubConfig `mapstructure:"hubs" yaml:"hubs,omitempty"`
+}
+
+// NodeHubConfig is one hub of NodeCloudConfig.Hubs.
+type NodeHubConfig struct {
+	Name      string `mapstructure:"name" yaml:"name"`
+	Endpoint  string `mapstructure:"endpoint" yaml:"endpoint"`
+	PublicKey string `mapstructure:"publicKey" yaml:"publicKey"`
+	OverlayIP string `mapstructure:"overlayIP" yaml:"overlayIP"`
 }
 
 // NodeTUNConfig selects the vp0 device. Gateways sharing a host need distinct names.

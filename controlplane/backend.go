@@ -11,8 +11,8 @@ import (
 )
 
 // Backend is the persistence under the Store: a transactional key-value space of named
-// buckets. The bbolt file (OpenBolt) implements it; an etcd-backed Backend (several cloud
-// gateway replicas) can implement it later without touching the rest.
+// buckets. The bbolt file (OpenBolt) implements it, and so does etcd (OpenEtcd: several
+// cloud gateway replicas on one store).
 type Backend interface {
 	// View runs fn on a consistent read-only view.
 	View(fn func(Tx) error) error
@@ -59,7 +59,7 @@ func OpenBolt(stateDir string) (*BoltBackend, error) {
 	}
 	db.NoSync = false
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range []string{bucketObjects, bucketMeta, bucketIPAM, bucketVIPs, bucketEndpoints, bucketTokens, bucketRevokedKeys} {
+		for _, b := range []string{bucketObjects, bucketMeta, bucketIPAM, bucketVIPs, bucketEndpoints, bucketTokens, bucketRevokedKeys, bucketHubs} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return err
 			}

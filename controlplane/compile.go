@@ -36,6 +36,8 @@ func CompileWith(objs []api.Object, ipam IPAM, eps map[string]GatewayEndpoints, 
 }
 
 type compiler struct {
+	// hubs are the registered hub replicas: every edge lists them (hubPeers).
+	hubs []HubInfo
 	ix   *index
 	ipam IPAM
 	cfg  Config
@@ -383,7 +385,7 @@ func (c *compiler) gateway(g *api.EGateway) *api.Snapshot {
 				hub.Endpoint = h.Endpoint
 			}
 		}
-		s.Peers = []api.Peer{hub}
+		s.Peers = append([]api.Peer{hub}, hubPeers(cfg, c.hubs)...)
 		// The gateways linked with this one, each on its own end-to-end session. Only the
 		// site's serving gateway has any: exposures name sites, and a site's traffic goes
 		// through its serving gateway.

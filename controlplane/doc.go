@@ -1,5 +1,5 @@
 // Package controlplane is EGW's cloud-side controller: the object store (an embedded bbolt
-// file behind the small Backend interface), cross-object validation, IPAM (overlay prefixes
+// file, or etcd shared by several cloud gateway replicas, behind the small Backend interface), cross-object validation, IPAM (overlay prefixes
 // of gateways, overlay addresses of exposed services, VIPs of virtual presences), the
 // compiler that turns the objects into one api.Snapshot per gateway, the admin REST API
 // (docs/ARCHITECTURE.md) and the edge sync server.

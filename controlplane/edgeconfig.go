@@ -24,10 +24,12 @@ func (s *Server) EdgeConfig(name string) (*EdgeConfig, error) {
 	var o, hubObj api.Object
 	var prefix netip.Prefix
 	var ok bool
+	var hubs []HubInfo
 	err := s.store.read(func(m *model) error {
 		o, _ = m.lookup(api.KindEGateway, name)
 		hubObj, _ = m.lookup(api.KindEGateway, s.cfg.HubGateway)
 		prefix, ok = m.ipam.Gateways[name]
+		hubs = m.hubList()
 		return nil
 	})
 	if err != nil {
@@ -53,6 +55,9 @@ func (s *Server) EdgeConfig(name string) (*EdgeConfig, error) {
 		if h.Endpoint != "" {
 			cloud.Endpoint = h.Endpoint
 		}
+	}
+	for _, p := range hubPeers(s.cfg, hubs) {
+		cloud.Hubs = append(cloud.Hubs, api.NodeHubConfig{Name: p.Name, Endpoint: p.Endpoint, PublicKey: p.PublicKey, OverlayIP: p.OverlayIP.String()})
 	}
 	c := api.DefaultNodeConfig()
 	c.Name, c.Site, c.StateDir = name, g.ESiteName, DefaultEdgeStateDir

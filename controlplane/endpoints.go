@@ -129,6 +129,9 @@ func (s *Store) setEndpoints(changes map[string]endpointChange) (int64, error) {
 	var m *model
 	var ch *change
 	err := s.b.Update(func(tx Tx) error {
+		if m != nil && m.logging {
+			m.rollback() // a backend runs the transaction again (etcd: it lost a race)
+		}
 		if err := s.syncLocked(tx); err != nil {
 			return err
 		}

@@ -12,14 +12,15 @@ import (
 type ErrorCode int
 
 const (
-	CodeBadRequest ErrorCode = iota + 1 // malformed request (400)
-	CodeNotFound                        // no such object (404)
-	CodeConflict                        // exists already, or stale resourceVersion (409)
-	CodeInvalid                         // the objects are not acceptable (422)
-	CodeTooLarge                        // body over the limit (413)
-	CodeExhausted                       // no address left to allocate (507)
-	CodeForbidden                       // refused: a join token or a revoked gateway (403)
-	CodeInternal                        // failed on the server (500)
+	CodeBadRequest  ErrorCode = iota + 1 // malformed request (400)
+	CodeNotFound                         // no such object (404)
+	CodeConflict                         // exists already, or stale resourceVersion (409)
+	CodeInvalid                          // the objects are not acceptable (422)
+	CodeTooLarge                         // body over the limit (413)
+	CodeExhausted                        // no address left to allocate (507)
+	CodeForbidden                        // refused: a join token or a revoked gateway (403)
+	CodeInternal                         // failed on the server (500)
+	CodeUnavailable                      // the store cannot take writes now (503)
 )
 
 // Error is an error of a store or API operation, naming the object ("Kind/name") and
@@ -62,6 +63,8 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusForbidden
 	case CodeInternal:
 		return http.StatusInternalServerError
+	case CodeUnavailable:
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusBadRequest
 	}

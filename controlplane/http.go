@@ -39,7 +39,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, &Error{Code: CodeNotFound, Message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
 	})
-	return mux
+	return s.markStale(mux)
 }
 
 // errorBody is the JSON of every error answer.
@@ -382,6 +382,8 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 //	                         optional ID; long poll up to Options.SyncTimeout, 204 when
 //	                         nothing changed
 //	POST /v1/report          the caller's Report (JSON), answered 204
+//	GET  /v1/ping            204: the hub is alive (gateway.SyncClient pings the hub it
+//	                         syncs from while a long poll waits)
 //
 // The caller is the gateway whose overlay prefix holds the request's source address
 // (WireGuard authenticated it); any other source gets 403.
@@ -397,6 +399,7 @@ func (s *Server) SyncHandler() http.Handler {
 	mux.HandleFunc("GET /v1/sync", s.handleSync)
 	mux.HandleFunc("POST /v1/report", s.handleReport)
 	mux.HandleFunc("POST /v1/rotate", s.handleRotate)
+	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, &Error{Code: CodeNotFound, Message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
 	})

@@ -374,7 +374,7 @@ func TestWorkMetrics(t *testing.T) {
 		}
 	}
 	w := srv.Work()
-	if got["egw_controlplane_writes_total"] != float64(w.Writes) || w.Writes < 2 ||
+	if got["egw_controlplane_compiled_writes_total"] != float64(w.Writes) || w.Writes < 2 ||
 		got["egw_controlplane_snapshots_compiled_total"] != float64(w.SnapshotsCompiled) ||
 		got["egw_controlplane_last_write_snapshots_compiled"] != 2 || got["egw_controlplane_last_write_objects_validated"] != 1 ||
 		got["egw_controlplane_gateways"] != 2 {

@@ -79,6 +79,13 @@ func reconcileIndex(st *State, ix *index, cfg Config) {
 	used := func(gw string) map[netip.Addr]bool {
 		if usedOv[gw] == nil {
 			usedOv[gw] = map[netip.Addr]bool{}
+			if gw == cfg.HubGateway {
+				for i := range MaxHubs - 1 {
+					if a, ok := hubSlot(cfg, i); ok {
+						usedOv[gw][a] = true // kept for hub replicas (hubs.go)
+					}
+				}
+			}
 		}
 		return usedOv[gw]
 	}
@@ -512,7 +519,10 @@ func reconcileDelta(w *writeTx, oldPins []*pin) {
 	for _, svc := range pendingSvc {
 		gw, prefix, _ := m.serviceHome(svc)
 		owners := m.ovOwner[gw]
-		if a, ok := allocLowestFunc(prefix, func(a netip.Addr) bool { _, used := owners[a]; return used }); ok {
+		if a, ok := allocLowestFunc(prefix, func(a netip.Addr) bool {
+			_, used := owners[a]
+			return used || hubReserved(m.cfg, prefix, a)
+		}); ok {
 			w.setServiceAddr(svc, ServiceAddr{Gateway: gw, Addr: a}, true)
 		}
 	}

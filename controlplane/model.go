@@ -28,6 +28,8 @@ type model struct {
 	rev  int64
 	ipam IPAM
 	eps  map[string]GatewayEndpoints
+	// hubs are the registered hub replicas (hubs.go).
+	hubs map[string]HubInfo
 	// legacyIPAM is set when the IPAM state was read from the single blob of older
 	// stores: the next write stores it per key and removes the blob.
 	legacyIPAM bool
@@ -197,6 +199,7 @@ func newModel(cfg Config) *model {
 	return &model{cfg: cfg,
 		ipam:  IPAM{Gateways: map[string]netip.Prefix{}, Services: map[string]ServiceAddr{}},
 		eps:   map[string]GatewayEndpoints{},
+		hubs:  map[string]HubInfo{},
 		sites: map[string]*api.ESite{}, gateways: map[string]*api.EGateway{}, services: map[string]*api.EService{},
 		servers: map[string]*api.EServer{}, policies: map[string]*api.EPolicy{}, exposes: map[string]*api.ServiceExpose{},
 		vps: map[string]*api.VirtualPresence{}, mvps: map[string]*mvp{},

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/egw-project/egw/api"
 )
@@ -167,6 +168,7 @@ func (s *Server) refresh() error {
 	}
 	var out map[string]*api.Snapshot
 	var nSites int
+	t0 := time.Now()
 	if !full {
 		var sites set
 		most := 0 // below 64 sites either way is cheap
@@ -183,6 +185,7 @@ func (s *Server) refresh() error {
 		out = s.compileAll(m)
 		nSites = len(m.sites)
 	}
+	observeCompile(time.Since(t0))
 
 	changed := map[string]*api.Snapshot{}
 	var removed []string
@@ -318,7 +321,7 @@ func (s *Server) compileAll(m *model) map[string]*api.Snapshot {
 	objs := make([]api.Object, 0, m.count()-len(m.mvps))
 	m.forEachButCompact(func(o api.Object) { objs = append(objs, o) })
 	ix := m.subIndex(objs)
-	c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP}
+	c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP, hubs: m.hubList()}
 	c.exposures()
 	out := make(map[string]*api.Snapshot, len(c.names))
 	hub := newHubParts()
@@ -353,9 +356,10 @@ func (s *Server) compileChanged(m *model, changes []*change, most int) (map[stri
 	out := map[string]*api.Snapshot{}
 	hub := s.cfg.HubGateway
 	hubDirty := hubGlobal
+	hubs := m.hubList()
 	for _, site := range sites.sortedKeys() {
 		ix := m.subIndex(m.closure(site))
-		c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP, focus: site}
+		c := &compiler{ix: ix, ipam: m.ipam, cfg: s.cfg, names: ix.gatewayNames, eps: m.eps, managedVIP: m.managedVIP, focus: site, hubs: hubs}
 		c.exposures()
 		for gw := range m.gwsBySite.all(site) {
 			snap := c.gateway(ix.gateways[gw])
@@ -484,6 +488,9 @@ func (s *Server) affected(m *model, changes []*change) (sites, gws set, hubGloba
 		for _, pp := range c.pinPairs {
 			add(pp[1])
 			home(pp[0])
+		}
+		if len(c.hubs) > 0 {
+			allEdges = true // every edge's hub peers
 		}
 	}
 	if allEdges {

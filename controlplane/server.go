@@ -94,8 +94,10 @@ type Server struct {
 	lenCount map[int]int
 	// wake holds, per gateway that someone waits for, a channel closed (and removed) when
 	// that gateway's snapshot changes, appears or disappears.
-	wake      map[string]chan struct{}
-	reports   map[string]api.Report
+	wake    map[string]chan struct{}
+	reports map[string]api.Report
+	// shared stores the reports for the other replicas (reports.go).
+	shared    sharedReports
 	peerStats func() map[string]PeerStats
 	// polls holds, per gateway, its waiting /v1/sync long polls, oldest first.
 	polls map[string][]*poll
@@ -481,6 +483,7 @@ func (s *Server) Report(gateway string, r api.Report) {
 	s.mu.Lock()
 	s.reports[gateway] = r
 	s.mu.Unlock()
+	s.markReport(gateway)
 	s.queueEndpoints(gateway, endpointChange{reported: cands, setReported: true})
 }
 
@@ -618,6 +621,7 @@ func (s *Server) DeleteAll(refs []Ref) (int64, []Result, error) {
 }
 
 func (s *Server) after(err error) error {
+	countWrite(err)
 	if err != nil {
 		return err
 	}

@@ -117,7 +117,8 @@ type Ref struct{ Kind, Name string }
 // nothing is stored. Objects returned by the Store are the caller's to modify.
 //
 // The model follows the backend: a reader or writer that finds the backend at another
-// revision (another process or replica wrote) reloads it whole.
+// revision (another replica wrote) brings it forward by the keys that changed when the
+// backend reports them (KeyFeed, see feed.go), else reloads it whole.
 type Store struct {
 	b   Backend
 	cfg Config
@@ -134,6 +135,9 @@ type Store struct {
 	// idMu guards id, the store's ID once read (ID).
 	idMu sync.Mutex
 	id   string
+
+	// feed queues the other writers' transactions (a KeyFeed backend; nil otherwise).
+	feed *storeFeed
 }
 
 // change is what one committed write changed: what a Server needs to find the snapshots
@@ -148,6 +152,8 @@ type change struct {
 	prefixes, services, endpoints []string
 	// pinPairs are the (service, site) pairs whose pinned VIP changed.
 	pinPairs [][2]string
+	// hubs are the hub replicas whose registration changed (every edge lists every hub).
+	hubs []string
 	// validated is how many objects the write validated.
 	validated int
 }
@@ -155,7 +161,11 @@ type change struct {
 type objChange struct{ old, new api.Object }
 
 // NewStore returns a Store over b. cfg must be valid (Config.WithDefaults, Validate).
-func NewStore(b Backend, cfg Config) *Store { return &Store{b: b, cfg: cfg} }
+func NewStore(b Backend, cfg Config) *Store {
+	s := &Store{b: b, cfg: cfg}
+	s.startFeed()
+	return s
+}
 
 // Open opens the bbolt store in stateDir.
 func Open(stateDir string, cfg Config) (*Store, error) {
@@ -226,7 +236,12 @@ func newStoreID() string {
 }
 
 // Close closes the backend.
-func (s *Store) Close() error { return s.b.Close() }
+func (s *Store) Close() error {
+	if s.feed != nil {
+		s.feed.cancel()
+	}
+	return s.b.Close()
+}
 
 // Backend returns the backend under the store.
 func (s *Store) Backend() Backend { return s.b }
@@ -250,11 +265,25 @@ func (s *Store) takeChanges() []*change {
 	return c
 }
 
-// syncLocked makes the model the state at tx's revision, loading it whole if it is not
-// (the first use, or another process wrote). s.mu is held exclusively.
+// syncLocked makes the model the state at tx's revision: by the feed's batches if the
+// backend has one (another replica wrote), else by loading it whole (the first use, or
+// another process wrote). s.mu is held exclusively.
 func (s *Store) syncLocked(tx Tx) error {
 	rev := readRevision(tx)
-	if s.m != nil && s.m.rev == rev {
+	if s.m != nil && s.feed != nil {
+		if s.m.rev >= rev {
+			// Current, or ahead of a read of the last watched state (etcd away): drop the
+			// batches the model holds (this replica's own writes).
+			if ok, _ := s.drainLocked(s.m.rev); !ok {
+				s.resetFeedLocked(s.m.rev)
+			}
+			return nil
+		}
+		if s.syncFeedLocked(rev) {
+			return nil
+		}
+		s.feed.reloads.Add(1)
+	} else if s.m != nil && s.m.rev == rev {
 		return nil
 	}
 	m, err := loadModel(tx, s.cfg)
@@ -262,6 +291,7 @@ func (s *Store) syncLocked(tx Tx) error {
 		return err
 	}
 	s.m = m
+	s.resetFeedLocked(m.rev)
 	s.addChange(&change{rev: m.rev, full: true})
 	return nil
 }
@@ -273,7 +303,7 @@ func (s *Store) sync() error {
 		return err
 	}
 	s.mu.RLock()
-	ok := s.m != nil && s.m.rev == rev
+	ok := s.m != nil && s.m.rev == rev && !s.feed.pending()
 	s.mu.RUnlock()
 	if ok {
 		return nil
@@ -438,6 +468,9 @@ func loadModel(tx Tx, cfg Config) (*model, error) {
 	if m.eps, err = loadEndpoints(tx); err != nil {
 		return nil, err
 	}
+	if m.hubs, err = loadHubs(tx); err != nil {
+		return nil, err
+	}
 	m.resolvePins()
 	m.checkFit()
 	return m, nil
@@ -525,6 +558,9 @@ func (s *Store) write(mut func(w *writeTx) ([]Result, error)) (int64, []Result, 
 	var m *model
 	var w *writeTx
 	err := s.b.Update(func(tx Tx) error {
+		if m != nil && m.logging {
+			m.rollback() // a backend runs the transaction again (etcd: it lost a race)
+		}
 		if err := s.syncLocked(tx); err != nil {
 			return err
 		}
@@ -874,7 +910,7 @@ func (s *Store) Apply(objs []api.Object) (int64, []Result, error) {
 				}
 				r.Action = "configured"
 			}
-			w.put(o)
+			w.put(api.DeepCopy(o)) // a copy per attempt: the commit stamps it
 			res = append(res, r)
 		}
 		return res, nil
@@ -905,7 +941,7 @@ func (s *Store) Create(o api.Object) (api.Object, error) {
 		if c.GetKind() == api.KindEGateway {
 			w.needPrefix = c.GetMeta().Name
 		}
-		w.put(c)
+		w.put(api.DeepCopy(c)) // a copy per attempt: the commit stamps it
 		return nil, nil
 	})
 	if err != nil {
@@ -936,7 +972,7 @@ func (s *Store) Update(o api.Object, expectedRV int64) (api.Object, error) {
 		if err := checkManaged(old, "changed"); err != nil {
 			return nil, err
 		}
-		w.put(c)
+		w.put(api.DeepCopy(c)) // a copy per attempt: the commit stamps it
 		return nil, nil
 	})
 	if err != nil {

@@ -20,13 +20,14 @@ import (
 // edgegateway.yaml (the cloud's file adds its own keys on top; docs/ARCHITECTURE.md). viper
 // fills it in cmd/. The section types are api's too.
 type (
-	Config        = api.NodeConfig
-	CloudConfig   = api.NodeCloudConfig
-	TUNConfig     = api.NodeTUNConfig
-	DNSConfig     = api.NodeDNSConfig
-	MetricsConfig = api.NodeMetricsConfig
-	NATConfig     = api.NodeNATConfig
-	PathsConfig   = api.NodePathsConfig
+	Config         = api.NodeConfig
+	CloudConfig    = api.NodeCloudConfig
+	CloudHubConfig = api.NodeHubConfig
+	TUNConfig      = api.NodeTUNConfig
+	DNSConfig      = api.NodeDNSConfig
+	MetricsConfig  = api.NodeMetricsConfig
+	NATConfig      = api.NodeNATConfig
+	PathsConfig    = api.NodePathsConfig
 )
 
 // Defaults are the values every key takes when neither file, env nor flag sets it
@@ -43,7 +44,9 @@ type Parsed struct {
 	VPCIDRP        netip.Prefix
 	VPAddr         netip.Addr
 	CloudOverlay   netip.Addr
-	SiteNetworks   []netip.Prefix
+	// Hubs are the bootstrap list's hubs (cloud.hubs) as peers.
+	Hubs         []api.Peer
+	SiteNetworks []netip.Prefix
 }
 
 // Parse checks c and returns it with addresses parsed. Every error names the key at fault.
@@ -131,6 +134,26 @@ func Parse(c Config, edge bool) (*Parsed, error) {
 		}
 		if c.Cloud.PublicKey == "" {
 			bad("cloud.publicKey", "is required")
+		}
+	}
+	for i, h := range c.Cloud.Hubs {
+		f := fmt.Sprintf("cloud.hubs[%d]", i)
+		ip, err := netip.ParseAddr(h.OverlayIP)
+		switch {
+		case err != nil || !ip.Is4():
+			bad(f+".overlayIP", "%q is not an IPv4 address", h.OverlayIP)
+		case p.OverlayCIDRP.IsValid() && !p.OverlayCIDRP.Contains(ip):
+			bad(f+".overlayIP", "%s is not inside overlayCIDR %s", ip, p.OverlayCIDRP)
+		}
+		if _, port, ok := strings.Cut(h.Endpoint, ":"); !ok || port == "" {
+			bad(f+".endpoint", "%q must be host:port", h.Endpoint)
+		}
+		if err := api.CheckPublicKey(h.PublicKey); err != nil {
+			bad(f+".publicKey", "%v", err)
+		}
+		if err == nil && ip.Is4() {
+			p.Hubs = append(p.Hubs, api.Peer{Name: h.Name, Site: "", PublicKey: h.PublicKey, Endpoint: h.Endpoint,
+				OverlayIP: ip, AllowedIPs: []netip.Prefix{netip.PrefixFrom(ip, 32)}, Hub: true})
 		}
 	}
 	if c.Cloud.SyncPort <= 0 || c.Cloud.SyncPort > 65535 {

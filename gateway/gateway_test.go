@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -9,8 +10,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,5 +179,118 @@ func TestSyncClient(t *testing.T) {
 	defer mu.Unlock()
 	if sinces[0] != "3" || reports == 0 {
 		t.Fatalf("polls %v reports %d", sinces, reports)
+	}
+}
+
+// TestSyncClientMovesToAnotherHub: the client syncs from the first hub; when that hub stops
+// answering (its requests hang, as through a tunnel to a dead peer), the client moves to the
+// next hub within DeadAfter plus a Heartbeat and applies its snapshot; reports follow.
+func TestSyncClientMovesToAnotherHub(t *testing.T) {
+	var dead atomic.Bool
+	hang := make(chan struct{})
+	var aPolls, bReports atomic.Int64
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if dead.Load() {
+			select { // a dead hub: nothing comes back
+			case <-hang:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		switch r.URL.Path {
+		case "/v1/ping":
+			w.WriteHeader(http.StatusNoContent)
+		case "/v1/sync":
+			aPolls.Add(1)
+			select { // a long poll with nothing new
+			case <-hang:
+			case <-r.Context().Done():
+			}
+		default:
+			io.Copy(io.Discard, r.Body)
+		}
+	}))
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/sync":
+			if r.URL.Query().Get("since") == "7" {
+				w.Write([]byte(`{"revision":8,"gateway":"edge-a"}`))
+				return
+			}
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+		case "/v1/report":
+			io.Copy(io.Discard, r.Body)
+			bReports.Add(1)
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	defer func() { close(hang); a.Close(); b.Close() }()
+	c := NewSyncClient(netip.AddrPort{}, netip.Addr{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c.Hubs = func() []string { return []string{a.URL, b.URL} }
+	c.Heartbeat, c.DeadAfter = 20*time.Millisecond, 150*time.Millisecond
+	c.ReportEvery = 20 * time.Millisecond
+	applied := make(chan int64, 4)
+	c.Apply = func(s *api.Snapshot) error { applied <- s.Revision; return nil }
+	c.Report = func() any { return map[string]int64{"appliedRevision": 8} }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx, 7); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	// It syncs from a, which answers pings: it stays there.
+	deadline := time.Now().Add(5 * time.Second)
+	for aPolls.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(4 * c.DeadAfter)
+	if c.Current() != a.URL || len(applied) != 0 {
+		t.Fatalf("left a live hub: current %s, %d applied", c.Current(), len(applied))
+	}
+	dead.Store(true)
+	t0 := time.Now()
+	select {
+	case rev := <-applied:
+		if rev != 8 {
+			t.Fatalf("applied %d", rev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client did not move to the live hub within 5 s")
+	}
+	moved := time.Since(t0)
+	if c.Current() != b.URL {
+		t.Fatalf("current %s, want %s", c.Current(), b.URL)
+	}
+	for bReports.Load() == 0 && time.Since(t0) < 5*time.Second {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if bReports.Load() == 0 {
+		t.Fatal("no report reached the new hub")
+	}
+	t.Logf("moved to the live hub %v after the first stopped answering (DeadAfter %v, Heartbeat %v)", moved.Round(time.Millisecond), c.DeadAfter, c.Heartbeat)
+}
+
+// TestHubOrder: the order is a permutation, stable for a gateway, and spreads gateways.
+func TestHubOrder(t *testing.T) {
+	hubs := []string{"http://100.64.0.1:8443", "http://100.64.0.126:8443", "http://100.64.0.125:8443"}
+	first := map[string]int{}
+	for i := range 300 {
+		gw := fmt.Sprintf("edge-%d", i)
+		o := HubOrder(gw, hubs)
+		if len(o) != 3 || !slices.Equal(slices.Sorted(slices.Values(o)), slices.Sorted(slices.Values(hubs))) {
+			t.Fatalf("%s: %v", gw, o)
+		}
+		if !slices.Equal(o, HubOrder(gw, []string{hubs[2], hubs[0], hubs[1]})) {
+			t.Fatalf("%s: the order depends on the list's order", gw)
+		}
+		first[o[0]]++
+	}
+	for _, h := range hubs {
+		if first[h] < 60 {
+			t.Fatalf("first choices %v: not spread", first)
+		}
 	}
 }

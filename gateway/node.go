@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +24,7 @@ import (
 	"github.com/egw-project/egw/nat"
 	"github.com/egw-project/egw/overlay"
 	"github.com/egw-project/egw/overlay/pathbind"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // NodeOptions are what differs between an edge, the hub and a test.
@@ -36,6 +40,8 @@ type NodeOptions struct {
 	DNSListen []string
 	// NoCache disables the on-disk snapshot cache (the hub's snapshots come from its store).
 	NoCache bool
+	// Metrics are served beside the node's own (the cloud gateway's control plane).
+	Metrics []prometheus.Collector
 	// PathTiming overrides the path timers (tests).
 	PathTiming pathbind.Timing
 }
@@ -320,7 +326,61 @@ func (n *Node) peersFor(s *api.Snapshot) []api.Peer {
 		p.Endpoint = ""
 		out = append(out, p)
 	}
+	hubs := n.otherHubs(s, cc.PublicKey)
+	// The edge's overlay IP may sync with every hub, not only the configured one.
+	ips := make([]netip.Addr, len(hubs))
+	for i, h := range hubs {
+		ips[i] = h.OverlayIP
+	}
+	n.engine.SetControlPeers(ips)
+	return append(out, hubs...)
+}
+
+// otherHubs returns the hubs of s other than the configured one (cloud gateway replicas):
+// a session to each, for its overlay address alone (sync), so the edge can move its sync to
+// any of them (SyncClient.Hubs).
+func (n *Node) otherHubs(s *api.Snapshot, cloudKey string) []api.Peer {
+	var out []api.Peer
+	seen := map[string]bool{}
+	// The snapshot's hubs, then the bootstrap list's (cloud.hubs) that it does not list.
+	for _, p := range append(slices.Clone(s.Peers), n.cfg.Hubs...) {
+		if !p.Hub || p.PublicKey == "" || p.PublicKey == cloudKey || !p.OverlayIP.IsValid() || p.OverlayIP == n.cfg.CloudOverlay ||
+			seen[p.PublicKey] || seen[p.OverlayIP.String()] {
+			continue
+		}
+		seen[p.PublicKey], seen[p.OverlayIP.String()] = true, true
+		p.AllowedIPs = []netip.Prefix{netip.PrefixFrom(p.OverlayIP, 32)}
+		out = append(out, p)
+	}
 	return out
+}
+
+// PreferSyncHub makes the hub at sync URL base the one relayed packets go to first: the
+// edge syncs from it, so it answers (any hub relays).
+func (n *Node) PreferSyncHub(base string) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil {
+		return
+	}
+	n.log.Info("syncing from hub", "overlayIP", ip)
+	n.ov.PreferHub(ip)
+}
+
+// SyncHubs returns the sync URLs of every hub the edge knows, in the order it tries them
+// (HubOrder): the configured one and the other hubs of its snapshot.
+func (n *Node) SyncHubs() []string {
+	port := strconv.Itoa(n.cfg.Cloud.SyncPort)
+	urls := []string{"http://" + net.JoinHostPort(n.cfg.CloudOverlay.String(), port)}
+	if s := n.applied.Load(); s != nil {
+		for _, p := range n.otherHubs(s, n.cloud.Load().PublicKey) {
+			urls = append(urls, "http://"+net.JoinHostPort(p.OverlayIP.String(), port))
+		}
+	}
+	return HubOrder(n.cfg.Name, urls)
 }
 
 // SetCloud replaces the edge's hub peer settings (SIGHUP) and re-applies the peers.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -132,5 +133,69 @@ func TestApplyAllOrNothing(t *testing.T) {
 	}
 	if n.Engine().Revision() != 1 || n.Applied().Revision != 1 {
 		t.Errorf("engine revision %d, applied %d; want 1", n.Engine().Revision(), n.Applied().Revision)
+	}
+}
+
+// TestEdgeSessionsToEveryHub: an edge keeps its configured hub for the whole overlay and
+// gets a session to every other hub its snapshot lists, for that hub's overlay address
+// alone; it syncs from any of them (SyncHubs).
+func TestEdgeSessionsToEveryHub(t *testing.T) {
+	n := testNode(t)
+	s := n.Bootstrap()
+	s.Revision = 2
+	other := mustKey(t).PublicKey().String()
+	s.Peers = append(s.Peers,
+		api.Peer{Name: "cloud-gw", Hub: true, PublicKey: n.cloud.Load().PublicKey, OverlayIP: netip.MustParseAddr("100.64.0.1"),
+			AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.64.0.0/10")}},
+		api.Peer{Name: "cloud-gw-2", Hub: true, PublicKey: other, Endpoint: "10.99.0.3:51820", OverlayIP: netip.MustParseAddr("100.64.0.126"),
+			AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.64.0.126/32")}})
+	if err := n.Apply(s); err != nil {
+		t.Fatal(err)
+	}
+	peers := n.peersFor(s)
+	if len(peers) != 2 || peers[0].AllowedIPs[0] != n.cfg.OverlayCIDRP || peers[1].PublicKey != other ||
+		len(peers[1].AllowedIPs) != 1 || peers[1].AllowedIPs[0] != netip.MustParsePrefix("100.64.0.126/32") {
+		t.Fatalf("peers %+v", peers)
+	}
+	hubs := n.SyncHubs()
+	if len(hubs) != 2 || !slices.Contains(hubs, "http://100.64.0.1:7443") || !slices.Contains(hubs, "http://100.64.0.126:7443") {
+		t.Fatalf("sync hubs %v", hubs)
+	}
+	stats, err := n.Overlay().PeerStats()
+	if err != nil || len(stats) != 2 {
+		t.Fatalf("WireGuard peers %d, %v", len(stats), err)
+	}
+}
+
+// TestBootstrapHubs: the hubs of cloud.hubs are peers and sync targets before any snapshot
+// lists them; a bad entry is refused naming it.
+func TestBootstrapHubs(t *testing.T) {
+	c := validEdgeConfig(t.TempDir())
+	c.Cloud.PublicKey = mustKey(t).PublicKey().String()
+	other := mustKey(t).PublicKey().String()
+	c.Cloud.Hubs = []CloudHubConfig{{Name: "cloud-gw-2", Endpoint: "10.99.0.3:51820", PublicKey: other, OverlayIP: "100.64.1.255"}}
+	p, err := Parse(c, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := membind.NewSwitch()
+	n, err := NewNode(p, NodeOptions{Key: mustKey(t), TUN: tuntest.NewChannelTUN().TUN(), Bind: sw.Bind(netip.MustParseAddr("10.99.0.2"))},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Apply(n.Bootstrap()); err != nil {
+		t.Fatal(err)
+	}
+	if hubs := n.SyncHubs(); len(hubs) != 2 || !slices.Contains(hubs, "http://100.64.1.255:7443") {
+		t.Fatalf("sync hubs %v", hubs)
+	}
+	if peers := n.peersFor(n.Applied()); len(peers) != 2 || peers[1].PublicKey != other {
+		t.Fatalf("peers %+v", peers)
+	}
+	c.Cloud.Hubs[0].OverlayIP = "10.0.0.1"
+	if _, err := Parse(c, true); err == nil || !strings.Contains(err.Error(), "cloud.hubs[0].overlayIP") {
+		t.Fatalf("a hub outside the overlay: %v", err)
 	}
 }

@@ -55,7 +55,7 @@ func (k *edgeKey) rotate(ctx context.Context, c *SyncClient, n *Node, keyFile, n
 	body, _ := json.Marshal(api.RotateRequest{PublicKey: nk.PublicKey().String(), Nonce: nonce})
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.BaseURL+"/v1/rotate", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.Current()+"/v1/rotate", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

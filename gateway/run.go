@@ -49,6 +49,8 @@ func RunEdge(ctx context.Context, cfg *Parsed, reload func() (*Parsed, error), h
 	sc.Apply = node.Apply
 	sc.Report = func() any { return node.Report() }
 	sc.Latency = node.observeSync
+	sc.Hubs = node.SyncHubs
+	sc.OnHub = node.PreferSyncHub
 	revoked := make(chan *RevokedError, 1)
 	sc.Revoked = func(e *RevokedError) { revoked <- e }
 	cur := &edgeKey{key: key}
@@ -105,7 +107,7 @@ func Launch(ctx context.Context, cfg *Parsed, opts NodeOptions, initial *api.Sna
 		node.Close()
 		return nil, err
 	}
-	if err := node.ServeMetrics(ctx, cfg.Metrics.Listen); err != nil {
+	if err := node.ServeMetrics(ctx, cfg.Metrics.Listen, opts.Metrics...); err != nil {
 		log.Warn("metrics not served", "err", err)
 	}
 	return node, nil

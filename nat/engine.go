@@ -2,6 +2,7 @@ package nat
 
 import (
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,8 +47,10 @@ type Engine struct {
 	// Config.ControlPort.
 	ctlPeer uint32
 	ctlPort uint16
-	frags   fragTable
-	echo    *vpresence.EchoTable // echo requests handed to service hosts (outlives snapshots)
+	// ctlPeers are more control peers (other hubs' overlay IPs, SetControlPeers).
+	ctlPeers atomic.Pointer[[]uint32]
+	frags    fragTable
+	echo     *vpresence.EchoTable // echo requests handed to service hosts (outlives snapshots)
 
 	dirs   [2]dirCounters
 	drops  [NumReasons]atomic.Uint64
@@ -63,6 +66,19 @@ const (
 	dirSite    = 0
 	dirOverlay = 1
 )
+
+// SetControlPeers sets the overlay IPs, besides Config.ControlPeer, that the gateway's own
+// overlay IP may exchange control traffic with: the other hubs (cloud gateway replicas) an
+// edge may sync from. Safe to call while packets flow.
+func (e *Engine) SetControlPeers(peers []netip.Addr) {
+	out := make([]uint32, 0, len(peers))
+	for _, p := range peers {
+		if p.Is4() {
+			out = append(out, ip4.U32(p))
+		}
+	}
+	e.ctlPeers.Store(&out)
+}
 
 // NewEngine makes an engine with no snapshot: until Apply, every packet is dropped with
 // ReasonNoSnapshot (default deny).

@@ -327,6 +327,13 @@ func (e *Engine) control(f *flow, peer uint32, port uint16) bool {
 	if e.ctlPeer != 0 && peer == e.ctlPeer {
 		return true
 	}
+	if ps := e.ctlPeers.Load(); ps != nil {
+		for _, p := range *ps {
+			if peer == p {
+				return true
+			}
+		}
+	}
 	return e.ctlPort != 0 && f.proto == ip4.ProtoTCP && port == e.ctlPort
 }
 

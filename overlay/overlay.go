@@ -97,6 +97,9 @@ type Overlay struct {
 
 	mu    sync.Mutex            // guards peers and the IpcSet sequence
 	peers map[wgtypes.Key]*peer // what SetPeers last applied
+	// preferredHub is the overlay address of the hub relayed packets go to first
+	// (PreferHub).
+	preferredHub netip.Addr
 
 	bind     *pathbind.Bind
 	relay    *pathbind.Relay // the hub's; nil on an edge

@@ -127,13 +127,40 @@ func (o *Overlay) setHubs(peers map[wgtypes.Key]*peer) {
 		return
 	}
 	var hubs []netip.AddrPort
+	var preferred netip.AddrPort
 	for _, p := range peers {
 		if p.hub && p.resolved.IsValid() {
 			hubs = append(hubs, p.resolved)
+			if p.overlayIP.IsValid() && p.overlayIP == o.preferredHub {
+				preferred = p.resolved
+			}
 		}
 	}
-	slices.SortFunc(hubs, netip.AddrPort.Compare) // one preferred hub, not the map's order
+	// One preferred hub, not the map's order: the one PreferHub named (the hub the edge
+	// syncs from, so alive), then by address.
+	slices.SortFunc(hubs, func(a, b netip.AddrPort) int {
+		switch {
+		case a == preferred && b != preferred:
+			return -1
+		case b == preferred && a != preferred:
+			return 1
+		}
+		return a.Compare(b)
+	})
 	if err := o.bind.SetHubs(hubs); err != nil {
 		o.log.Warn("overlay: hubs not set for the relay", "err", err)
 	}
+}
+
+// PreferHub makes the hub whose overlay address is ip the one the edge's relayed packets go
+// to (any hub relays; the edge names the one it syncs from, which answers). A no-op on the
+// hub.
+func (o *Overlay) PreferHub(ip netip.Addr) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.preferredHub == ip {
+		return
+	}
+	o.preferredHub = ip
+	o.setHubs(o.peers)
 }

@@ -106,3 +106,59 @@ func TestPathPeerRejectsBadInput(t *testing.T) {
 		t.Fatalf("a refused set changed the device: %+v", st)
 	}
 }
+
+// TestAnyHubRelays: with two hubs (cloud gateway replicas), an edge's relayed packets go to
+// the hub it prefers (the one it syncs from), and move to the other when it prefers that
+// one; both hubs relay between the linked pair.
+func TestAnyHubRelays(t *testing.T) {
+	mn := membind.NewSwitch()
+	hubCfg := func(c *Config) { c.Paths.Hub = true }
+	h1 := newNode(t, mn, "127.0.0.1", forward{}, netip.MustParseAddr("100.64.0.1"), hubCfg)
+	h2 := newNode(t, mn, "127.0.0.4", forward{}, netip.MustParseAddr("100.64.0.126"), hubCfg)
+	a := newNode(t, mn, "127.0.0.2", forward{}, netip.MustParseAddr("100.64.4.1"))
+	b := newNode(t, mn, "127.0.0.3", forward{}, netip.MustParseAddr("100.64.8.1"))
+	ha, hb := a.peer("a", aPrefix), b.peer("b", bPrefix)
+	ha.OverlayIP, hb.OverlayIP = aPrefix.Addr().Next(), bPrefix.Addr().Next()
+	for _, h := range []*node{h1, h2} {
+		if err := h.SetPeers([]api.Peer{ha, hb}, 0); err != nil {
+			t.Fatal(err)
+		}
+		h.SetLinks([]api.Link{{A: ha.OverlayIP, B: hb.OverlayIP}})
+	}
+	hp1 := h1.peer("cloud-gw", overlayCIDR)
+	hp1.Endpoint, hp1.Hub, hp1.OverlayIP = h1.addr, true, netip.MustParseAddr("100.64.0.1")
+	hp2 := h2.peer("cloud-gw-2", netip.MustParsePrefix("100.64.0.126/32"))
+	hp2.Endpoint, hp2.Hub, hp2.OverlayIP = h2.addr, true, netip.MustParseAddr("100.64.0.126")
+	pa, pb := ha, hb
+	pa.AllowedIPs, pb.AllowedIPs = []netip.Prefix{aPrefix}, []netip.Prefix{bPrefix}
+	for _, e := range []struct {
+		n    *node
+		peer api.Peer
+	}{{a, pb}, {b, pa}} {
+		e.n.PreferHub(hp2.OverlayIP)
+		if err := e.n.SetPeers([]api.Peer{hp1, hp2, e.peer}, DefaultKeepalive); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca, sb := netip.MustParseAddr("100.64.4.200"), netip.MustParseAddr("100.64.8.10")
+	send(t, a, b, ca, sb, "through hub 2")
+	r1, _ := h1.RelayStats()
+	r2, _ := h2.RelayStats()
+	if r2.Forwarded == 0 || r1.Forwarded != 0 {
+		t.Fatalf("relayed by hub 1 %d, hub 2 %d: want hub 2 only", r1.Forwarded, r2.Forwarded)
+	}
+	// Hub 1 relays once it has an authenticated session with both (their keepalives).
+	deadline := time.Now().Add(10 * time.Second)
+	for obs := h1.ObservedEndpoints(); obs["a"].String() != a.addr || obs["b"].String() != b.addr; obs = h1.ObservedEndpoints() {
+		if time.Now().After(deadline) {
+			t.Fatalf("hub 1 observed %v", obs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.PreferHub(hp1.OverlayIP)
+	b.PreferHub(hp1.OverlayIP)
+	send(t, a, b, ca, sb, "through hub 1")
+	if r1, _ = h1.RelayStats(); r1.Forwarded == 0 {
+		t.Fatal("hub 1 relayed nothing after the edges preferred it")
+	}
+}

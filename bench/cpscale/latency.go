@@ -16,6 +16,7 @@ import (
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/controlplane"
 	"github.com/egw-project/egw/gateway"
+	"github.com/egw-project/egw/internal/etcdmember"
 	"github.com/egw-project/egw/nat"
 )
 
@@ -30,7 +31,16 @@ const (
 	// modeWatch: each agent calls controlplane.Server.Watch in-process (as the hub's own
 	// node does): the control plane's own latency without HTTP and JSON.
 	modeWatch = "watch"
+	// modeEtcd2: two control-plane replicas on one etcd (an embedded member in this
+	// process, internal/etcdmember): the policy change is written through replica 1 and the
+	// agents long-poll replica 2 over HTTP as in modeHTTP, so the figure includes etcd's
+	// commit, its watch and replica 2 applying the change to its model by key.
+	modeEtcd2 = "etcd2"
 )
+
+// maxEtcd2Gateways bounds the gateway counts modeEtcd2 runs at (the figure is at
+// 100; the world is applied in pieces within etcd's 128 operations per transaction).
+const maxEtcd2Gateways = 1000
 
 // identityHeader carries a simulated agent's overlay source address (modeHTTP only).
 const identityHeader = "X-Cpscale-Overlay-Source"
@@ -133,32 +143,59 @@ func (a *agent) probe(client netip.Addr) (nat.Result, error) {
 // gateway following its snapshot in mode, and times reps policy changes that allow the
 // new client nN at every site and reps that revoke it again.
 func runLatency(ctx context.Context, dir string, n int, mode string, reps int) (*latencyResult, error) {
-	cfg := cpConfig()
-	store, err := controlplane.Open(filepath.Join(dir, fmt.Sprintf("latency-%s-%d", mode, n)), cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer store.Close()
-	srv, err := controlplane.NewServer(store, controlplane.Options{})
-	if err != nil {
-		return nil, err
-	}
-	if err := srv.EnsureHub(hubVPCIDR, "", ""); err != nil {
-		return nil, fmt.Errorf("registering the hub: %w", err)
-	}
-	if _, _, err := srv.Apply(latencyWorld(n)); err != nil {
-		return nil, fmt.Errorf("applying the world of %d gateways: %w", n, err)
-	}
-
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 
+	// srv takes the writes; syncer serves the agents (another replica in modeEtcd2).
+	var srv, syncer *controlplane.Server
+	if mode == modeEtcd2 {
+		w, r, closeAll, err := etcdReplicas(ctx, filepath.Join(dir, fmt.Sprintf("latency-%s-%d", mode, n)))
+		if err != nil {
+			return nil, err
+		}
+		defer closeAll()
+		srv, syncer = w, r
+	} else {
+		store, err := controlplane.Open(filepath.Join(dir, fmt.Sprintf("latency-%s-%d", mode, n)), cpConfig())
+		if err != nil {
+			return nil, err
+		}
+		defer store.Close()
+		if srv, err = controlplane.NewServer(store, controlplane.Options{}); err != nil {
+			return nil, err
+		}
+		syncer = srv
+	}
+	if err := srv.EnsureHub(hubVPCIDR, "", ""); err != nil {
+		return nil, fmt.Errorf("registering the hub: %w", err)
+	}
+	if mode == modeEtcd2 {
+		if err := applyInPieces(srv, latencyWorld(n)); err != nil {
+			return nil, fmt.Errorf("applying the world of %d gateways: %w", n, err)
+		}
+	} else if _, _, err := srv.Apply(latencyWorld(n)); err != nil {
+		return nil, fmt.Errorf("applying the world of %d gateways: %w", n, err)
+	}
+	// The syncing replica has compiled what the writing one did.
+	if err := waitFor(ctx, 60*time.Second, func() error {
+		for i := range n {
+			w, ok1 := srv.Snapshot(gwName(i))
+			r, ok2 := syncer.Snapshot(gwName(i))
+			if !ok1 || !ok2 || w.Revision != r.Revision {
+				return fmt.Errorf("%s: the syncing replica is not at the writer's snapshot", gwName(i))
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+
 	var cur atomic.Pointer[trial]
 	agents := make([]*agent, n)
 	for i := range n {
-		snap, ok := srv.Snapshot(gwName(i))
+		snap, ok := syncer.Snapshot(gwName(i))
 		if !ok {
 			return nil, fmt.Errorf("no snapshot compiled for %s", gwName(i))
 		}
@@ -174,23 +211,23 @@ func runLatency(ctx context.Context, dir string, n int, mode string, reps int) (
 				defer wg.Done()
 				var since int64
 				for {
-					s, err := srv.Watch(ctx, a.gw, since)
+					s, err := syncer.Watch(ctx, a.gw, since)
 					if err != nil {
 						return
 					}
 					if a.apply(s) == nil {
 						since = s.Revision
-						srv.Report(a.gw, api.Report{AppliedRevision: s.Revision})
+						syncer.Report(a.gw, api.Report{AppliedRevision: s.Revision})
 					}
 				}
 			}()
 		}
-	case modeHTTP:
+	case modeHTTP, modeEtcd2:
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
 		}
-		hs := &http.Server{Handler: injectIdentity(srv.SyncHandler()), ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: injectIdentity(syncer.SyncHandler()), ReadHeaderTimeout: 10 * time.Second}
 		go hs.Serve(ln)
 		defer hs.Close()
 		addr := netip.MustParseAddrPort(ln.Addr().String())
@@ -207,13 +244,13 @@ func runLatency(ctx context.Context, dir string, n int, mode string, reps int) (
 			}()
 		}
 	default:
-		return nil, fmt.Errorf("unknown sync mode %q (want %s or %s)", mode, modeHTTP, modeWatch)
+		return nil, fmt.Errorf("unknown sync mode %q (want %s, %s or %s)", mode, modeHTTP, modeWatch, modeEtcd2)
 	}
 
 	// Every agent applies its first snapshot.
 	if err := waitFor(ctx, 60*time.Second, func() error {
 		for _, a := range agents {
-			want, _ := srv.Snapshot(a.gw)
+			want, _ := syncer.Snapshot(a.gw)
 			if got := a.engine.Revision(); got != want.Revision {
 				return fmt.Errorf("%s applied revision %d of %d", a.gw, got, want.Revision)
 			}
@@ -373,4 +410,76 @@ func (t *identityTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set(identityHeader, t.src.String())
 	return t.base.RoundTrip(r)
+}
+
+// etcdReplicas starts an etcd member in dir and two control-plane replicas on it: w takes
+// the writes, r follows it (Server.Follow). closeAll stops them all.
+func etcdReplicas(ctx context.Context, dir string) (w, r *controlplane.Server, closeAll func(), err error) {
+	m, err := etcdmember.Start(etcdmember.Options{Dir: filepath.Join(dir, "etcd")})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("etcd member: %w", err)
+	}
+	var closers []func() error
+	closeAll = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		m.Close()
+	}
+	var srvs [2]*controlplane.Server
+	for i := range srvs {
+		b, err := controlplane.OpenEtcd(controlplane.EtcdOptions{Endpoints: []string{m.ClientURL}})
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, err
+		}
+		store := controlplane.NewStore(b, cpConfig())
+		closers = append(closers, store.Close)
+		if srvs[i], err = controlplane.NewServer(store, controlplane.Options{}); err != nil {
+			closeAll()
+			return nil, nil, nil, err
+		}
+		srvs[i].Follow(ctx)
+	}
+	return srvs[0], srvs[1], closeAll, nil
+}
+
+// applyInPieces applies objs a few at a time, and each exposure alone, to 40 more sites
+// at a time: each write stays within etcd's 128 operations per transaction (two per
+// managed VirtualPresence).
+func applyInPieces(srv *controlplane.Server, objs []api.Object) error {
+	var batch []api.Object
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		_, _, err := srv.Apply(batch)
+		batch = nil
+		return err
+	}
+	for _, o := range objs {
+		if e, ok := o.(*api.ServiceExpose); ok {
+			if err := flush(); err != nil {
+				return err
+			}
+			for k := 40; ; k += 40 {
+				c := api.DeepCopy(e).(*api.ServiceExpose)
+				c.ESites = e.ESites[:min(k, len(e.ESites))]
+				if _, _, err := srv.Apply([]api.Object{c}); err != nil {
+					return err
+				}
+				if k >= len(e.ESites) {
+					break
+				}
+			}
+			continue
+		}
+		batch = append(batch, o)
+		if len(batch) == 20 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
 }

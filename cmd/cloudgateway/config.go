@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/egw-project/egw/controlplane"
 	"github.com/egw-project/egw/gateway"
@@ -22,8 +23,8 @@ const DefaultConfigFile = "/etc/egw/cloudgateway.yaml"
 // listenPort, overlayCIDR, vpCIDR, tun, dns, metrics, nat) plus the cloud's own. The hub's
 // overlayPrefix, overlayIP and cloud section come from the control plane, not from the file.
 // Every key is also EGW_<KEY> (upper case, "_" for ".") and the flags --state-dir,
-// --api-socket and --dataplane override theirs. Keys tagged reload:"live" apply on SIGHUP;
-// the others need a restart (api.RestartKeys).
+// --api-socket, --dataplane, --store-backend and --etcd-endpoints override theirs. Keys
+// tagged reload:"live" apply on SIGHUP; the others need a restart (api.RestartKeys).
 type Config struct {
 	gateway.Config `mapstructure:",squash"`
 
@@ -44,9 +45,30 @@ type Config struct {
 	// EnrollAddress is the host:port join tokens carry (default: endpoint's host, its port).
 	EnrollListen  string `mapstructure:"enrollListen"`
 	EnrollAddress string `mapstructure:"enrollAddress"`
+	Store         Store  `mapstructure:"store"`
+	// HubName is this replica's name as a hub ("": name). Replicas on one store share name
+	// and site; the one whose hubName is name runs the cloud site's gateway, each other
+	// sets a hubName of its own (README "Running several cloud gateways").
+	HubName string `mapstructure:"hubName"`
 
 	// rotateStoreID is the --new-store-id flag (a one-off action, so not a config key).
 	rotateStoreID bool
+}
+
+// Store is the store section: the backend of the control plane's store (bbolt: the file
+// <stateDir>/egw.db; etcd: shared by every cloud gateway replica on the same prefix).
+type Store struct {
+	Backend string `mapstructure:"backend"`
+	Etcd    struct {
+		Endpoints []string `mapstructure:"endpoints"`
+		Prefix    string   `mapstructure:"prefix"`
+		TLS       struct {
+			CA   string `mapstructure:"ca"`
+			Cert string `mapstructure:"cert"`
+			Key  string `mapstructure:"key"`
+		} `mapstructure:"tls"`
+		DialTimeout time.Duration `mapstructure:"dialTimeout"`
+	} `mapstructure:"etcd"`
 }
 
 // defaults are gateway.Defaults with the cloud's own values (they work for the demo) and
@@ -82,6 +104,15 @@ func defaults() map[string]any {
 		"dataplane":          true,
 		"enrollListen":       ":7444",
 		"enrollAddress":      "",
+		"hubName":            "",
+
+		"store.backend":          controlplane.BackendBolt,
+		"store.etcd.endpoints":   []string{},
+		"store.etcd.prefix":      controlplane.DefaultEtcdPrefix,
+		"store.etcd.tls.ca":      "",
+		"store.etcd.tls.cert":    "",
+		"store.etcd.tls.key":     "",
+		"store.etcd.dialTimeout": controlplane.DefaultEtcdDialTimeout.String(),
 	})
 	return d
 }
@@ -95,7 +126,8 @@ func loadConfig(flags *pflag.FlagSet) (*Config, string, error) {
 	v.SetEnvPrefix("EGW")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
-	for key, flag := range map[string]string{"stateDir": "state-dir", "apiSocket": "api-socket", "dataplane": "dataplane"} {
+	for key, flag := range map[string]string{"stateDir": "state-dir", "apiSocket": "api-socket", "dataplane": "dataplane",
+		"store.backend": "store-backend", "store.etcd.endpoints": "etcd-endpoints"} {
 		if f := flags.Lookup(flag); f != nil && f.Changed {
 			if err := v.BindPFlag(key, f); err != nil {
 				return nil, "", err
@@ -123,7 +155,28 @@ func loadConfig(flags *pflag.FlagSet) (*Config, string, error) {
 	if c.PrivateKeyFile == "" {
 		c.PrivateKeyFile = c.StateDir + "/private.key"
 	}
+	// One comma-separated string (--etcd-endpoints, EGW_STORE_ETCD_ENDPOINTS) or a list.
+	var eps []string
+	for _, e := range c.Store.Etcd.Endpoints {
+		for part := range strings.SplitSeq(e, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				eps = append(eps, part)
+			}
+		}
+	}
+	c.Store.Etcd.Endpoints = eps
 	return c, used, nil
+}
+
+// storeConfig is the store section as the control plane takes it, checked.
+func (c *Config) storeConfig() (controlplane.StoreConfig, error) {
+	sc := controlplane.StoreConfig{Backend: c.Store.Backend}
+	sc.Etcd.Endpoints = c.Store.Etcd.Endpoints
+	sc.Etcd.Prefix = c.Store.Etcd.Prefix
+	sc.Etcd.TLS.CA, sc.Etcd.TLS.Cert, sc.Etcd.TLS.Key = c.Store.Etcd.TLS.CA, c.Store.Etcd.TLS.Cert, c.Store.Etcd.TLS.Key
+	sc.Etcd.DialTimeout = c.Store.Etcd.DialTimeout
+	sc = sc.WithDefaults()
+	return sc, sc.Validate()
 }
 
 // controlplaneConfig is the part of c the control plane needs.
@@ -150,4 +203,12 @@ func (c *Config) serveLimits() controlplane.ServeLimits {
 		lim.MaxConnsPerAddr = c.APIMaxConnsPerAddr
 	}
 	return lim
+}
+
+// hubName is this replica's name as a hub: hubName, else name.
+func (c *Config) hubName() string {
+	if c.HubName != "" {
+		return c.HubName
+	}
+	return c.Name
 }

@@ -35,15 +35,32 @@ var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, 
 	if created {
 		log.Info("generated WireGuard key", "file", pc.PrivateKeyFile)
 	}
-	if err := cp.EnsureHub(cfg.VPCIDR, key.PublicKey().String(), cfg.Endpoint); err != nil {
-		return fmt.Errorf("registering the hub's public key: %w", err)
+	hubName, site := cfg.hubName(), cfg.hubName() == cfg.Name
+	if site {
+		if err := cp.EnsureHub(cfg.VPCIDR, key.PublicKey().String(), cfg.Endpoint); err != nil {
+			return fmt.Errorf("registering the hub's public key: %w", err)
+		}
 	}
-	log.Info("hub node starting", "publicKey", key.PublicKey().String(), "overlayIP", pc.OverlayIPA, "listenPort", cfg.ListenPort, "tunDriver", pc.TUN.Driver)
+	hub, err := cp.RegisterHub(hubName, key.PublicKey().String(), cfg.Endpoint)
+	if err != nil {
+		return fmt.Errorf("registering this replica as a hub: %w", err)
+	}
+	// own turns the site gateway's snapshot into this node's: the same for the site
+	// gateway's replica, a hub-only one for the others.
+	own := func(s *api.Snapshot) *api.Snapshot { return s }
+	if !site {
+		gc.Name, gc.OverlayIP = hubName, hub.OverlayIP.String()
+		if pc, err = gateway.Parse(gc, false); err != nil {
+			return fmt.Errorf("config:\n%w", err)
+		}
+		own = func(s *api.Snapshot) *api.Snapshot { return hubSnapshot(s, hubName, hub.OverlayIP) }
+	}
+	log.Info("hub node starting", "hub", hubName, "siteGateway", site, "publicKey", key.PublicKey().String(), "overlayIP", pc.OverlayIPA, "listenPort", cfg.ListenPort, "tunDriver", pc.TUN.Driver)
 	var initial *api.Snapshot // the hub's own snapshot, else Launch applies the bootstrap one
 	if s, ok := cp.Snapshot(cfg.Name); ok {
-		initial = s
+		initial = own(s)
 	}
-	node, err := gateway.Launch(ctx, pc, gateway.NodeOptions{Hub: true, Key: key, NoCache: true}, initial, log)
+	node, err := gateway.Launch(ctx, pc, gateway.NodeOptions{Hub: true, Key: key, NoCache: true, Metrics: cp.Collectors()}, initial, log)
 	if err != nil {
 		return err
 	}
@@ -53,7 +70,7 @@ var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, 
 		}
 		log.Info("hub node stopped")
 	}()
-	report := func() { cp.Report(cfg.Name, node.Report()) }
+	report := func() { cp.Report(hubName, node.Report()) }
 	rev := node.Applied().Revision
 	report()
 	cp.SetPeerStats(func() map[string]controlplane.PeerStats {
@@ -105,8 +122,20 @@ var dataplane = func(ctx context.Context, cfg *Config, cp *controlplane.Server, 
 	go feedObserved(ctx, cp, node.Overlay().ObservedEndpoints, time.Second)
 
 	f := &follower{
-		watch:  func(ctx context.Context, since int64) (*api.Snapshot, error) { return cp.Watch(ctx, cfg.Name, since) },
-		latest: func() (*api.Snapshot, bool) { return cp.Snapshot(cfg.Name) },
+		watch: func(ctx context.Context, since int64) (*api.Snapshot, error) {
+			s, err := cp.Watch(ctx, cfg.Name, since)
+			if err != nil {
+				return nil, err
+			}
+			return own(s), nil
+		},
+		latest: func() (*api.Snapshot, bool) {
+			s, ok := cp.Snapshot(cfg.Name)
+			if !ok {
+				return nil, false
+			}
+			return own(s), true
+		},
 		apply:  node.Apply,
 		report: report,
 		log:    log,
@@ -227,4 +256,15 @@ func feedObserved(ctx context.Context, sink observedSink, observed func() map[st
 			}
 		}
 	}
+}
+
+// hubSnapshot is the snapshot of a hub replica that does not run the cloud site's gateway:
+// the site gateway's (every edge as a peer, the relay's links), under the replica's own
+// name and overlay address, without the cloud site's services (no NAT into the cloud LAN
+// here).
+func hubSnapshot(s *api.Snapshot, name string, overlayIP netip.Addr) *api.Snapshot {
+	c := *s
+	c.Gateway, c.OverlayIP = name, overlayIP
+	c.VIPs, c.Hosted = nil, nil
+	return &c
 }

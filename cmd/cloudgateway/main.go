@@ -15,12 +15,15 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/egw-project/egw/api"
 	"github.com/egw-project/egw/controlplane"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 )
 
@@ -71,6 +74,8 @@ Configuration: ` + DefaultConfigFile + ` (or --config), EGW_* environment variab
 	f.String("api-socket", controlplane.DefaultAPISocket, "unix socket of the admin API")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.Bool("dataplane", true, "run the hub node (TUN, WireGuard); false: control plane only, no root needed")
+	f.String("store-backend", controlplane.BackendBolt, "store backend: bbolt (the file egw.db in the state directory) or etcd (shared by replicas)")
+	f.String("etcd-endpoints", "", "etcd client URLs, comma-separated (store.etcd.endpoints), e.g. http://127.0.0.1:2379")
 	f.Bool("new-store-id", false, "give the store a new ID before serving: once, after restoring "+controlplane.DBFile+
 		" from a backup, so that edges which applied later revisions of the original follow its lower ones")
 	return cmd
@@ -86,10 +91,15 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 	if file != "" {
 		log.Info("configuration", "file", file)
 	}
-	store, err := controlplane.Open(cfg.StateDir, cpcfg)
+	sc, err := cfg.storeConfig()
 	if err != nil {
 		return err
 	}
+	backend, err := controlplane.OpenBackend(sc, cfg.StateDir, log)
+	if err != nil {
+		return err
+	}
+	store := controlplane.NewStore(backend, cpcfg)
 	defer store.Close()
 	if cfg.rotateStoreID {
 		id, err := store.RotateID()
@@ -102,8 +112,17 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 	if err != nil {
 		return err
 	}
-	log.Info("store", "file", filepath.Join(cfg.StateDir, controlplane.DBFile), "storeID", cp.StoreID())
-	if err := cp.EnsureHub(cfg.VPCIDR, "", cfg.Endpoint); err != nil {
+	if sc.Backend == controlplane.BackendEtcd {
+		log.Info("store", "etcd", strings.Join(sc.Etcd.Endpoints, ","), "prefix", sc.Etcd.Prefix, "storeID", cp.StoreID())
+	} else {
+		log.Info("store", "file", filepath.Join(cfg.StateDir, controlplane.DBFile), "storeID", cp.StoreID())
+	}
+	cp.Follow(ctx) // other replicas' writes (etcd)
+	endpoint := cfg.Endpoint
+	if cfg.hubName() != cfg.Name {
+		endpoint = "" // another replica's: the site gateway's endpoint is its replica's
+	}
+	if err := cp.EnsureHub(cfg.VPCIDR, "", endpoint); err != nil {
 		return fmt.Errorf("registering the cloud's own site and gateway: %w", err)
 	}
 
@@ -162,6 +181,9 @@ func run(ctx context.Context, cfg *Config, file string, reload func() (*Config, 
 	} else {
 		close(dpDone)
 		log.Info("control plane only (dataplane: false): no TUN, no WireGuard, no edge sync")
+		if err := serveMetrics(ctx, cfg.Metrics.Listen, cp, log); err != nil {
+			log.Warn("metrics not served", "err", err)
+		}
 	}
 
 	hup := make(chan os.Signal, 1)
@@ -207,7 +229,7 @@ func reloadConfig(cur *Config, reload func() (*Config, error), cp *controlplane.
 		log.Error("SIGHUP: configuration not reloaded", "err", err)
 		return
 	}
-	if next.Endpoint != cur.Endpoint && next.Endpoint != "" {
+	if next.Endpoint != cur.Endpoint && next.Endpoint != "" && cur.hubName() == cur.Name {
 		if err := cp.EnsureHub(cur.VPCIDR, "", next.Endpoint); err != nil {
 			log.Error("SIGHUP: endpoint not updated", "err", err)
 		} else {
@@ -277,6 +299,27 @@ func plaintextWarning(addr net.Addr) (slog.Level, string) {
 		return slog.LevelInfo, what + "; acceptable only because it listens on loopback"
 	}
 	return slog.LevelWarn, what + " over the network, readable and replayable by anyone on the path"
+}
+
+// serveMetrics serves the control plane's Prometheus metrics on addr ("": none) until ctx
+// ends: with --dataplane=false, where no hub node serves them beside its own.
+func serveMetrics(ctx context.Context, addr string, cp *controlplane.Server, log *slog.Logger) error {
+	if addr == "" {
+		return nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(cp.Collectors()...)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	context.AfterFunc(ctx, func() { s.Close() })
+	go serve(s, l)
+	log.Info("serving metrics", "addr", l.Addr().String(), "path", "/metrics")
+	return nil
 }
 
 func serve(s *http.Server, l net.Listener) error {

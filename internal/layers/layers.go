@@ -23,6 +23,7 @@ var Rank = []struct {
 	Rank int
 }{
 	{"bench", Tools}, {"bench/", Tools}, {"netns-tests", Tools}, {"netns-tests/", Tools}, {"e2e/", Tools},
+	{"scripts/", Tools}, // helpers for trying EGW (scripts/etcdmember: a local etcd)
 	{"cmd/", 14}, {"client/clienttest", 14},
 	{"gateway", 12}, {"controlplane", 12}, {"client", 12},
 	{"overlay", 10}, {"dnsd", 10},

@@ -19,6 +19,7 @@ const Module = "github.com/egw-project/egw"
 // Tools are the helper binaries the harness runs inside namespaces.
 type Tools struct {
 	Responder   string // netns-tests/responder
+	EtcdMember  string // scripts/etcdmember: one etcd member (replica tests)
 	WireGuardGo string // upstream wireguard-go, the reference tunnel
 }
 
@@ -54,10 +55,12 @@ func BuildTools(ctx context.Context, outDir string, reuse bool) (Tools, error) {
 	t := Tools{
 		Responder:   filepath.Join(outDir, "responder"),
 		WireGuardGo: filepath.Join(outDir, "wireguard-go"),
+		EtcdMember:  filepath.Join(outDir, "etcdmember"),
 	}
 	for _, b := range []struct{ out, pkg string }{
 		{t.Responder, Module + "/netns-tests/responder"},
 		{t.WireGuardGo, "golang.zx2c4.com/wireguard"},
+		{t.EtcdMember, Module + "/scripts/etcdmember"},
 	} {
 		if reuse {
 			if fi, err := os.Stat(b.out); err == nil && fi.Mode().IsRegular() {
