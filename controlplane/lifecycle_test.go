@@ -119,6 +119,13 @@ func enroll(tok jointoken.Token, key string) ([]byte, error) {
 		StateDir: "/var/lib/egw-c", PrivateKeyFile: "/var/lib/egw-c/private.key"})
 }
 
+// enroll is enroll after one interval of the enrollment rate limiter on the world's
+// clock: a test's own requests, however many, each find a token.
+func (w *joinWorld) enroll(tok jointoken.Token, key string) ([]byte, error) {
+	w.clk.Advance(time.Second / enrollRate)
+	return enroll(tok, key)
+}
+
 func refusedWith(t *testing.T, err error, msg string) {
 	t.Helper()
 	var r *jointoken.Refused
@@ -175,27 +182,31 @@ func hasPeerKey(s *api.Snapshot, key string) bool {
 
 func TestJoinTokenMisuse(t *testing.T) {
 	w := newJoinWorld(t)
+	// How many of the altered tokens below still parse, and so reach the listener,
+	// depends on the random ID and secret (7 to 13 requests in all); w.enroll moves the
+	// clock one limiter interval per request so the count never meets the rate limit
+	// (TestEnrollHandlerBounded tests the limit).
 	// Expired.
 	tok := w.newToken(t, "gw-c", time.Hour)
 	w.clk.Advance(61 * time.Minute)
-	_, err := enroll(tok, keyC)
+	_, err := w.enroll(tok, keyC)
 	refusedWith(t, err, "expired")
 	// Revoked.
 	tok = w.newToken(t, "gw-c", 0)
 	if _, err := w.srv.RevokeJoinToken(tok.ID); err != nil {
 		t.Fatal(err)
 	}
-	_, err = enroll(tok, keyC)
+	_, err = w.enroll(tok, keyC)
 	refusedWith(t, err, "revoked")
 	// One byte of the secret changed, an unknown ID: the same answer, naming nothing.
 	tok = w.newToken(t, "gw-c", 0)
 	bad := tok
 	bad.Secret = flip(bad.Secret)
-	_, err = enroll(bad, keyC)
+	_, err = w.enroll(bad, keyC)
 	refusedWith(t, err, "invalid join token")
 	bad = tok
 	bad.ID = "0123456789abcdef"
-	_, err = enroll(bad, keyC)
+	_, err = w.enroll(bad, keyC)
 	refusedWith(t, err, "invalid join token")
 	// One byte of the text changed: it does not parse, or it names another token/cloud.
 	text := []byte(tok.String())
@@ -206,21 +217,21 @@ func TestJoinTokenMisuse(t *testing.T) {
 		if err != nil {
 			continue
 		}
-		if _, err := enroll(bt, keyC); err == nil {
+		if _, err := w.enroll(bt, keyC); err == nil {
 			t.Fatalf("a token with byte %d changed enrolled", i)
 		}
 	}
 	// Wrong cloud identity: refused before anything of the token is sent.
 	bad = tok
 	bad.CertHash[0] ^= 1
-	if _, err := enroll(bad, keyC); !errors.Is(err, jointoken.ErrIdentity) {
+	if _, err := w.enroll(bad, keyC); !errors.Is(err, jointoken.ErrIdentity) {
 		t.Fatalf("wrong identity: %v", err)
 	}
 	if w.key(t, "gw-c") != "" {
 		t.Fatal("a refused join registered a key")
 	}
 	// The good token still works after all that.
-	if _, err := enroll(tok, keyC); err != nil {
+	if _, err := w.enroll(tok, keyC); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []string{tok.Secret, tok.String(), bad.Secret} {

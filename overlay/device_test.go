@@ -97,6 +97,21 @@ func send(t *testing.T, from, to *node, src, dst netip.Addr, payload string) []b
 	}
 }
 
+// wrapperStats returns n's Wrapper counters once ready holds, or after 10 s. The Wrapper
+// counts a TUN write when the write returns, and the test's channel TUN hands the packet
+// to the test before that: send can return before the packet is counted.
+func wrapperStats(t *testing.T, n *node, ready func(WrapperStats) bool) WrapperStats {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ws := n.Wrapper().Stats()
+		if ready(ws) || time.Now().After(deadline) {
+			return ws
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestTwoGateways: an edge and the hub exchange packets through their Wrappers.
 func TestTwoGateways(t *testing.T) {
 	mn := membind.NewSwitch()
@@ -124,7 +139,7 @@ func TestTwoGateways(t *testing.T) {
 		len(st[0].AllowedIPs) != 1 || st[0].AllowedIPs[0] != overlayCIDR {
 		t.Fatalf("edge's PeerStats: %+v", st)
 	}
-	if ws := a.Wrapper().Stats(); ws.FromSitePackets == 0 || ws.ToSitePackets == 0 {
+	if ws := wrapperStats(t, a, func(ws WrapperStats) bool { return ws.FromSitePackets > 0 && ws.ToSitePackets > 0 }); ws.FromSitePackets == 0 || ws.ToSitePackets == 0 {
 		t.Errorf("wrapper stats %+v", ws)
 	}
 	if port, err := hub.ListenPort(); err != nil || port != 51820 {
@@ -170,7 +185,7 @@ func TestHubForwardsNoDecryptedPackets(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if st := hub.Wrapper().Stats(); st.Drops[DropOverlayToOverlay] != n || st.QueuedReplies != 0 || st.ToSitePackets != 2 {
+	if st := wrapperStats(t, hub, func(st WrapperStats) bool { return st.ToSitePackets >= 2 }); st.Drops[DropOverlayToOverlay] != n || st.QueuedReplies != 0 || st.ToSitePackets != 2 {
 		t.Errorf("hub stats: %+v", st)
 	}
 	select {

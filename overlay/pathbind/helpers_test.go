@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ type filterBind struct {
 	self netip.AddrPort
 	mu   sync.Mutex
 	drop func(from, to netip.AddrPort, pkt []byte) bool
+	sent atomic.Uint64 // datagrams handed to the switch (counted before they can arrive)
 }
 
 func (f *filterBind) setDrop(fn func(from, to netip.AddrPort, pkt []byte) bool) {
@@ -49,6 +51,7 @@ func (f *filterBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		}
 		bufs = kept
 	}
+	f.sent.Add(uint64(len(bufs)))
 	return f.Bind.Send(bufs, ep)
 }
 
@@ -67,6 +70,9 @@ type node struct {
 	f    *filterBind
 	b    *Bind
 	rx   chan received
+	// handled counts datagrams the pump's receive call returned: the bind has demuxed
+	// them and sent whatever they caused (pongs, relayed copies) before it returns.
+	handled atomic.Uint64
 }
 
 func newKey(t *testing.T) wgtypes.Key {
@@ -100,6 +106,7 @@ func newNode(t *testing.T, sw *membind.Switch, underlay, overlay string, port ui
 			if err != nil {
 				return
 			}
+			n.handled.Add(uint64(k))
 			for i := range k {
 				if sizes[i] > 0 {
 					n.rx <- received{data: append([]byte(nil), bufs[i][:sizes[i]]...), ep: eps[i]}
@@ -144,6 +151,27 @@ func expectNothing(t *testing.T, n *node) {
 		t.Fatalf("unexpected datagram of %d bytes", len(r.data))
 	case <-time.After(50 * time.Millisecond):
 	}
+}
+
+// settle waits until nothing is in flight among nodes on sw: every datagram sent has been
+// handled by its receiver or lost by the switch, so every reply it caused is counted too.
+// With ManualTick nothing more is sent until the test acts. The handled and lost counts
+// are read before the sent count; all three only grow and sent >= handled+lost always,
+// so equality means the network was idle when handled and lost were read and nothing was
+// sent since.
+func settle(t *testing.T, sw *membind.Switch, nodes ...*node) {
+	t.Helper()
+	waitFor(t, "no datagram in flight", func() bool {
+		var done, sent uint64
+		for _, n := range nodes {
+			done += n.handled.Load()
+		}
+		done += sw.Lost()
+		for _, n := range nodes {
+			sent += n.f.sent.Load()
+		}
+		return sent == done
+	})
 }
 
 // waitFor polls cond (bounded) while the pumps deliver what a Tick sent.

@@ -15,6 +15,7 @@ import (
 
 // trio is a hub and two edges on one switch, the edges linked.
 type trio struct {
+	sw    *membind.Switch
 	clk   *testclock.Clock
 	relay *Relay
 	hub   *node
@@ -25,7 +26,7 @@ func newTrio(t *testing.T, direct bool) *trio {
 	t.Helper()
 	sw := membind.NewSwitch()
 	clk := newClock()
-	tr := &trio{clk: clk, relay: NewRelay(RelayConfig{Now: clk.Now})}
+	tr := &trio{sw: sw, clk: clk, relay: NewRelay(RelayConfig{Now: clk.Now})}
 	tr.hub = newNode(t, sw, "192.0.2.1", "100.64.0.1", 51820, clk, tr.relay, false, Timing{})
 	tr.a = newNode(t, sw, "198.51.100.10", "100.64.4.1", 40001, clk, nil, direct, Timing{})
 	tr.b = newNode(t, sw, "203.0.113.20", "100.64.8.1", 40002, clk, nil, direct, Timing{})
@@ -110,6 +111,9 @@ func TestRelayedThenDirect(t *testing.T) {
 	if p := pathOf(tr.a.b, "edge-b"); p.Endpoint != tr.b.addr.String() {
 		t.Fatalf("edge-a's direct path: %+v, want endpoint %v", p, tr.b.addr)
 	}
+	// The round's calls through the hub may still be on the wire; the count below is of
+	// what the relay forwards after the path is direct.
+	settle(t, tr.sw, tr.hub, tr.a, tr.b)
 	fwd := tr.relay.Stats().Forwarded
 	send(t, tr.a, tr.b.ip, wgMessage(200, 1))
 	got = recvOne(t, tr.b)
@@ -182,12 +186,9 @@ func TestUnreachableCandidatesStayRelayed(t *testing.T) {
 	start := tr.a.b.Stats().Pings
 	for range 4 * 180 { // 3 minutes
 		tr.clk.Add(250 * time.Millisecond)
-		before := tr.a.b.Stats().Pings + tr.b.b.Stats().Pings
 		tr.tick()
-		if tr.a.b.Stats().Pings+tr.b.b.Stats().Pings != before {
-			// Let the calls through the relay arrive at this clock reading, as they would.
-			time.Sleep(3 * time.Millisecond)
-		}
+		// Let the calls through the relay arrive at this clock reading, as they would.
+		settle(t, tr.sw, tr.hub, tr.a, tr.b)
 		if m := pathOf(tr.a.b, "edge-b").Mode; m != "relayed" {
 			t.Fatalf("path became %s", m)
 		}
@@ -382,6 +383,13 @@ func TestKeyRotationKeepsProbesWorking(t *testing.T) {
 	tr := newTrio(t, true)
 	tr.tick()
 	waitFor(t, "direct", func() bool { return pathOf(tr.a.b, "edge-b").Mode == "direct" })
+	// Probes signed with the old key must not still be on the wire when the key changes:
+	// one arriving after the rotation would fail its MAC and count as a failure of the
+	// new key. (The round's calls cross the hub and pongs trail the path switch.)
+	settle(t, tr.sw, tr.hub, tr.a, tr.b)
+	if bad := tr.a.b.Stats().ProbeBad + tr.b.b.Stats().ProbeBad; bad != 0 {
+		t.Fatalf("%d probes failed before the rotation", bad)
+	}
 	// edge-a rotates its key; edge-b learns the new public key (a new snapshot).
 	nk := newKey(t)
 	if err := tr.a.b.SetPrivateKey(nk); err != nil {
@@ -395,6 +403,7 @@ func TestKeyRotationKeepsProbesWorking(t *testing.T) {
 	tr.clk.Add(time.Second)
 	tr.tick()
 	waitFor(t, "edge-b direct with the new key", func() bool { return pathOf(tr.b.b, "edge-a").Mode == "direct" })
+	settle(t, tr.sw, tr.hub, tr.a, tr.b) // every probe of the new round has been checked
 	if bad := tr.a.b.Stats().ProbeBad + tr.b.b.Stats().ProbeBad; bad != 0 {
 		t.Fatalf("%d probes failed after the rotation", bad)
 	}
