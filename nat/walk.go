@@ -1,6 +1,6 @@
 package nat
 
-// A packet's walk through the engine (DESIGN.md §4):
+// A packet's walk through the engine (docs/ARCHITECTURE.md, "A packet's walk"):
 //
 //  FromSite (read from vp0):
 //   1. parse (malformed → counted drop); later fragments follow their first (frag table)
@@ -337,7 +337,7 @@ func (e *Engine) control(f *flow, peer uint32, port uint16) bool {
 	return e.ctlPort != 0 && f.proto == ip4.ProtoTCP && port == e.ctlPort
 }
 
-// decide runs the walk step for a packet arriving from dir (DESIGN §4). create says
+// decide runs the walk step for a packet arriving from dir (docs/ARCHITECTURE.md, "A packet's walk"). create says
 // whether it may make leases (an ICMP error may not).
 func (e *Engine) decide(dir int, st *state, f *flow, create bool, now time.Time) (xlat, Reason) {
 	if dir == dirSite {

@@ -12,7 +12,7 @@ import (
 	"github.com/google/gopacket/layers"
 )
 
-// The test world (DESIGN.md §1):
+// The test world (docs/ARCHITECTURE.md, "Topology"):
 //
 //	site-a (edge-a)                cloud (hub)                 site-b (edge-b)
 //	client 10.0.0.20               overlay 100.64.0.0/22       nginx 10.0.0.10:8080/TCP ov 100.64.8.2
