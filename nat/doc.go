@@ -1,6 +1,7 @@
 // Package nat translates IPv4 packets in place between site addresses and the overlay, as
-// docs/ARCHITECTURE.md, "A packet's walk", walks them: outbound at the client's gateway, inbound at the service's
-// gateway, both reply directions, the check at the hub relay, and the same-site case.
+// docs/ARCHITECTURE.md, "A packet's walk", walks them: outbound at the client's gateway,
+// inbound at the service's gateway, both reply directions, and the same-site case. (The hub
+// decrypts no edge traffic; a decrypted packet for another gateway is dropped.)
 // It is pure: no sockets, no devices, no goroutines.
 //
 // The contract:

@@ -337,8 +337,8 @@ func (e *Engine) control(f *flow, peer uint32, port uint16) bool {
 	return e.ctlPort != 0 && f.proto == ip4.ProtoTCP && port == e.ctlPort
 }
 
-// decide runs the walk step for a packet arriving from dir (docs/ARCHITECTURE.md, "A packet's walk"). create says
-// whether it may make leases (an ICMP error may not).
+// decide runs the walk step for a packet arriving from dir (docs/ARCHITECTURE.md, "A
+// packet's walk"). create says whether it may make leases (an ICMP error may not).
 func (e *Engine) decide(dir int, st *state, f *flow, create bool, now time.Time) (xlat, Reason) {
 	if dir == dirSite {
 		return e.decideSite(st, f, create, now)
