@@ -126,18 +126,8 @@ type endpointChange struct {
 func (s *Store) setEndpoints(changes map[string]endpointChange) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var m *model
-	var ch *change
-	err := s.b.Update(func(tx Tx) error {
-		if m != nil && m.logging {
-			m.rollback() // a backend runs the transaction again (etcd: it lost a race)
-		}
-		if err := s.syncLocked(tx); err != nil {
-			return err
-		}
-		m = s.m
-		m.begin()
-		ch = &change{rev: m.rev + 1}
+	_, ch, err := s.update(func(tx Tx, m *model) (*change, error) {
+		ch := &change{rev: m.rev + 1}
 		for _, gw := range sortedKeys(changes) {
 			c := changes[gw]
 			if _, ok := m.gateways[gw]; !ok {
@@ -158,32 +148,23 @@ func (s *Store) setEndpoints(changes map[string]endpointChange) (int64, error) {
 			m.setEndpoints(gw, next)
 			if next.empty() {
 				if err := tx.Delete(bucketEndpoints, gw); err != nil {
-					return err
+					return nil, err
 				}
 				continue
 			}
 			data, err := json.Marshal(next)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if err := tx.Put(bucketEndpoints, gw, data); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if len(ch.endpoints) == 0 {
-			return errNoChange
+			return nil, errNoChange
 		}
-		return writeRevision(tx, ch.rev)
+		return ch, writeRevision(tx, ch.rev)
 	})
-	if m != nil && m.logging {
-		if err == nil {
-			m.commit()
-			m.rev = ch.rev
-			s.addChange(ch)
-		} else {
-			m.rollback()
-		}
-	}
 	if err == errNoChange {
 		return 0, nil
 	}

@@ -128,18 +128,8 @@ func (s *Store) RegisterHub(name, publicKey, endpoint string) (HubInfo, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var m *model
-	var ch *change
 	var out HubInfo
-	err := s.b.Update(func(tx Tx) error {
-		if m != nil && m.logging {
-			m.rollback() // a backend runs the transaction again (etcd: it lost a race)
-		}
-		if err := s.syncLocked(tx); err != nil {
-			return err
-		}
-		m = s.m
-		m.begin()
+	_, _, err := s.update(func(tx Tx, m *model) (*change, error) {
 		old, had := m.hubs[name]
 		h := HubInfo{Name: name, PublicKey: publicKey, Endpoint: endpoint, OverlayIP: old.OverlayIP}
 		if name == s.cfg.HubGateway {
@@ -147,35 +137,26 @@ func (s *Store) RegisterHub(name, publicKey, endpoint string) (HubInfo, error) {
 		} else if !had || !hubReserved(s.cfg, s.cfg.HubPrefix(), h.OverlayIP) {
 			ip, ok := m.freeHubSlot(s.cfg)
 			if !ok {
-				return &Error{Code: CodeExhausted, Object: "hub/" + name,
+				return nil, &Error{Code: CodeExhausted, Object: "hub/" + name,
 					Message: fmt.Sprintf("no hub slot left: at most %d cloud gateway replicas can be hubs (registered: %s)", MaxHubs, strings.Join(sortedKeys(m.hubs), ", "))}
 			}
 			h.OverlayIP = ip
 		}
 		out = h
 		if had && old == h {
-			return errNoChange
+			return nil, errNoChange
 		}
-		ch = &change{rev: m.rev + 1, hubs: []string{name}}
+		ch := &change{rev: m.rev + 1, hubs: []string{name}}
 		m.setHub(name, h, true)
 		data, err := json.Marshal(h)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := tx.Put(bucketHubs, name, data); err != nil {
-			return err
+			return nil, err
 		}
-		return writeRevision(tx, ch.rev)
+		return ch, writeRevision(tx, ch.rev)
 	})
-	if m != nil && m.logging {
-		if err == nil {
-			m.commit()
-			m.rev = ch.rev
-			s.addChange(ch)
-		} else {
-			m.rollback()
-		}
-	}
 	if err == errNoChange {
 		return out, nil
 	}

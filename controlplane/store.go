@@ -548,15 +548,14 @@ func (w *writeTx) setServiceAddr(svc string, a ServiceAddr, ok bool) {
 	w.m.setServiceAddr(svc, a, ok)
 }
 
-// write runs mut on the model inside one Backend transaction, then validates, reconciles
-// and writes what changed (see Store).
-func (s *Store) write(mut func(w *writeTx) ([]Result, error)) (int64, []Result, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var results []Result
-	var ch *change
+// update runs fn on the model inside one Backend transaction and returns the model and
+// fn's change. fn changes the model through its undo log: when the backend runs the
+// transaction again (etcd lost a race) or it fails, the model is rolled back; when it
+// commits, the model keeps the change, takes its revision and the change is queued for the
+// server. errNoChange from fn rolls back and is returned as is. Must hold s.mu.
+func (s *Store) update(fn func(tx Tx, m *model) (*change, error)) (*model, *change, error) {
 	var m *model
-	var w *writeTx
+	var ch *change
 	err := s.b.Update(func(tx Tx) error {
 		if m != nil && m.logging {
 			m.rollback() // a backend runs the transaction again (etcd: it lost a race)
@@ -566,26 +565,42 @@ func (s *Store) write(mut func(w *writeTx) ([]Result, error)) (int64, []Result, 
 		}
 		m = s.m
 		m.begin()
-		w = newWriteTx(m)
-		w.full = m.needFull
 		var err error
-		if results, err = mut(w); err != nil {
-			return err
-		}
-		ch, err = s.commitWrite(tx, w)
+		ch, err = fn(tx, m)
 		return err
 	})
 	if m != nil && m.logging {
 		if err == nil {
 			m.commit()
 			m.rev = ch.rev
-			m.legacyIPAM = false // commitWrite stored it per key
-			if w.full {
-				m.needFull = false
-			}
 			s.addChange(ch)
 		} else {
 			m.rollback()
+		}
+	}
+	return m, ch, err
+}
+
+// write runs mut on the model inside one Backend transaction, then validates, reconciles
+// and writes what changed (see Store).
+func (s *Store) write(mut func(w *writeTx) ([]Result, error)) (int64, []Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var results []Result
+	var w *writeTx
+	m, ch, err := s.update(func(tx Tx, m *model) (*change, error) {
+		w = newWriteTx(m)
+		w.full = m.needFull
+		var err error
+		if results, err = mut(w); err != nil {
+			return nil, err
+		}
+		return s.commitWrite(tx, w)
+	})
+	if err == nil {
+		m.legacyIPAM = false // commitWrite stored it per key
+		if w.full {
+			m.needFull = false
 		}
 	}
 	if errors.Is(err, errNoChange) {
