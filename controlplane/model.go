@@ -257,40 +257,37 @@ func (m *model) get(key string) (api.Object, bool) {
 
 // lookup returns the object of kind and name.
 func (m *model) lookup(kind, name string) (api.Object, bool) {
-	var o api.Object
 	switch kind {
 	case api.KindESite:
-		if v, ok := m.sites[name]; ok {
-			o = v
-		}
+		return found(m.sites, name)
 	case api.KindEGateway:
-		if v, ok := m.gateways[name]; ok {
-			o = v
-		}
+		return found(m.gateways, name)
 	case api.KindEService:
-		if v, ok := m.services[name]; ok {
-			o = v
-		}
+		return found(m.services, name)
 	case api.KindEServer:
-		if v, ok := m.servers[name]; ok {
-			o = v
-		}
+		return found(m.servers, name)
 	case api.KindEPolicy:
-		if v, ok := m.policies[name]; ok {
-			o = v
-		}
+		return found(m.policies, name)
 	case api.KindServiceExpose:
-		if v, ok := m.exposes[name]; ok {
-			o = v
-		}
+		return found(m.exposes, name)
 	case api.KindVirtualPresence:
-		if v, ok := m.vps[name]; ok {
-			o = v
-		} else if c, ok := m.mvps[name]; ok {
-			o = c.object(name)
+		if o, ok := found(m.vps, name); ok {
+			return o, true
+		}
+		if c, ok := m.mvps[name]; ok {
+			return c.object(name), true
 		}
 	}
-	return o, o != nil
+	return nil, false
+}
+
+// found returns objs[name] as an api.Object (nil, false when absent, never a typed nil).
+func found[T api.Object](objs map[string]T, name string) (api.Object, bool) {
+	v, ok := objs[name]
+	if !ok {
+		return nil, false
+	}
+	return v, true
 }
 
 // hasVP reports whether a VirtualPresence of that name exists.
