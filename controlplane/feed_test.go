@@ -63,15 +63,7 @@ func TestReplicasFollowByKeys(t *testing.T) {
 	url := testEtcdURL(t)
 	p := testPrefix(t)
 	cfg := testConfig()
-	var srvs [2]*Server
-	for i := range srvs {
-		srv, err := NewServer(openEtcdStore(t, url, p, cfg), Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.Follow(t.Context())
-		srvs[i] = srv
-	}
+	srvs := followingReplicas(t, url, p, cfg)
 	if err := srvs[0].EnsureHub("192.168.9.0/24", "", "203.0.113.1:51820"); err != nil {
 		t.Fatal(err)
 	}
@@ -172,15 +164,7 @@ func TestReplicaPolicyChangeCompilesOnlyAffected(t *testing.T) {
 	url := testEtcdURL(t)
 	p := testPrefix(t)
 	cfg := testConfig()
-	var srvs [2]*Server
-	for i := range srvs {
-		srv, err := NewServer(openEtcdStore(t, url, p, cfg), Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.Follow(t.Context())
-		srvs[i] = srv
-	}
+	srvs := followingReplicas(t, url, p, cfg)
 	if err := srvs[0].EnsureHub("192.168.9.0/24", "", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -304,4 +288,20 @@ func TestReplicaFollowsAcrossCompaction(t *testing.T) {
 	if applied, reloads := s.FeedStats(); reloads != 0 || applied != 1 {
 		t.Fatalf("%d batches applied, %d whole reloads; want 1 and 0", applied, reloads)
 	}
+}
+
+// followingReplicas returns two Servers on one etcd prefix, each following the other's
+// writes until the test ends.
+func followingReplicas(t *testing.T, url, prefix string, cfg Config) [2]*Server {
+	t.Helper()
+	var srvs [2]*Server
+	for i := range srvs {
+		srv, err := NewServer(openEtcdStore(t, url, prefix, cfg), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Follow(t.Context())
+		srvs[i] = srv
+	}
+	return srvs
 }

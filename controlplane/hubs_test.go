@@ -26,15 +26,7 @@ func TestHubsRegisteredByReplicas(t *testing.T) {
 	url := testEtcdURL(t)
 	p := testPrefix(t)
 	cfg := testConfig()
-	var srvs [2]*Server
-	for i := range srvs {
-		srv, err := NewServer(openEtcdStore(t, url, p, cfg), Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.Follow(t.Context())
-		srvs[i] = srv
-	}
+	srvs := followingReplicas(t, url, p, cfg)
 	if err := srvs[0].EnsureHub("192.168.9.0/24", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "203.0.113.1:51820"); err != nil {
 		t.Fatal(err)
 	}
@@ -118,15 +110,7 @@ func TestReportsSharedBetweenReplicas(t *testing.T) {
 	url := testEtcdURL(t)
 	p := testPrefix(t)
 	cfg := testConfig()
-	var srvs [2]*Server
-	for i := range srvs {
-		srv, err := NewServer(openEtcdStore(t, url, p, cfg), Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.Follow(t.Context())
-		srvs[i] = srv
-	}
+	srvs := followingReplicas(t, url, p, cfg)
 	rev := mustApply(t, srvs[0], twoSites)
 	srvs[0].Report("gw-a", api.Report{AppliedRevision: rev})
 	if err := srvs[0].flushReports(); err != nil {
