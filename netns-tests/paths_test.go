@@ -70,6 +70,14 @@ type pathsDeployment struct {
 	udpVIP              netip.Addr
 }
 
+// reachWeb waits until host gets an answer from site B's web service through its VIP and
+// checks that the service saw it at a presence IP of site B.
+func (p *pathsDeployment) reachWeb(t *testing.T, host *harness.Host, timeout time.Duration) {
+	t.Helper()
+	who := waitHTTP(t, p.deployment, host, p.webVIP, timeout)
+	assertPresence(t, who.Remote, p.topo.Site("site-b").VPCIDR)
+}
+
 // deployPaths deploys EGW on spec with opts, skips unless the hub has a ciphertext relay,
 // and resolves site A's VIPs.
 func deployPaths(t *testing.T, spec harness.Spec, opts harness.EGWOptions) *pathsDeployment {
@@ -224,8 +232,7 @@ func TestPathsDirect(t *testing.T) {
 	bCIDR := p.topo.Site("site-b").VPCIDR
 
 	t.Run("DirectUp", func(t *testing.T) {
-		who := waitHTTP(t, p.deployment, p.a20, p.webVIP, 30*time.Second)
-		assertPresence(t, who.Remote, bCIDR)
+		p.reachWeb(t, p.a20, 30*time.Second)
 		took, err := p.waitMode(t, true, directUpWithin, 200*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
@@ -351,8 +358,7 @@ func TestPathsDirect(t *testing.T) {
 			n++
 			time.Sleep(500 * time.Millisecond) // pacing of the echo, not a readiness wait
 		}
-		who := waitHTTP(t, p.deployment, p.a20, p.webVIP, 5*time.Second)
-		assertPresence(t, who.Remote, bCIDR)
+		p.reachWeb(t, p.a20, 5*time.Second)
 		t.Logf("%d echoes on the open flow over %v with the cloud down", n, window)
 	})
 
@@ -367,8 +373,7 @@ func TestPathsDirect(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		who := waitHTTP(t, p.deployment, p.a20, p.webVIP, 60*time.Second)
-		assertPresence(t, who.Remote, bCIDR)
+		p.reachWeb(t, p.a20, 60*time.Second)
 		t.Logf("a20 reached web-b %v after edge-a restarted from its cache, cloud down", time.Since(start).Round(time.Millisecond))
 		// With every hub gone the traffic can only have crossed a direct path; the gauge
 		// follows within a tick.
@@ -413,10 +418,8 @@ func TestPathsEndpointDependent(t *testing.T) {
 	p := deployPaths(t, harness.NATSpec(harness.NATEndpointDependent, harness.NATPortPreserving), harness.EGWOptions{})
 	ctx := context.Background()
 	gA, gB := p.edgeA.Site.Gateway, p.edgeB.Site.Gateway
-	bCIDR := p.topo.Site("site-b").VPCIDR
 
-	who := waitHTTP(t, p.deployment, p.a20, p.webVIP, 30*time.Second)
-	assertPresence(t, who.Remote, bCIDR)
+	p.reachWeb(t, p.a20, 30*time.Second)
 	if _, err := p.waitMode(t, false, 30*time.Second, 200*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -480,9 +483,7 @@ func TestPathsForcedRelay(t *testing.T) {
 	for _, driver := range []string{"wgtun", "water"} {
 		t.Run(driver, func(t *testing.T) {
 			p := deployPaths(t, harness.DefaultSpec(), harness.EGWOptions{TunDriver: driver, ForceRelay: true})
-			bCIDR := p.topo.Site("site-b").VPCIDR
-			who := waitHTTP(t, p.deployment, p.a20, p.webVIP, 30*time.Second)
-			assertPresence(t, who.Remote, bCIDR)
+			p.reachWeb(t, p.a20, 30*time.Second)
 			if _, err := p.waitMode(t, false, 30*time.Second, 200*time.Millisecond); err != nil {
 				t.Fatal(err)
 			}
@@ -543,9 +544,7 @@ func policyOnPath(t *testing.T, p *pathsDeployment, direct bool) {
 		}
 	}
 	mode()
-	bCIDR := p.topo.Site("site-b").VPCIDR
-	who := waitHTTP(t, p.deployment, p.a20, p.webVIP, 10*time.Second)
-	assertPresence(t, who.Remote, bCIDR)
+	p.reachWeb(t, p.a20, 10*time.Second)
 	if c, err := dialFrom(p.deployment, p.a21, net.JoinHostPort(p.webVIP.String(), "8080"), 3*time.Second); err == nil {
 		c.Close()
 		t.Error("client-a21, allowed by no policy, connected")
@@ -554,8 +553,7 @@ func policyOnPath(t *testing.T, p *pathsDeployment, direct bool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.egw.Apply(context.Background(), "allow-one", policyOne) })
-	who = waitHTTP(t, p.deployment, p.a21, p.webVIP, 30*time.Second)
-	assertPresence(t, who.Remote, bCIDR)
+	p.reachWeb(t, p.a21, 30*time.Second)
 	c, err := dialFrom(p.deployment, p.a21, net.JoinHostPort(p.echoVIP.String(), "7007"), 5*time.Second)
 	if err != nil {
 		t.Fatalf("a21 echo connection: %v", err)
@@ -583,8 +581,7 @@ func policyOnPath(t *testing.T, p *pathsDeployment, direct bool) {
 		c.Close()
 		t.Error("client-a21 connected again after the revoke")
 	}
-	who = waitHTTP(t, p.deployment, p.a20, p.webVIP, 10*time.Second)
-	assertPresence(t, who.Remote, bCIDR)
+	p.reachWeb(t, p.a20, 10*time.Second)
 	mode()
 }
 
